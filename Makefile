@@ -1,0 +1,43 @@
+# Every target creates .venv when it is missing and installs what it needs; nothing else is assumed
+# but Python 3.10+ and make.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch first, pinned, so the project's torch range is already met and pip does not
+# reach for a multi-GB CUDA build. Override for a GPU machine: make demo TORCH=torch==2.13.0+cu126
+TORCH ?= torch==2.13.0
+EXTRAS ?= cpu,hf,dev
+DEMO_DIR ?= demo-output
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install demo test lint bench clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/activate pyproject.toml
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/modelpress pipeline --recipe recipes/digits.yaml --repository $(DEMO_DIR)/repository --workdir $(DEMO_DIR)/work
+	$(BIN)/modelpress compare $(DEMO_DIR)/repository --markdown $(DEMO_DIR)/report.md --plot $(DEMO_DIR)/report.png
+	$(BIN)/modelpress serve --repository $(DEMO_DIR)/repository --host $(HOST) --port $(PORT)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/modelpress bench --quick
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,231 @@
+"""The model repository contract between export (writer) and serving (reader).
+
+Layout, compatible with Triton's::
+
+    <repository>/<model>/<version>/model.onnx        (numeric versions)
+    <repository>/<model>/<version>/model.onnx.data   (external data, when the exporter wrote it)
+    <repository>/<model>/<version>/tokenizer.json    (text models)
+    <repository>/<model>/<version>/manifest.json     (this schema)
+
+This module must stay free of torch and onnxruntime imports: the serving image has neither torch nor,
+necessarily, the export tools.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+MANIFEST_FILE = "manifest.json"
+MODEL_FILE = "model.onnx"
+SCHEMA_VERSION = 1
+
+# Open Inference Protocol (KServe V2) tensor datatypes.
+V2Datatype = Literal[
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BYTES",
+]  # fmt: skip
+
+# A model name is one path segment: letters, digits, '.', '_', '-', not starting with '.'.
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+
+
+class ManifestError(Exception):
+    """A manifest is missing, malformed, or does not match the files beside it."""
+
+
+def validate_model_name(name: str) -> str:
+    """Return ``name`` if it is a safe single path segment, else raise ValueError naming the problem."""
+    if not _NAME_RE.match(name) or ".." in name:
+        raise ValueError(
+            f"invalid model name {name!r}: use letters, digits, '.', '_' and '-' (at most 128, "
+            "not starting with '.', no '/' or '..')"
+        )
+    return name
+
+
+class TensorSpec(BaseModel):
+    """One input or output tensor as served: V2 datatype and shape with -1 for dynamic dimensions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    datatype: V2Datatype
+    shape: list[int]
+
+    @field_validator("shape")
+    @classmethod
+    def _dims_valid(cls, shape: list[int]) -> list[int]:
+        if any(d < -1 or d == 0 for d in shape):
+            raise ValueError(f"shape dims must be positive or -1 (dynamic), got {shape}")
+        return shape
+
+
+class Preprocessing(BaseModel):
+    """Feature preprocessing recorded at training time, applied server-side by the V1 endpoint.
+
+    ``standardize``: ``x' = (x - mean) / std`` element-wise over the flattened features of input 0.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["standardize", "none"] = "none"
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+
+class TokenizerSpec(BaseModel):
+    """A Hugging Face ``tokenizers`` file travelling inside the version folder (text models)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str = "tokenizer.json"
+    max_length: int = Field(default=256, gt=0)
+
+
+class PassRecord(BaseModel):
+    """One step of the lineage: which pass ran, with which config, and how long it took."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    seconds: float | None = None
+
+    def config_hash(self) -> str:
+        """Stable hash of name and config, usable as a cache key."""
+        blob = json.dumps({"name": self.name, "config": self.config}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class FileRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sha256: str
+    bytes: int
+
+
+class SizeInfo(BaseModel):
+    """Size figures. ``onnx_bytes`` includes external-data files; ``gzip_bytes`` shows what sparsity saves."""
+
+    model_config = ConfigDict(extra="allow")
+
+    onnx_bytes: int
+    gzip_bytes: int | None = None
+    parameters: int | None = None
+    nonzero_parameters: int | None = None
+    macs: int | None = None
+
+
+class ModelManifest(BaseModel):
+    """Everything serving and reports need to know about one published model version."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: int = SCHEMA_VERSION
+    name: str
+    version: int = Field(ge=1)
+    platform: Literal["onnx_onnxv1"] = "onnx_onnxv1"
+    model_file: str = MODEL_FILE
+    task: Literal["classification", "regression", "embedding"]
+    precision: Literal["fp32", "fp16", "int8", "mixed"] = "fp32"
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    labels: list[str] | None = None
+    preprocessing: Preprocessing = Field(default_factory=Preprocessing)
+    tokenizer: TokenizerSpec | None = None
+    lineage: list[PassRecord] = Field(default_factory=list)
+    files: dict[str, FileRecord] = Field(default_factory=dict)
+    size: SizeInfo | None = None
+    quality: dict[str, Any] = Field(default_factory=dict)
+    tool_versions: dict[str, str] = Field(default_factory=dict)
+    source: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @field_validator("name")
+    @classmethod
+    def _name_safe(cls, name: str) -> str:
+        return validate_model_name(name)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_records(version_dir: Path) -> dict[str, FileRecord]:
+    """Hash every file under ``version_dir`` except the manifest itself."""
+    records: dict[str, FileRecord] = {}
+    for path in sorted(version_dir.rglob("*")):
+        if path.is_file() and path.name != MANIFEST_FILE:
+            rel = path.relative_to(version_dir).as_posix()
+            records[rel] = FileRecord(sha256=sha256_file(path), bytes=path.stat().st_size)
+    return records
+
+
+def write_manifest(manifest: ModelManifest, version_dir: Path) -> Path:
+    path = version_dir / MANIFEST_FILE
+    path.write_text(manifest.model_dump_json(indent=2) + "\n")
+    return path
+
+
+def read_manifest(version_dir: Path) -> ModelManifest:
+    """Read and validate ``manifest.json`` in ``version_dir``.
+
+    Raises:
+        ManifestError: the file is missing, not JSON, or does not follow the schema.
+    """
+    path = version_dir / MANIFEST_FILE
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest missing")
+    try:
+        return ModelManifest.model_validate_json(path.read_bytes())
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ManifestError(f"{path}: invalid manifest at '{where}': {first['msg']}") from e
+
+
+def verify_files(manifest: ModelManifest, version_dir: Path) -> None:
+    """Check that every file the manifest lists is present with its recorded size and sha256.
+
+    Raises:
+        ManifestError: naming the first file that is missing, truncated or changed.
+    """
+    if manifest.model_file not in manifest.files:
+        raise ManifestError(f"{version_dir}: manifest does not list the model file {manifest.model_file!r}")
+    for rel, record in manifest.files.items():
+        path = version_dir / rel
+        if not path.is_file():
+            raise ManifestError(f"{path}: listed in the manifest but missing")
+        size = path.stat().st_size
+        if size != record.bytes:
+            raise ManifestError(f"{path}: expected {record.bytes} bytes, found {size} (truncated or changed)")
+        digest = sha256_file(path)
+        if digest != record.sha256:
+            raise ManifestError(f"{path}: sha256 {digest[:12]}… does not match the manifest's {record.sha256[:12]}…")
+
+
+def list_versions(model_dir: Path) -> list[int]:
+    """Numeric version folders of one model, ascending; hidden and non-numeric entries are ignored."""
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def list_models(repository: Path) -> list[str]:
+    """Model folders in a repository (those holding at least one numeric version)."""
+    if not repository.is_dir():
+        return []
+    return sorted(
+        p.name for p in repository.iterdir() if p.is_dir() and not p.name.startswith(".") and list_versions(p)
+    )
