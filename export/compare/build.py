@@ -1,0 +1,230 @@
+"""Measure every model of a repository side by side and assemble the comparison :class:`Report`."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterable
+from pathlib import Path
+
+from rich.progress import Progress
+
+from export.compare.machine import describe_machine
+from export.compare.macs import count_macs
+from export.compare.runners import concrete_shape, ort_callable, ort_session, synthetic_inputs, torch_callable
+from export.compare.schema import Report, TorchBaseline, VariantRow
+from export.compare.timing import STANDARD, TimingBudget, measure, rows_per_second
+from serving.manifest import (
+    ManifestError,
+    ModelManifest,
+    list_models,
+    list_versions,
+    read_manifest,
+    verify_files,
+)
+
+# Lineage steps that change precision or weights: a model whose lineage has none of them is a plain export.
+_COMPRESSING = ("quant", "int8", "fp16", "prune", "distill", "sparse")
+
+
+class CompareError(Exception):
+    """The repository cannot be compared (missing, empty, or a file)."""
+
+
+def family_of(manifest: ModelManifest) -> str:
+    """The family a model belongs to: models made from the same source share one.
+
+    The exporter records it in ``source.family``; without it, the name before the first '-'
+    (``digits-int8`` → ``digits``).
+    """
+    family = manifest.source.get("family")
+    return str(family) if family else manifest.name.split("-", 1)[0]
+
+
+def _is_plain_fp32(manifest: ModelManifest) -> bool:
+    names = " ".join(step.name.lower() for step in manifest.lineage)
+    return manifest.precision == "fp32" and not any(word in names for word in _COMPRESSING)
+
+
+def _gzip_bytes(manifest: ModelManifest, version_dir: Path) -> int:
+    total = 0
+    for rel in manifest.files:
+        if rel.endswith((".onnx", ".data", ".onnx_data")):
+            total += len(gzip.compress((version_dir / rel).read_bytes(), compresslevel=6))
+    return total
+
+
+def _onnx_bytes(manifest: ModelManifest) -> int:
+    return sum(r.bytes for rel, r in manifest.files.items() if rel.endswith((".onnx", ".data", ".onnx_data")))
+
+
+def _latest(repository: Path, name: str) -> tuple[Path, ModelManifest | None, str | None]:
+    version_dir = repository / name / str(list_versions(repository / name)[-1])
+    try:
+        manifest = read_manifest(version_dir)
+        verify_files(manifest, version_dir)
+    except ManifestError as e:
+        return version_dir, None, str(e)
+    return version_dir, manifest, None
+
+
+def _row_from_manifest(manifest: ModelManifest, version_dir: Path) -> VariantRow:
+    size = manifest.size
+    quality = manifest.quality
+    fidelity = {k: float(v) for k, v in quality.items() if k.startswith(("cosine", "mean_cosine", "min_cosine", "nn_"))}
+    return VariantRow(
+        model=manifest.name,
+        version=manifest.version,
+        family=family_of(manifest),
+        is_baseline=False,
+        precision=manifest.precision,
+        task=manifest.task,
+        lineage=[step.name for step in manifest.lineage],
+        parameters=size.parameters if size else None,
+        nonzero_parameters=size.nonzero_parameters if size else None,
+        macs=size.macs if size else None,
+        onnx_bytes=_onnx_bytes(manifest),
+        gzip_bytes=(size.gzip_bytes if size and size.gzip_bytes else _gzip_bytes(manifest, version_dir)),
+        accuracy=quality.get("accuracy"),
+        macro_f1=quality.get("macro_f1"),
+        fidelity=fidelity,
+        teacher_agreement=quality.get("top1_agreement"),
+    )
+
+
+def _measure_variant(
+    row: VariantRow, manifest: ModelManifest, version_dir: Path, threads: int, batch: int, budget: TimingBudget
+) -> None:
+    model_path = version_dir / manifest.model_file
+    try:
+        single = synthetic_inputs(manifest, 1)
+    except ValueError as e:
+        row.notes.append(f"latency not measured: {e}")
+        return
+    if row.macs is None:
+        shapes = {spec.name: concrete_shape(spec, 1, 64) for spec in manifest.inputs}
+        row.macs = count_macs(model_path, shapes)
+    session = ort_session(model_path, threads)
+    stats = measure(ort_callable(session, single), budget)
+    row.latency_p50_ms, row.latency_p99_ms = stats.p50_ms, stats.p99_ms
+    batched = synthetic_inputs(manifest, batch)
+    row.throughput_rows_s = rows_per_second(measure(ort_callable(session, batched), budget), batch)
+
+
+def _measure_torch(manifest: ModelManifest, threads: int, batch: int, budget: TimingBudget) -> TorchBaseline:
+    checkpoint = manifest.source.get("checkpoint")
+    baseline = TorchBaseline(checkpoint=str(checkpoint) if checkpoint else None)
+    if not checkpoint or not Path(checkpoint).is_dir():
+        baseline.notes.append(f"source checkpoint not found ({checkpoint!r}): no PyTorch baseline")
+        return baseline
+    try:
+        from training.checkpoint import CheckpointError, load_checkpoint
+    except ImportError as e:  # a serving-only install has no torch
+        baseline.notes.append(f"PyTorch not installed ({e}): no baseline")
+        return baseline
+    try:
+        module, _ = load_checkpoint(Path(checkpoint))
+    except CheckpointError as e:
+        baseline.notes.append(f"checkpoint unusable: {e}")
+        return baseline
+    stats = measure(torch_callable(module, synthetic_inputs(manifest, 1), threads), budget)
+    baseline.latency_p50_ms, baseline.latency_p99_ms = stats.p50_ms, stats.p99_ms
+    batched = measure(torch_callable(module, synthetic_inputs(manifest, batch), threads), budget)
+    baseline.throughput_rows_s = rows_per_second(batched, batch)
+    return baseline
+
+
+def mark_pareto(rows: Iterable[VariantRow]) -> None:
+    """Flag rows no other row beats on both size (smaller) and quality (higher), per family."""
+    candidates = [r for r in rows if r.status == "ok" and r.onnx_bytes is not None and _quality(r) is not None]
+    for row in candidates:
+        row.pareto = not any(
+            other is not row
+            and other.family == row.family
+            and other.onnx_bytes <= row.onnx_bytes
+            and _quality(other) >= _quality(row)
+            and (other.onnx_bytes < row.onnx_bytes or _quality(other) > _quality(row))
+            for other in candidates
+        )
+
+
+def _quality(row: VariantRow) -> float | None:
+    if row.accuracy is not None:
+        return float(row.accuracy)
+    return row.fidelity.get("mean_cosine")
+
+
+def _assign_baselines(rows: list[VariantRow], manifests: dict[str, ModelManifest]) -> dict[str, VariantRow]:
+    baselines: dict[str, VariantRow] = {}
+    for row in rows:
+        manifest = manifests.get(row.model)
+        if manifest is None or not _is_plain_fp32(manifest):
+            continue
+        current = baselines.get(row.family)
+        # Prefer the model named after the family, then the largest plain fp32 export.
+        if (
+            current is None
+            or row.model == row.family
+            or (current.model != current.family and (row.onnx_bytes or 0) > (current.onnx_bytes or 0))
+        ):
+            baselines[row.family] = row
+    for row in baselines.values():
+        row.is_baseline = True
+    return baselines
+
+
+def build_report(
+    repository: Path, *, threads: int = 2, throughput_batch: int = 64, budget: TimingBudget = STANDARD,
+    progress: bool = True,
+) -> Report:  # fmt: skip
+    """Measure the latest version of every model in ``repository``; failed models become failed rows."""
+    repository = Path(repository)
+    if not repository.is_dir():
+        raise CompareError(f"{repository}: not a model repository (missing or not a folder)")
+    names = list_models(repository)
+    if not names:
+        raise CompareError(f"{repository}: no models found (expected <repository>/<model>/<version>/)")
+    rows: list[VariantRow] = []
+    manifests: dict[str, ModelManifest] = {}
+    dirs: dict[str, Path] = {}
+    for name in names:
+        version_dir, manifest, problem = _latest(repository, name)
+        if manifest is None:
+            rows.append(VariantRow(model=name, version=int(version_dir.name), family=name.split("-", 1)[0],
+                                   is_baseline=False, precision="?", task="?", lineage=[], status="failed",
+                                   notes=[problem or "unreadable"]))  # fmt: skip
+            continue
+        manifests[name], dirs[name] = manifest, version_dir
+        rows.append(_row_from_manifest(manifest, version_dir))
+    baselines = _assign_baselines(rows, manifests)
+    report = Report(repository=str(repository), threads=threads, throughput_batch=throughput_batch,
+                    machine=describe_machine(threads), rows=rows)  # fmt: skip
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("measuring", total=len(rows) + len(baselines))
+        for family, base in baselines.items():
+            bar.update(task, description=f"PyTorch eager: {family}")
+            report.baselines[family] = _measure_torch(manifests[base.model], threads, throughput_batch, budget)
+            bar.advance(task)
+        for row in rows:
+            bar.update(task, description=f"ONNX Runtime: {row.model}")
+            if row.status == "ok":
+                try:
+                    _measure_variant(row, manifests[row.model], dirs[row.model], threads, throughput_batch, budget)
+                except Exception as e:  # one broken model must not hide the others
+                    row.status = "failed"
+                    row.notes.append(f"could not run in ONNX Runtime: {type(e).__name__}: {e}")
+            bar.advance(task)
+    _ratios(report, baselines)
+    mark_pareto(report.rows)
+    return report
+
+
+def _ratios(report: Report, baselines: dict[str, VariantRow]) -> None:
+    for row in report.rows:
+        base = baselines.get(row.family)
+        if base is None:
+            row.notes.append("no plain fp32 export in this family: no size ratio")
+        elif base.onnx_bytes and row.onnx_bytes:
+            row.size_ratio = base.onnx_bytes / row.onnx_bytes
+        torch_base = report.baselines.get(row.family)
+        if torch_base and torch_base.latency_p50_ms and row.latency_p50_ms:
+            row.speedup_vs_torch = torch_base.latency_p50_ms / row.latency_p50_ms

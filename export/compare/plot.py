@@ -1,0 +1,57 @@
+"""The comparison as a picture: quality against size (log scale), colour for latency, Pareto front drawn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from export.compare.schema import Report, VariantRow
+
+
+def _quality(row: VariantRow) -> float | None:
+    if row.accuracy is not None:
+        return 100 * float(row.accuracy)
+    cosine = row.fidelity.get("mean_cosine")
+    return None if cosine is None else float(cosine)
+
+
+def plot_report(report: Report, path: Path) -> Path:
+    """Write one panel per family to ``path`` (PNG) and return it."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    families = sorted({r.family for r in report.rows})
+    fig, axes = plt.subplots(1, len(families), figsize=(6.5 * len(families), 5), squeeze=False)
+    latencies = [r.latency_p50_ms for r in report.rows if r.latency_p50_ms is not None]
+    norm = matplotlib.colors.LogNorm(min(latencies), max(latencies)) if len(latencies) > 1 else None
+    scatter = None
+    for ax, family in zip(axes[0], families, strict=True):
+        rows = [r for r in report.rows if r.family == family and r.onnx_bytes and _quality(r) is not None]
+        if not rows:
+            ax.set_title(f"{family}: nothing measurable")
+            continue
+        sizes = [r.onnx_bytes for r in rows]
+        quality = [_quality(r) for r in rows]
+        colours = [r.latency_p50_ms if r.latency_p50_ms is not None else float("nan") for r in rows]
+        scatter = ax.scatter(sizes, quality, c=colours, cmap="viridis_r", norm=norm, s=70, edgecolors="black")
+        for row, x, y in zip(rows, sizes, quality, strict=True):
+            ax.annotate(row.model, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        front = sorted((r for r in rows if r.pareto), key=lambda r: r.onnx_bytes)
+        if len(front) > 1:
+            ax.step([r.onnx_bytes for r in front], [_quality(r) for r in front], where="post",
+                    color="crimson", linestyle="--", label="Pareto front")  # fmt: skip
+            ax.legend(loc="lower right")
+        ax.set_xscale("log")
+        ax.set_xlabel("ONNX size, bytes (log scale, external data included)")
+        ax.set_ylabel("test accuracy, %" if rows[0].accuracy is not None else "mean cosine to fp32 teacher")
+        ax.set_title(family)
+        ax.grid(True, which="both", alpha=0.3)
+    if scatter is not None and norm is not None:
+        fig.colorbar(scatter, ax=axes[0].tolist(), label="p50 latency at batch 1, ms")
+    fig.suptitle(f"modelpress compare ({report.threads} threads)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path

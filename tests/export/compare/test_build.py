@@ -1,0 +1,116 @@
+import json
+
+import pytest
+
+from export.compare.build import CompareError, build_report, mark_pareto
+from export.compare.macs import count_macs
+from export.compare.plot import plot_report
+from export.compare.render import to_csv, to_json, to_markdown
+from export.compare.schema import Report, VariantRow
+from export.compare.timing import TimingBudget
+from tests.export.compare.tiny_repository import gemm_classifier, publish
+
+FAST = TimingBudget(warmup=2, min_iterations=5, max_iterations=20, max_seconds=0.05)
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("repo")
+    publish(repo, "tiny", gemm_classifier(64, 128, 10, seed=0), accuracy=0.98)
+    publish(repo, "tiny-small", gemm_classifier(64, 16, 10, seed=1), accuracy=0.97, lineage=("onnx", "prune"))
+    # Larger and worse than the baseline: dominated, so off the Pareto front.
+    publish(repo, "tiny-bad", gemm_classifier(64, 256, 10, seed=2), accuracy=0.90, lineage=("onnx", "prune"))
+    tampered = publish(repo, "tiny-tampered", gemm_classifier(64, 8, 10, seed=3), accuracy=0.5,
+                       lineage=("onnx", "prune"))  # fmt: skip
+    with (tampered / "model.onnx").open("ab") as fh:
+        fh.write(b"\0")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def report(repository):
+    return build_report(repository, threads=1, throughput_batch=8, budget=FAST, progress=False)
+
+
+def test_every_model_gets_a_row_and_the_tampered_one_says_why(report):
+    rows = {r.model: r for r in report.rows}
+    assert set(rows) == {"tiny", "tiny-small", "tiny-bad", "tiny-tampered"}
+    assert rows["tiny-tampered"].status == "failed"
+    assert "bytes" in rows["tiny-tampered"].notes[0] or "sha256" in rows["tiny-tampered"].notes[0]
+
+
+def test_baseline_and_size_ratios(report):
+    rows = {r.model: r for r in report.rows}
+    assert rows["tiny"].is_baseline
+    assert not rows["tiny-small"].is_baseline
+    assert rows["tiny"].size_ratio == pytest.approx(1.0)
+    expected = rows["tiny"].onnx_bytes / rows["tiny-small"].onnx_bytes
+    assert rows["tiny-small"].size_ratio == pytest.approx(expected)
+    assert rows["tiny-small"].size_ratio > 5
+
+
+def test_latency_and_macs_are_measured(report):
+    rows = {r.model: r for r in report.rows}
+    for name in ("tiny", "tiny-small"):
+        assert rows[name].latency_p50_ms > 0
+        assert rows[name].latency_p99_ms >= rows[name].latency_p50_ms
+        assert rows[name].throughput_rows_s > 0
+    assert rows["tiny"].macs == 64 * 128 + 128 * 10
+    assert rows["tiny-small"].macs == 64 * 16 + 16 * 10
+
+
+def test_no_checkpoint_means_no_torch_baseline_with_a_reason(report):
+    assert report.baselines["tiny"].latency_p50_ms is None
+    assert "checkpoint" in report.baselines["tiny"].notes[0]
+    assert all(r.speedup_vs_torch is None for r in report.rows)
+
+
+def test_pareto_front(report):
+    rows = {r.model: r for r in report.rows}
+    assert rows["tiny"].pareto
+    assert rows["tiny-small"].pareto
+    assert not rows["tiny-bad"].pareto
+    assert not rows["tiny-tampered"].pareto
+
+
+def test_pareto_marks_nothing_dominated():
+    def row(name, size, acc):
+        return VariantRow(model=name, version=1, family="f", is_baseline=False, precision="fp32",
+                          task="classification", lineage=[], onnx_bytes=size, accuracy=acc)  # fmt: skip
+
+    rows = [row("a", 100, 0.9), row("b", 50, 0.9), row("c", 10, 0.5), row("d", 60, 0.95)]
+    mark_pareto(rows)
+    assert [r.pareto for r in rows] == [False, True, True, True]
+
+
+def test_json_round_trips_through_the_schema(report):
+    data = json.loads(to_json(report))
+    assert data["schema_version"] == 1
+    assert Report.model_validate(data) == report
+    assert data["machine"]["threads"] == 1
+
+
+def test_csv_and_markdown_have_a_row_per_model(report):
+    assert len(to_csv(report).strip().splitlines()) == 1 + len(report.rows)
+    markdown = to_markdown(report)
+    assert all(f"| {r.model}" in markdown for r in report.rows)
+
+
+def test_plot_is_a_png(report, tmp_path):
+    path = plot_report(report, tmp_path / "report.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 10_000
+
+
+def test_missing_or_empty_repository_is_an_error(tmp_path):
+    with pytest.raises(CompareError, match="not a model repository"):
+        build_report(tmp_path / "nope", progress=False)
+    with pytest.raises(CompareError, match="no models"):
+        build_report(tmp_path, progress=False)
+
+
+def test_macs_of_a_gemm_graph(tmp_path):
+    import onnx
+
+    onnx.save(gemm_classifier(8, 4, 3, seed=0), str(tmp_path / "m.onnx"))
+    assert count_macs(tmp_path / "m.onnx", {"input": [5, 8]}) == 5 * (8 * 4 + 4 * 3)
