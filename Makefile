@@ -47,8 +47,11 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Quick mode (a few minutes); the full mode and its figures are in docs/benchmarks.md.
 bench: install
-	$(BIN)/modelpress bench --quick
+	test -d $(DEMO_DIR)/repository || $(BIN)/modelpress pipeline --recipe recipes/digits.yaml \
+	  --repository $(DEMO_DIR)/repository --workdir $(DEMO_DIR)/work
+	$(BIN)/modelpress bench $(DEMO_DIR)/repository --quick --out benchmarks/results
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
