@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from collections.abc import Callable
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from export.compare.schema import Report, VariantRow
 
@@ -74,17 +76,24 @@ def footer(report: Report) -> list[str]:
 
 
 def rich_table(report: Report) -> Table:
-    table = Table(title=f"modelpress compare: {report.repository}", show_lines=False, caption="\n".join(footer(report)))
+    table = Table(title=Text(f"modelpress compare: {report.repository}"), show_lines=False)
     for header, _ in COLUMNS:
-        table.add_column(header, justify="left" if header in ("model", "precision", "status") else "right")
+        left = header in ("model", "precision", "status")
+        # Figures never wrap or truncate: a squeezed number is a wrong number. Only notes may fold.
+        table.add_column(header, justify="left" if left else "right", no_wrap=header != "status",
+                         overflow="fold")  # fmt: skip
     for row in report.rows:
         style = "red" if row.status == "failed" else ("bold" if row.pareto else None)
-        table.add_row(*(fmt(row) for _, fmt in COLUMNS), style=style)
+        table.add_row(*(Text(fmt(row)) for _, fmt in COLUMNS), style=style)  # Text: model names are not markup
     return table
 
 
 def print_table(report: Report, console: Console | None = None) -> None:
-    (console or Console()).print(rich_table(report))
+    """Print the table and its footnotes; piped output gets a wide page instead of the 80-column default."""
+    console = console or Console(width=None if sys.stdout.isatty() else 220)
+    console.print(rich_table(report))
+    for line in footer(report):
+        console.print(line, highlight=False, markup=False)
 
 
 def to_markdown(report: Report) -> str:
