@@ -1,0 +1,144 @@
+# syntax=docker/dockerfile:1
+#
+# modelpress images, one file, one target per image:
+#
+#   docker build --target serve       -t modelpress-serve:0.1.0 .        CPU server (onnxruntime, no torch)
+#   docker build --target serve-baked -t modelpress-serve-baked:0.1.0 \
+#                --build-arg MODEL_REPOSITORY=model-repository .         the same, with a model repository baked in
+#   docker build --target serve-gpu   -t modelpress-serve-gpu:0.1.0 .    CUDA server (onnxruntime-gpu, CUDA required)
+#   docker build --target pipeline    -t modelpress-pipeline:0.1.0 .     training + export (torch CPU), for a K8s Job
+#
+# Every image runs as the numeric non-root user 10001 so Kubernetes' runAsNonRoot can verify it.
+# Dependencies are installed before the source is copied, so editing code does not reinstall them.
+# No Docker engine runs in our CI: this file is linted (hadolint) and cross-checked by tests/deploy, not built there.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# onnxruntime-gpu 1.31.1 (requirements/serve-gpu.txt) is built against CUDA 13 and cuDNN 9.
+ARG CUDA_IMAGE=nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04
+
+# ---------------------------------------------------------------------------------------------------------------
+# serve-build: a virtualenv holding the CPU server's dependencies, then the serving code. Only the venv leaves.
+FROM ${PYTHON_IMAGE} AS serve-build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+COPY requirements/serve-common.txt requirements/serve.txt /src/requirements/
+RUN /opt/venv/bin/pip install -r /src/requirements/serve.txt
+# Only the CLI shell and the serving package: training/ and export/ (and torch) stay out of the server.
+COPY pyproject.toml README.md /src/
+COPY modelpress/ /src/modelpress/
+COPY serving/ /src/serving/
+RUN /opt/venv/bin/pip install --no-deps /src
+
+# ---------------------------------------------------------------------------------------------------------------
+# serve: the CPU inference server. Settings come from MODELPRESS_* env vars (serving.settings.Settings).
+FROM ${PYTHON_IMAGE} AS serve
+LABEL org.opencontainers.image.title="modelpress-serve" \
+      org.opencontainers.image.description="modelpress inference server: ONNX Runtime (CPU), Open Inference Protocol, Prometheus metrics" \
+      org.opencontainers.image.licenses="Apache-2.0"
+RUN groupadd --system --gid 10001 modelpress \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin modelpress \
+    && mkdir -p /models \
+    && chown 10001:10001 /models
+COPY --from=serve-build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    MODELPRESS_REPOSITORY=/models \
+    MODELPRESS_HOST=0.0.0.0 \
+    MODELPRESS_PORT=8000
+USER 10001:10001
+WORKDIR /models
+EXPOSE 8000
+# Python rather than curl: the slim image has no curl and installing it only for this adds attack surface.
+# urlopen raises (exit 1) on a refused connection or any non-2xx answer.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/v2/health/live' % os.environ.get('MODELPRESS_PORT', '8000'), timeout=4)"]
+ENTRYPOINT ["modelpress", "serve"]
+
+# ---------------------------------------------------------------------------------------------------------------
+# serve-baked: `serve` plus a model repository in its own (last) layer. MODEL_REPOSITORY is a folder of the
+# build context laid out as <model>/<version>/model.onnx + manifest.json. .dockerignore admits only
+# `model-repository/` for this, so copy the repository you want to ship there first (see docs/deploy.md).
+FROM serve AS serve-baked
+ARG MODEL_REPOSITORY=model-repository
+COPY --chown=10001:10001 ${MODEL_REPOSITORY}/ /models/
+
+# ---------------------------------------------------------------------------------------------------------------
+# serve-gpu-build: the same virtualenv with onnxruntime-gpu and NVML bindings, on the CUDA base's Python.
+FROM ${CUDA_IMAGE} AS serve-gpu-build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 DEBIAN_FRONTEND=noninteractive
+# Ubuntu's python3 tracks the base image's release; exact apt pins would break at every security update.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /opt/venv
+COPY requirements/serve-common.txt requirements/serve-gpu.txt /src/requirements/
+RUN /opt/venv/bin/pip install -r /src/requirements/serve-gpu.txt
+COPY pyproject.toml README.md /src/
+COPY modelpress/ /src/modelpress/
+COPY serving/ /src/serving/
+RUN /opt/venv/bin/pip install --no-deps /src
+
+# ---------------------------------------------------------------------------------------------------------------
+# serve-gpu: CUDA 13 + cuDNN 9 runtime, onnxruntime-gpu. CUDA is required: with MODELPRESS_REQUIRE_GPU=true the
+# server fails at start instead of silently falling back to CPU (onnxruntime-gpu lists CUDA as available even
+# where no GPU is present).
+FROM ${CUDA_IMAGE} AS serve-gpu
+LABEL org.opencontainers.image.title="modelpress-serve-gpu" \
+      org.opencontainers.image.description="modelpress inference server: ONNX Runtime (CUDA), Open Inference Protocol, Prometheus metrics" \
+      org.opencontainers.image.licenses="Apache-2.0"
+ENV DEBIAN_FRONTEND=noninteractive
+# Same reason as above for not pinning Ubuntu's python3; the venv below links to this interpreter.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 modelpress \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin modelpress \
+    && mkdir -p /models \
+    && chown 10001:10001 /models
+COPY --from=serve-gpu-build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    MODELPRESS_REPOSITORY=/models \
+    MODELPRESS_HOST=0.0.0.0 \
+    MODELPRESS_PORT=8000 \
+    MODELPRESS_PROVIDERS=CUDAExecutionProvider,CPUExecutionProvider \
+    MODELPRESS_REQUIRE_GPU=true
+USER 10001:10001
+WORKDIR /models
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/v2/health/live' % os.environ.get('MODELPRESS_PORT', '8000'), timeout=4)"]
+ENTRYPOINT ["modelpress", "serve"]
+
+# ---------------------------------------------------------------------------------------------------------------
+# pipeline: torch (CPU build) and every stage, to train and export inside a Kubernetes Job (k8s/pipeline).
+FROM ${PYTHON_IMAGE} AS pipeline
+ARG TORCH_VERSION=2.13.0
+# The CPU wheel index: PyPI's default torch wheel for Linux bundles CUDA and is several GB larger.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+RUN groupadd --system --gid 10001 modelpress \
+    && useradd --system --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin modelpress \
+    && python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
+# The project's own dependency list (torch already met above), installed before the source lands.
+COPY pyproject.toml README.md /src/
+COPY requirements/ /src/requirements/
+RUN python -c "import tomllib; d = tomllib.load(open('/src/pyproject.toml', 'rb'))['project']; deps = d['dependencies'] + d['optional-dependencies']['cpu'] + d['optional-dependencies']['hf']; open('/src/requirements/pipeline.txt', 'w').write('\n'.join(deps) + '\n')" \
+    && pip install -r /src/requirements/pipeline.txt
+COPY modelpress/ /src/modelpress/
+COPY serving/ /src/serving/
+COPY training/ /src/training/
+COPY export/ /src/export/
+COPY recipes/ /src/recipes/
+RUN pip install --no-deps /src
+USER 10001:10001
+# Recipes resolve relative to the source tree (`--recipe recipes/digits.yaml`); outputs go to mounted volumes.
+WORKDIR /src
+ENTRYPOINT ["modelpress"]
+CMD ["--help"]
