@@ -1,0 +1,160 @@
+"""The serving images install what serving imports, nothing of torch, at the versions the suite runs."""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata as md
+import sys
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+from tests.deploy.files import REQUIREMENTS, ROOT, normalise, read_requirements
+
+# Code that goes into the serving images (Dockerfile stages serve-build / serve-gpu-build).
+SERVED_PACKAGES = ("serving", "modelpress")
+FORBIDDEN = {"torch", "torchvision", "onnx", "onnxscript", "optuna", "scikit-learn", "transformers", "matplotlib"}
+
+
+def closure(requirements: dict[str, str]) -> set[str]:
+    """The listed distributions and everything they depend on (read from this environment's metadata)."""
+    seen: set[str] = set()
+    todo = list(requirements)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = md.requires(name) or []
+        except md.PackageNotFoundError:
+            continue  # e.g. onnxruntime-gpu, not installable beside onnxruntime
+        for text in requires:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(normalise(req.name))
+    return seen
+
+
+def _import_names(dists: set[str]) -> set[str]:
+    names = set()
+    for module, owners in md.packages_distributions().items():
+        if any(normalise(o) in dists for o in owners):
+            names.add(module)
+    # Not installed here (it excludes onnxruntime), but in the GPU image: same modules as their CPU twins.
+    if "onnxruntime-gpu" in dists:
+        names.add("onnxruntime")
+    if "nvidia-ml-py" in dists:
+        names.add("pynvml")
+    return names
+
+
+def _optional(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    """An import inside ``try: ... except (ImportError|Exception)``: the code runs without it."""
+    while node in parents:
+        node = parents[node]
+        if isinstance(node, ast.Try):
+            for handler in node.handlers:
+                caught = ast.unparse(handler.type) if handler.type else "BaseException"
+                if any(word in caught for word in ("ImportError", "ModuleNotFoundError", "Exception")):
+                    return True
+    return False
+
+
+def imports_of(package: str, *, top_level_only: bool) -> dict[str, tuple[str, bool]]:
+    """{top-level module: (first file importing it, optional?)} for absolute imports under ``package``."""
+    found: dict[str, tuple[str, bool]] = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        parents = {child: parent for parent in ast.walk(tree) for child in ast.iter_child_nodes(parent)}
+        nodes = tree.body if top_level_only else list(ast.walk(tree))
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules = [node.module]
+            else:
+                continue
+            for module in modules:
+                top = module.split(".")[0]
+                optional = _optional(node, parents)
+                previous = found.get(top)
+                if previous is None or (previous[1] and not optional):
+                    found[top] = (str(path.relative_to(ROOT)), optional)
+    return found
+
+
+def served_imports() -> dict[str, tuple[str, bool]]:
+    """serving/ at every level (the server runs all of it); modelpress/ only at module top (verbs import lazily)."""
+    found = imports_of("serving", top_level_only=False)
+    for module, where in imports_of("modelpress", top_level_only=True).items():
+        found.setdefault(module, where)
+    return {m: w for m, w in found.items() if m not in sys.stdlib_module_names and m not in SERVED_PACKAGES}
+
+
+@pytest.mark.parametrize("name", ["serve.txt", "serve-gpu.txt"])
+def test_no_torch_in_the_server_images(name: str) -> None:
+    listed = read_requirements(REQUIREMENTS / name)
+    assert not FORBIDDEN & set(listed)
+    assert not FORBIDDEN & closure(listed), "a serving dependency pulls in torch-side packages"
+
+
+def test_one_onnxruntime_flavour_per_image() -> None:
+    cpu = read_requirements(REQUIREMENTS / "serve.txt")
+    gpu = read_requirements(REQUIREMENTS / "serve-gpu.txt")
+    assert "onnxruntime" in cpu
+    assert "onnxruntime-gpu" not in cpu
+    assert "onnxruntime-gpu" in gpu
+    assert "onnxruntime" not in gpu
+    assert cpu["onnxruntime"] == gpu["onnxruntime-gpu"], "both images should serve with the same ORT release"
+
+
+@pytest.mark.parametrize("name", ["serve.txt", "serve-gpu.txt"])
+def test_every_serving_import_is_installed(name: str) -> None:
+    provided = _import_names(closure(read_requirements(REQUIREMENTS / name)))
+    missing = {
+        module: where
+        for module, (where, optional) in served_imports().items()
+        if module not in provided and not (optional and name == "serve.txt")
+    }
+    assert not missing, f"requirements/{name} does not install what these import: {missing}"
+
+
+def test_import_scan_sees_real_imports() -> None:
+    """The scanner finds what the code imports (so an empty result cannot pass by accident)."""
+    found = served_imports()
+    assert {"pydantic", "typer"} <= set(found)
+    assert not found["typer"][1]
+
+
+def test_pins_match_the_tested_versions() -> None:
+    """The images run the versions this suite ran against (onnxruntime-gpu: the same release as onnxruntime)."""
+    drift = {}
+    for name, version in (
+        read_requirements(REQUIREMENTS / "serve-gpu.txt").items()
+        | read_requirements(REQUIREMENTS / "serve.txt").items()
+    ):
+        installed_name = "onnxruntime" if name == "onnxruntime-gpu" else name
+        try:
+            installed = md.version(installed_name)
+        except md.PackageNotFoundError:
+            continue  # nvidia-ml-py: only in the GPU image
+        if installed != version:
+            drift[name] = f"pinned {version}, tested {installed}"
+    assert not drift, f"update requirements/ to the versions under test: {drift}"
+
+
+def test_serving_requirements_are_in_the_project_dependencies() -> None:
+    """Nothing in the image that `pip install modelpress[cpu]` would not also bring."""
+    import tomllib
+
+    project = tomllib.loads(Path(ROOT / "pyproject.toml").read_text())["project"]
+    declared = (
+        project["dependencies"] + project["optional-dependencies"]["cpu"] + project["optional-dependencies"]["gpu"]
+    )
+    names = {
+        normalise(d.split(";")[0].split("[")[0].split(">")[0].split("<")[0].split("=")[0].strip()) for d in declared
+    }
+    listed = set(read_requirements(REQUIREMENTS / "serve.txt")) | set(read_requirements(REQUIREMENTS / "serve-gpu.txt"))
+    assert listed <= names, f"not declared in pyproject.toml: {sorted(listed - names)}"
