@@ -146,15 +146,11 @@ def test_pins_match_the_tested_versions() -> None:
 
 
 def test_serving_requirements_are_in_the_project_dependencies() -> None:
-    """Nothing in the image that `pip install modelpress[cpu]` would not also bring."""
-    import tomllib
-
+    """Nothing in the images that `pip install modelpress[cpu,hf]` (or `[gpu,hf]`) would not also bring."""
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
     project = tomllib.loads(Path(ROOT / "pyproject.toml").read_text())["project"]
-    declared = (
-        project["dependencies"] + project["optional-dependencies"]["cpu"] + project["optional-dependencies"]["gpu"]
-    )
-    names = {
-        normalise(d.split(";")[0].split("[")[0].split(">")[0].split("<")[0].split("=")[0].strip()) for d in declared
-    }
+    extras = project["optional-dependencies"]
+    declared = project["dependencies"] + extras["cpu"] + extras["gpu"] + extras["hf"]
+    names = {normalise(Requirement(d).name) for d in declared}
     listed = set(read_requirements(REQUIREMENTS / "serve.txt")) | set(read_requirements(REQUIREMENTS / "serve-gpu.txt"))
     assert listed <= names, f"not declared in pyproject.toml: {sorted(listed - names)}"
