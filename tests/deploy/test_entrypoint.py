@@ -1,0 +1,119 @@
+"""The images' entry point, run outside Docker with the image's and the ConfigMap's environment.
+
+No Docker engine runs here, so this is the closest to `docker run`: the ENTRYPOINT command line from the
+Dockerfile, the ENV of the target, the settings of the base ConfigMap, on loopback and a free port.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.deploy.files import PREFIX, Stage, find_tool, one
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _image_env(stage: Stage, configmap: dict, **overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
+    env.update({k: v for k, v in stage.env().items() if k.startswith(PREFIX)})
+    env.update({k: str(v) for k, v in configmap["data"].items()})
+    env.update(overrides)
+    return env
+
+
+def _entrypoint(stage: Stage) -> list[str]:
+    command = stage.last("ENTRYPOINT").exec_form()
+    executable = find_tool(command[0])
+    if executable is None:
+        pytest.skip(f"{command[0]} is not installed in this environment (pip install -e .)")
+    return [executable, *command[1:]]
+
+
+def _healthcheck(stage: Stage) -> list[str]:
+    command = stage.last("HEALTHCHECK").exec_form()
+    assert command[0] == "python"
+    return [sys.executable, *command[1:]]
+
+
+def test_serve_entrypoint_runs_healthcheck_passes_and_drains(
+    stages: dict[str, Stage], rendered: dict[str, list[dict]], tiny_repository
+) -> None:
+    stage = stages["serve"]
+    configmap = next(c for c in rendered["overlays/cpu"] if c["kind"] == "ConfigMap")
+    port = _free_port()
+    env = _image_env(
+        stage,
+        configmap,
+        MODELPRESS_REPOSITORY=str(tiny_repository),
+        MODELPRESS_HOST="127.0.0.1",
+        MODELPRESS_PORT=str(port),
+    )
+    healthcheck = _healthcheck(stage)
+    proc = subprocess.Popen(_entrypoint(stage), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        ready = False
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                ready = httpx.get(f"{base}/v2/health/ready", timeout=2).status_code == 200
+            except httpx.TransportError:
+                ready = False
+            if ready:
+                break
+            time.sleep(0.2)
+        assert ready, f"server not ready within 90 s; exit code {proc.poll()}"
+        check = subprocess.run(healthcheck, env=env, capture_output=True, text=True, timeout=30)
+        assert check.returncode == 0, check.stderr
+        body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
+        answer = httpx.post(f"{base}/v2/models/tiny/infer", json=body, timeout=10)
+        assert answer.status_code == 200
+        assert answer.json()["outputs"][0]["shape"] == [1, 3]
+        # What the kubelet sends after preStop: a graceful shutdown (uvicorn re-raises SIGTERM once it is done,
+        # so the exit status is the signal's, as for any process ended by SIGTERM).
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+        assert proc.returncode in (0, -signal.SIGTERM), output
+        assert "Application shutdown complete" in output, output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    # The same HEALTHCHECK fails once nothing listens: Docker would mark the container unhealthy.
+    check = subprocess.run(healthcheck, env=env, capture_output=True, text=True, timeout=30)
+    assert check.returncode != 0
+
+
+def test_gpu_settings_refuse_to_start_without_cuda(
+    stages: dict[str, Stage], rendered: dict[str, list[dict]], tiny_repository
+) -> None:
+    """The GPU image's settings (CUDA first, REQUIRE_GPU) fail fast here, where ONNX Runtime has no CUDA."""
+    stage = stages["serve-gpu"]
+    configmap = one(rendered["overlays/gpu"], "ConfigMap")
+    env = _image_env(
+        stage,
+        configmap,
+        MODELPRESS_REPOSITORY=str(tiny_repository),
+        MODELPRESS_HOST="127.0.0.1",
+        MODELPRESS_PORT=str(_free_port()),
+    )
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this ONNX Runtime has the CUDA provider: the GPU settings may legitimately start here")
+    result = subprocess.run(_entrypoint(stage), env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "CUDA" in result.stderr
+    assert "Traceback" not in result.stderr
