@@ -83,10 +83,19 @@ def tool_versions() -> dict[str, str]:
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
 
 
-def save_checkpoint(model: nn.Module, meta: CheckpointMeta, out_dir: Path, *, overwrite: bool = False) -> Path:
+def save_checkpoint(
+    model: nn.Module,
+    meta: CheckpointMeta,
+    out_dir: Path,
+    *,
+    overwrite: bool = False,
+    extra_files: dict[str, bytes] | None = None,
+) -> Path:
     """Write ``model`` and ``meta`` to ``out_dir`` atomically and return ``out_dir``.
 
     The folder appears complete or not at all. An existing ``out_dir`` is replaced only with ``overwrite``.
+    ``extra_files`` (name -> bytes, e.g. the trainer state to resume from) are written inside the same
+    atomic step.
     """
     from safetensors.torch import save_file
 
@@ -98,6 +107,10 @@ def save_checkpoint(model: nn.Module, meta: CheckpointMeta, out_dir: Path, *, ov
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS_FILE))
+        for name, blob in (extra_files or {}).items():
+            if Path(name).name != name or name in (WEIGHTS_FILE, META_FILE):
+                raise CheckpointError(f"extra checkpoint file name {name!r} must be a plain, new file name")
+            (tmp / name).write_bytes(blob)
         meta = meta.model_copy(update={"weights_sha256": _sha256(tmp / WEIGHTS_FILE)})
         if not meta.tool_versions:
             meta.tool_versions = tool_versions()
