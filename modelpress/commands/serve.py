@@ -1,0 +1,39 @@
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("serve")
+    def serve(
+        repository: Path = typer.Option(
+            None, "--repository", help="Model repository folder (or MODELPRESS_REPOSITORY)."
+        ),
+        host: str = typer.Option(None, help="Address to listen on \\[default: 127.0.0.1]."),
+        port: int = typer.Option(None, help="TCP port \\[default: 8000]."),
+        workers: int = typer.Option(None, help="Server processes \\[default: 1]."),
+        require_gpu: bool = typer.Option(False, "--require-gpu", help="Fail instead of falling back to CPU."),
+        repository_api: bool = typer.Option(False, "--repository-api", help="Enable the load/unload API."),
+        log_level: str = typer.Option(None, help="critical, error, warning, info, debug \\[default: info]."),
+    ) -> None:
+        """Serve a model repository over KServe V2 / V1 REST with Prometheus metrics (also MODELPRESS_* env)."""
+        from pydantic import ValidationError
+
+        from modelpress.errors import fail
+        from serving.server import ServeError
+        from serving.server import serve as run
+        from serving.settings import Settings
+
+        given = {
+            "repository": repository, "host": host, "port": port, "workers": workers, "log_level": log_level,
+            "require_gpu": require_gpu or None, "repository_api": repository_api or None,
+        }  # fmt: skip
+        try:
+            settings = Settings(**{k: v for k, v in given.items() if v is not None})
+        except ValidationError as e:
+            first = e.errors()[0]
+            fail(f"setting '{'.'.join(str(p) for p in first['loc'])}': {first['msg']}")
+        try:
+            run(settings)
+        except ServeError as e:
+            fail(str(e))

@@ -1,0 +1,142 @@
+"""The app factory, run by uvicorn with ``--factory``.
+
+``uvicorn --factory serving.app:create_app`` reads settings from ``MODELPRESS_*``; ``modelpress serve`` and
+``python -m serving`` do the same for you.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from prometheus_client import CollectorRegistry
+
+from serving.dataplane import DataPlane
+from serving.drain import Drain, InflightMiddleware
+from serving.errors import HANDLERS, CatchAllMiddleware
+from serving.manifest import ModelManifest
+from serving.metrics import Metrics
+from serving.protocol.types import InferenceRequest, PredictRequest
+from serving.repository import ModelRepository, RuntimeFactory
+from serving.rest import metrics as metrics_routes
+from serving.rest import repository as repository_routes
+from serving.rest import v1, v2
+from serving.runtime.onnx import OnnxModel, RuntimeOptions
+from serving.runtime.providers import ProviderConfig
+from serving.settings import Settings
+
+log = logging.getLogger("serving")
+
+
+def server_version() -> str:
+    try:
+        return package_version("modelpress")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def onnx_runtime_factory(settings: Settings) -> RuntimeFactory:
+    options = RuntimeOptions(
+        providers=ProviderConfig(
+            requested=tuple(settings.providers),
+            require_gpu=settings.require_gpu,
+            cuda_device_id=settings.cuda_device_id,
+            gpu_mem_limit_bytes=settings.gpu_mem_limit_bytes,
+            arena_extend_strategy=settings.arena_extend_strategy,
+        ),
+        intra_op_threads=settings.intra_op_threads,
+        inter_op_threads=settings.inter_op_threads,
+        warmup_runs=settings.warmup_runs,
+        warmup_batch_sizes=tuple(sorted({1, settings.max_batch_size})),
+    )
+
+    def make(manifest: ModelManifest, version_dir: Path) -> OnnxModel:
+        return OnnxModel(manifest, version_dir, options)
+
+    return make
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    registry: CollectorRegistry | None = None,
+    runtime_factory: RuntimeFactory | None = None,
+    handle_signals: bool = True,
+) -> FastAPI:
+    """Build the server. Models load in the lifespan startup; readiness is false until they are warm.
+
+    Args:
+        settings: defaults to ``Settings()`` read from ``MODELPRESS_*`` (how ``uvicorn --factory`` calls it).
+        registry: Prometheus registry to fill (a fresh one per app by default).
+        runtime_factory: builds the runtime of one version (ONNX Runtime by default); tests inject others.
+        handle_signals: drain on SIGTERM before the server's own shutdown.
+    """
+    settings = settings if settings is not None else Settings()
+    metrics = Metrics(registry, settings.duration_buckets())
+    compute = ThreadPoolExecutor(max_workers=settings.compute_threads, thread_name_prefix="modelpress-run")
+    loads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelpress-load")
+    repository = ModelRepository(
+        settings.repository, settings, metrics, compute, runtime_factory or onnx_runtime_factory(settings), loads
+    )
+    dataplane = DataPlane(repository, metrics, settings, server_version())
+    drain = Drain(
+        settings.drain_timeout_s, settings.drain_grace_s, on_start=lambda: setattr(dataplane, "draining", True)
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if handle_signals:
+            drain.install(asyncio.get_running_loop())
+        await repository.load_all()
+        dataplane.started = True
+        log.info("ready: %s", dataplane.ready())
+        try:
+            yield
+        finally:
+            dataplane.draining = True
+            drain.uninstall()
+            await repository.close()
+            compute.shutdown(wait=False)
+            loads.shutdown(wait=False)
+
+    app = FastAPI(
+        title="modelpress inference server",
+        version=server_version(),
+        description="Open Inference Protocol (KServe V2) REST with the binary tensor extension, KServe V1 predict, "
+        "Triton's repository and statistics extensions, and Prometheus metrics.",
+        lifespan=lifespan,
+        exception_handlers=HANDLERS,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.dataplane = dataplane
+    app.state.drain = drain
+    for router in (v2.router, v1.router, repository_routes.router, metrics_routes.router):
+        app.include_router(router)
+    app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(InflightMiddleware, drain=drain)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the request bodies the routes read themselves (JSON or binary)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (InferenceRequest, PredictRequest):
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(body.pop("$defs", {}))
+        components[model.__name__] = body
+    app.openapi_schema = schema
+    return schema

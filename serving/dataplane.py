@@ -1,0 +1,348 @@
+"""Transport-neutral inference: find the model, validate the tensors against it, batch, run, account.
+
+The REST routers translate HTTP to these calls and back; nothing here knows about HTTP except the status
+carried by the errors it raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from serving.batcher import BatcherClosedError, BatchResult
+from serving.errors import BadRequestError, InternalError, RequestTimeoutError, ServingError, UnavailableError
+from serving.manifest import TensorSpec
+from serving.metrics import Metrics, outcome_of
+from serving.protocol.codec import decode_input, shape_str
+from serving.protocol.types import (
+    InferenceRequest,
+    InferenceStats,
+    MetadataTensor,
+    ModelMetadata,
+    ModelStatistics,
+    ModelStatisticsResponse,
+    RequestInput,
+    ServerMetadata,
+    StatDuration,
+)
+from serving.repository import ModelRepository
+from serving.served import PLATFORM, ServedModel
+from serving.settings import Settings
+
+SERVER_NAME = "modelpress"
+EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]
+
+
+@dataclass
+class Inference:
+    """A finished inference: the model that ran it and the requested outputs, in request order."""
+
+    served: ServedModel
+    outputs: dict[str, np.ndarray]
+    rows: int
+
+
+def shape_matches(got: list[int], spec: list[int]) -> bool:
+    return len(got) == len(spec) and all(s == -1 or g == s for g, s in zip(got, spec, strict=True))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class DataPlane:
+    def __init__(self, repository: ModelRepository, metrics: Metrics, settings: Settings, version: str) -> None:
+        self.repository = repository
+        self.metrics = metrics
+        self.settings = settings
+        self.version = version
+        self.draining = False
+        self.started = False
+
+    # ---- health and metadata ------------------------------------------------------------------------------
+    def ready(self) -> bool:
+        return self.started and not self.draining and self.repository.ready()
+
+    def server_metadata(self) -> ServerMetadata:
+        return ServerMetadata(name=SERVER_NAME, version=self.version, extensions=EXTENSIONS)
+
+    def model_metadata(self, name: str, version: str | None = None) -> ModelMetadata:
+        served = self.repository.get(name, version)
+        m = served.manifest
+        params = {
+            "providers": served.runtime.providers,
+            "task": m.task,
+            "precision": m.precision,
+            "max_batch_size": self.settings.max_batch_size if served.batchable else 0,
+        }
+        if m.labels:
+            params["labels"] = m.labels
+        return ModelMetadata(
+            name=m.name,
+            versions=[served.version],
+            platform=PLATFORM,
+            inputs=[MetadataTensor(name=s.name, datatype=s.datatype, shape=s.shape) for s in m.inputs],
+            outputs=[MetadataTensor(name=s.name, datatype=s.datatype, shape=s.shape) for s in m.outputs],
+            parameters=params,
+        )
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        served = self.repository.get(name, version)
+        return not self.draining and served.runtime.ready
+
+    def statistics(self, name: str, version: str | None = None) -> ModelStatisticsResponse:
+        served = self.repository.get(name, version)
+        s = served.stats
+        zero = StatDuration()
+        stats = InferenceStats(
+            success=StatDuration(count=s.success_count, ns=s.success_ns),
+            fail=StatDuration(count=s.fail_count, ns=s.fail_ns),
+            queue=StatDuration(count=s.queue_count, ns=s.queue_ns),
+            compute_input=zero,
+            compute_infer=StatDuration(count=s.compute_count, ns=s.compute_ns),
+            compute_output=zero,
+        )
+        return ModelStatisticsResponse(
+            model_stats=[
+                ModelStatistics(
+                    name=served.name,
+                    version=served.version,
+                    last_inference=s.last_inference_ms,
+                    inference_count=s.inference_count,
+                    execution_count=s.execution_count,
+                    inference_stats=stats,
+                )
+            ]
+        )
+
+    # ---- inference ----------------------------------------------------------------------------------------
+    def resolve(self, name: str, version: str | None) -> ServedModel:
+        if self.draining:
+            raise UnavailableError("server is shutting down", headers={"Retry-After": "1"})
+        return self.repository.get(name, version)
+
+    async def infer(
+        self, name: str, version: str | None, request: InferenceRequest, binary: dict[str, memoryview]
+    ) -> Inference:
+        """Validate a V2 request against the model, run it through the batcher, return the requested outputs."""
+        served = self.resolve(name, version)
+        feeds = {item.name: item for item in request.inputs}
+        _check_input_names(served, [item.name for item in request.inputs])
+        arrays = {n: self._decode(served, served_spec(served, n), item, binary.get(n)) for n, item in feeds.items()}
+        outputs = _requested_outputs(served, [o.name for o in request.outputs] if request.outputs else None)
+        return await self._run(served, arrays, outputs)
+
+    async def predict(self, name: str, version: str | None, instances: list) -> tuple[ServedModel, list]:
+        """V1: instances → input tensors (with the manifest's preprocessing) → predictions per instance."""
+        served = self.resolve(name, version)
+        arrays = self._v1_inputs(served, instances)
+        outputs = [o.name for o in served.manifest.outputs]
+        result = await self._run(served, arrays, outputs)
+        return served, _v1_predictions(served, result.outputs)
+
+    def _decode(
+        self, served: ServedModel, spec: TensorSpec, item: RequestInput, binary: memoryview | None
+    ) -> np.ndarray:
+        if item.datatype != spec.datatype or not shape_matches(item.shape, spec.shape):
+            raise BadRequestError(
+                f"input '{item.name}': expected shape {shape_str(spec.shape)} {spec.datatype}, "
+                f"got {shape_str(item.shape)} {item.datatype}"
+            )
+        arr = decode_input(item, binary)
+        self._check_finite(item.name, arr)
+        return arr
+
+    def _check_finite(self, name: str, arr: np.ndarray) -> None:
+        if self.settings.allow_nan or arr.dtype.kind != "f" or arr.size == 0:
+            return
+        finite = np.isfinite(arr)
+        if not finite.all():
+            where = int(np.flatnonzero(~finite.reshape(-1))[0])
+            raise BadRequestError(
+                f"input '{name}': NaN or infinity at flat index {where} (finite numbers expected; "
+                "set MODELPRESS_ALLOW_NAN=true to allow)"
+            )
+
+    async def _run(self, served: ServedModel, arrays: dict[str, np.ndarray], outputs: list[str]) -> Inference:
+        rows = _rows(served, arrays)
+        for attempt in range(2):  # a version swapped out between lookup and submit: retry once on the new one
+            batcher = served.batcher
+            if batcher is None:
+                raise InternalError(f"model '{served.name}' has no batcher")
+            try:
+                future = batcher.submit(arrays, outputs, rows)
+            except BatcherClosedError:
+                if attempt:
+                    raise
+                served = self.repository.get(served.name)
+                continue
+            result = await self._wait(served, future)
+            return Inference(served, result.outputs, rows)
+        raise InternalError("unreachable")  # pragma: no cover
+
+    async def _wait(self, served: ServedModel, future: asyncio.Future) -> BatchResult:
+        try:
+            result: BatchResult = await asyncio.wait_for(future, self.settings.request_timeout_s)
+        except TimeoutError as e:
+            raise RequestTimeoutError(
+                f"model '{served.name}': no result within request_timeout_s={self.settings.request_timeout_s}"
+            ) from e
+        served.stats.queued(result.queue_s)
+        self.metrics.queue_duration.labels(served.name, served.version).observe(result.queue_s)
+        return result
+
+    def _v1_inputs(self, served: ServedModel, instances: list) -> dict[str, np.ndarray]:
+        specs = served.manifest.inputs
+        if len(specs) == 1:
+            columns = {specs[0].name: instances}
+        else:
+            if not all(isinstance(i, dict) for i in instances):
+                raise BadRequestError(
+                    f"model '{served.name}' has inputs {[s.name for s in specs]}: each instance must be an object "
+                    "with one entry per input"
+                )
+            _check_input_names(served, list(dict.fromkeys(k for inst in instances for k in inst)))
+            try:
+                columns = {s.name: [inst[s.name] for inst in instances] for s in specs}
+            except KeyError as e:
+                raise BadRequestError(f"an instance lacks input {e.args[0]!r}") from e
+        arrays = {}
+        for spec in specs:
+            item = _v1_item(spec, columns[spec.name])
+            arr = self._decode(served, spec, item, None)
+            if spec is specs[0]:
+                arr = _preprocess(served, arr)
+            arrays[spec.name] = arr
+        return arrays
+
+    # ---- accounting ---------------------------------------------------------------------------------------
+    def label_of(self, name: str) -> tuple[str, str]:
+        """Metric labels for a request: unknown model names collapse into one series (bounded cardinality)."""
+        try:
+            return name, self.repository.get(name).version
+        except ServingError:
+            return ("_unknown", "") if not self.repository.knows(name) else (name, "")
+
+    def record(
+        self, name: str, protocol: str, status: int, seconds: float, rows: int, served: ServedModel | None
+    ) -> None:
+        model, version = (served.name, served.version) if served is not None else self.label_of(name)
+        outcome = outcome_of(status)
+        self.metrics.requests.labels(model, version, protocol, outcome).inc()
+        self.metrics.request_duration.labels(model, version, protocol, outcome).observe(seconds)
+        if rows:
+            self.metrics.inferences.labels(model, version, outcome).inc(rows)
+        if served is not None:
+            served.stats.request_done(status < 400, seconds)
+
+
+def served_spec(served: ServedModel, name: str) -> TensorSpec:
+    return next(s for s in served.manifest.inputs if s.name == name)
+
+
+def _check_input_names(served: ServedModel, names: list[str]) -> None:
+    expected = [s.name for s in served.manifest.inputs]
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise BadRequestError(f"input '{n}' is given more than once")
+        seen.add(n)
+        if n not in expected:
+            raise BadRequestError(f"unexpected input '{n}': model '{served.name}' expects inputs {expected}")
+    missing = [n for n in expected if n not in seen]
+    if missing:
+        raise BadRequestError(
+            f"missing input(s) {missing}: model '{served.name}' expects inputs {expected}, got {names}"
+        )
+
+
+def _requested_outputs(served: ServedModel, names: list[str] | None) -> list[str]:
+    known = [s.name for s in served.manifest.outputs]
+    if names is None:
+        return known
+    for n in names:
+        if n not in known:
+            raise BadRequestError(f"unknown output '{n}': model '{served.name}' has outputs {known}")
+    if len(set(names)) != len(names):
+        raise BadRequestError(f"an output is requested more than once: {names}")
+    return names
+
+
+def _rows(served: ServedModel, arrays: dict[str, np.ndarray]) -> int:
+    if not served.batchable:
+        return 1
+    counts = {n: a.shape[0] for n, a in arrays.items()}
+    if len(set(counts.values())) > 1:
+        raise BadRequestError(f"inputs disagree on the batch dimension (first dim): {counts}")
+    return next(iter(counts.values()))
+
+
+def _v1_item(spec: TensorSpec, column: list) -> RequestInput:
+    """Build a V2 input from V1 instances so both endpoints share one validation path."""
+    if spec.datatype == "BYTES":
+        return RequestInput(
+            name=spec.name, shape=[len(column), *([1] * (len(spec.shape) - 1))], datatype="BYTES", data=column
+        )
+    shape = _nested_shape(column)
+    fixed = [d for d in spec.shape[1:] if d != -1]
+    features = math.prod(shape[1:])
+    if shape[1:] != spec.shape[1:] and len(fixed) == len(spec.shape) - 1 and features == math.prod(fixed):
+        shape = [shape[0], *spec.shape[1:]]  # e.g. flat 64 features for a [-1, 1, 8, 8] input, or 8x8 for [-1, 64]
+    return RequestInput(name=spec.name, shape=shape, datatype=spec.datatype, data=column)
+
+
+def _nested_shape(data: list) -> list[int]:
+    """Shape of a nested list read along first elements; ragged data then fails the element count check."""
+    shape = []
+    node = data
+    while isinstance(node, list):
+        shape.append(len(node))
+        if not node:
+            break
+        node = node[0]
+    return shape
+
+
+def _preprocess(served: ServedModel, arr: np.ndarray) -> np.ndarray:
+    pre = served.manifest.preprocessing
+    if pre.type != "standardize" or pre.mean is None or pre.std is None:
+        return arr
+    flat = arr.reshape(arr.shape[0], -1).astype(np.float64)
+    if flat.shape[1] != len(pre.mean):
+        raise BadRequestError(f"input has {flat.shape[1]} features per instance, preprocessing expects {len(pre.mean)}")
+    std = np.asarray(pre.std, dtype=np.float64)
+    std = np.where(std == 0, 1.0, std)  # a constant feature must not divide by zero
+    out = (flat - np.asarray(pre.mean, dtype=np.float64)) / std
+    return out.astype(arr.dtype).reshape(arr.shape)
+
+
+def _v1_predictions(served: ServedModel, outputs: dict[str, np.ndarray]) -> list:
+    m = served.manifest
+    if m.task == "classification" and "logits" in outputs:
+        probs = softmax(outputs["logits"].reshape(outputs["logits"].shape[0], -1))
+        labels = m.labels or [str(i) for i in range(probs.shape[1])]
+        return [
+            {"label": labels[int(row.argmax())], "probabilities": dict(zip(labels, row.tolist(), strict=False))}
+            for row in probs
+        ]
+    if len(outputs) == 1:
+        return _rows_of(next(iter(outputs.values())))
+    per_output = {n: _rows_of(a) for n, a in outputs.items()}
+    count = len(next(iter(per_output.values())))
+    return [{n: v[i] for n, v in per_output.items()} for i in range(count)]
+
+
+def _rows_of(arr: np.ndarray) -> list:
+    if arr.dtype.kind in "OS":
+        arr = np.vectorize(lambda v: v.decode() if isinstance(v, bytes) else v, otypes=[object])(arr)
+    return arr.tolist()
+
+
+def now() -> float:
+    return time.perf_counter()

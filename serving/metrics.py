@@ -1,0 +1,137 @@
+"""Prometheus metrics of one app, on a registry the app owns (tests need no global cleanup).
+
+Names are fixed (the deployment's dashboards and autoscaling rely on them); see docs/serving.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+log = logging.getLogger("serving.metrics")
+
+ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+MODEL = ("model", "version")
+REQUEST = ("model", "version", "protocol", "outcome")
+
+
+def outcome_of(status: int) -> str:
+    """Success / client_error / server_error / rejected (503: not ready, draining or queue full)."""
+    if status < 400:
+        return "success"
+    if status == 503:
+        return "rejected"
+    return "client_error" if status < 500 else "server_error"
+
+
+class GpuMemoryCollector(Collector):
+    """GPU memory per device through NVML, read at scrape time; no samples where NVML or a GPU is absent."""
+
+    def __init__(self) -> None:
+        self._nvml = _init_nvml()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        used = GaugeMetricFamily("modelpress_gpu_memory_used_bytes", "GPU memory in use per device.", labels=["device"])
+        total = GaugeMetricFamily("modelpress_gpu_memory_total_bytes", "GPU memory per device.", labels=["device"])
+        for device, (used_b, total_b) in self._read():
+            used.add_metric([device], used_b)
+            total.add_metric([device], total_b)
+        yield used
+        yield total
+
+    def _read(self) -> Iterable[tuple[str, tuple[int, int]]]:
+        if self._nvml is None:
+            return []
+        try:
+            out = []
+            for i in range(self._nvml.nvmlDeviceGetCount()):
+                info = self._nvml.nvmlDeviceGetMemoryInfo(self._nvml.nvmlDeviceGetHandleByIndex(i))
+                out.append((str(i), (int(info.used), int(info.total))))
+            return out
+        except Exception as e:  # a GPU that vanished must not break /metrics
+            log.warning("NVML read failed: %s", e)
+            return []
+
+
+def _init_nvml():
+    """Pynvml comes with the gpu extra only: import it lazily and treat any failure as 'no GPU'."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return pynvml
+    except Exception:
+        return None
+
+
+class Metrics:
+    """Every metric of the server; ``registry`` is exposed at ``/metrics``."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        duration_buckets: Iterable[float] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0),
+        *,
+        process: bool = True,
+        gpu: bool = True,
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        buckets = tuple(duration_buckets)
+        r = self.registry
+        self.request_duration = Histogram(
+            "modelpress_request_duration_seconds", "Inference request latency in the server.", REQUEST,
+            buckets=buckets, registry=r,
+        )  # fmt: skip
+        self.queue_duration = Histogram(
+            "modelpress_queue_duration_seconds",
+            "Time a request waited for its batch.",
+            MODEL,
+            buckets=buckets,
+            registry=r,
+        )
+        self.compute_duration = Histogram(
+            "modelpress_compute_duration_seconds", "session.run time per batch.", MODEL, buckets=buckets, registry=r
+        )
+        self.batch_size = Histogram(
+            "modelpress_batch_size_rows", "Rows per session.run.", MODEL, buckets=ROW_BUCKETS, registry=r
+        )
+        self.requests = Counter("modelpress_requests", "Inference requests by outcome.", REQUEST, registry=r)
+        self.inferences = Counter(
+            "modelpress_inferences", "Rows inferred, by outcome.", (*MODEL, "outcome"), registry=r
+        )
+        self.inflight = Gauge("modelpress_inflight_requests", "Inference requests in progress.", MODEL, registry=r)
+        self.queue_depth = Gauge("modelpress_queue_depth", "Requests waiting for a batch.", MODEL, registry=r)
+        self.model_memory = Gauge(
+            "modelpress_model_memory_bytes",
+            "Resident memory a model version took at load (RSS delta).",
+            MODEL,
+            registry=r,
+        )
+        self.model_size = Gauge("modelpress_model_size_bytes", "Bytes of a model version's files.", MODEL, registry=r)
+        self.model_info = Info("modelpress_model", "A served model version.", MODEL, registry=r)
+        if process:
+            ProcessCollector(registry=r)
+        if gpu:
+            r.register(GpuMemoryCollector())
+
+    def model_loaded(
+        self, model: str, version: str, *, providers: list[str], precision: str, memory_bytes: int, size_bytes: int
+    ) -> None:
+        self.model_memory.labels(model, version).set(memory_bytes)
+        self.model_size.labels(model, version).set(size_bytes)
+        self.model_info.labels(model, version).info(
+            {"provider": providers[0] if providers else "", "providers": ",".join(providers), "precision": precision}
+        )
+        self.inflight.labels(model, version).set(0)
+        self.queue_depth.labels(model, version).set(0)
+
+    def model_unloaded(self, model: str, version: str) -> None:
+        """Drop the per-version series of a version no longer served (so dashboards do not show ghosts)."""
+        for gauge in (self.model_memory, self.model_size, self.model_info, self.queue_depth, self.inflight):
+            with contextlib.suppress(KeyError):
+                gauge.remove(model, version)

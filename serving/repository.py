@@ -1,0 +1,244 @@
+"""The served side of the model repository: discover, verify, load, swap atomically, drain, unload.
+
+Each model serves its latest numeric version. Loading verifies every file's sha256 against the manifest
+(a tampered version is refused with the reason), creates and warms the session in a worker thread, then
+swaps the new version in with one assignment; the old version finishes what it had queued before its
+session is released. A failed load leaves the previous version serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from pathlib import Path
+
+import numpy as np
+
+from serving.batcher import Batcher, BatchStats
+from serving.errors import ModelLoadError, ModelNotFoundError, ServingError
+from serving.manifest import ManifestError, ModelManifest, list_models, list_versions, read_manifest, verify_files
+from serving.memory import rss_bytes
+from serving.metrics import Metrics
+from serving.protocol.types import RepositoryIndexEntry
+from serving.runtime.base import ModelRuntime
+from serving.served import ServedModel
+from serving.settings import Settings
+
+log = logging.getLogger("serving.repository")
+
+RuntimeFactory = Callable[[ModelManifest, Path], ModelRuntime]
+
+
+class ModelRepository:
+    def __init__(
+        self,
+        root: Path,
+        settings: Settings,
+        metrics: Metrics,
+        executor: Executor,
+        runtime_factory: RuntimeFactory,
+        load_executor: Executor | None = None,
+    ) -> None:
+        self.root = root
+        self.settings = settings
+        self.metrics = metrics
+        self.executor = executor  # session.run
+        self.load_executor = load_executor or executor  # loads and warm-ups, kept off the compute threads
+        self.runtime_factory = runtime_factory
+        self._served: dict[str, ServedModel] = {}
+        self._failures: dict[str, str] = {}  # model -> why its last load failed
+        self._expected: set[str] = set()  # models that should be served (readiness)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._draining: set[asyncio.Task] = set()
+
+    # ---- lookup -------------------------------------------------------------------------------------------
+    def get(self, name: str, version: str | None = None) -> ServedModel:
+        """The served version of ``name`` (and it must be ``version`` when given).
+
+        Raises:
+            ModelNotFoundError: unknown model, or a version that is not the one served.
+        """
+        served = self._served.get(name)
+        if served is None:
+            reason = self._failures.get(name)
+            why = f" (its last load failed: {reason})" if reason else ""
+            raise ModelNotFoundError(f"model '{name}' is not served{why}; served models: {sorted(self._served)}")
+        if version is not None and version != served.version:
+            raise ModelNotFoundError(
+                f"model '{name}' version {version!r} is not served (served version: {served.version})"
+            )
+        return served
+
+    def served(self) -> list[ServedModel]:
+        return list(self._served.values())
+
+    def knows(self, name: str) -> bool:
+        return name in self._served or name in self._expected
+
+    def ready(self) -> bool:
+        """Every model that should be served is loaded and warm, and there is at least one."""
+        return bool(self._expected) and all(name in self._served for name in self._expected)
+
+    def index(self) -> list[RepositoryIndexEntry]:
+        """Triton's repository index: every version on disk with its state."""
+        entries = []
+        names = sorted(set(list_models(self.root)) | set(self._served))
+        for name in names:
+            served = self._served.get(name)
+            for version in list_versions(self.root / name) or ([int(served.version)] if served else []):
+                if served is not None and str(version) == served.version:
+                    entries.append(RepositoryIndexEntry(name=name, version=str(version), state="READY"))
+                else:
+                    reason = self._failures.get(name, "") if served is None else "not the latest version"
+                    entries.append(
+                        RepositoryIndexEntry(name=name, version=str(version), state="UNAVAILABLE", reason=reason)
+                    )
+        return entries
+
+    # ---- load / unload ------------------------------------------------------------------------------------
+    async def load_all(self) -> None:
+        """Load every model found at startup; a failure is logged and keeps the server not-ready."""
+        names = list_models(self.root)
+        if not names:
+            log.warning("model repository %s holds no models: the server will not be ready", self.root)
+        for name in names:
+            self._expected.add(name)
+            try:
+                await self.load(name)
+            except ServingError as e:
+                log.error("could not load model '%s': %s", name, e.message)
+
+    async def load(self, name: str) -> ServedModel:
+        """Load (or reload) the latest version of ``name``, swap it in, drain the old one in the background.
+
+        Raises:
+            ModelNotFoundError: no such model folder with a numeric version.
+            ModelLoadError: the version is invalid, tampered, or refused by ONNX Runtime; the old one keeps serving.
+        """
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            versions = list_versions(self.root / name) if _safe_name(name) else []
+            if not versions:
+                raise ModelNotFoundError(f"no model '{name}' with a numeric version folder in repository {self.root}")
+            version_dir = self.root / name / str(versions[-1])
+            loop = asyncio.get_running_loop()
+            try:
+                manifest, runtime, memory = await loop.run_in_executor(
+                    self.load_executor, self._build, name, version_dir
+                )
+            except ModelLoadError as e:
+                self._failures[name] = e.message
+                raise
+            size = sum(record.bytes for record in manifest.files.values())
+            served = ServedModel(manifest, version_dir, runtime, size_bytes=size, memory_bytes=memory)
+            served.batcher = self._make_batcher(served)
+            served.batcher.start()
+            old = self._served.get(name)
+            self._served[name] = served  # the atomic swap: one assignment on the event loop
+            self._expected.add(name)
+            self._failures.pop(name, None)
+            self.metrics.model_loaded(
+                name, served.version, providers=served.runtime.providers, precision=served.manifest.precision,
+                memory_bytes=served.memory_bytes, size_bytes=served.size_bytes,
+            )  # fmt: skip
+            log.info(
+                "serving %s v%s on %s (%.1f MiB at load)",
+                name, served.version, served.runtime.providers, served.memory_bytes / 2**20,
+            )  # fmt: skip
+            if old is not None:
+                self._retire(old, served.version)
+            return served
+
+    async def unload(self, name: str) -> None:
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            served = self._served.pop(name, None)
+            self._expected.discard(name)
+            if served is None:
+                raise ModelNotFoundError(f"model '{name}' is not loaded")
+            await self._drain(served)
+
+    def _retire(self, old: ServedModel, new_version: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._drain(old, keep_series=old.version == new_version))
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+
+    async def _drain(self, old: ServedModel, keep_series: bool = False) -> None:
+        """Let the old version finish its queue (bounded by drain_timeout_s), then release its session."""
+        try:
+            await asyncio.wait_for(old.batcher.close(), self.settings.drain_timeout_s)
+        except TimeoutError:
+            log.warning("%s v%s: drain timed out after %ss", old.name, old.version, self.settings.drain_timeout_s)
+        old.runtime.unload()
+        if not keep_series:
+            self.metrics.model_unloaded(old.name, old.version)
+        log.info("unloaded %s v%s", old.name, old.version)
+
+    def _build(self, name: str, version_dir: Path) -> tuple[ModelManifest, ModelRuntime, int]:
+        """Blocking part of a load (runs in a worker thread): validate, verify, create, warm up.
+
+        Returns the manifest, the loaded runtime, and the resident memory the load added (bytes).
+        """
+        try:
+            manifest = read_manifest(version_dir)
+            if manifest.name != name or str(manifest.version) != version_dir.name:
+                raise ManifestError(
+                    f"{version_dir}: manifest says {manifest.name} v{manifest.version}, "
+                    f"folder is {name}/{version_dir.name}"
+                )
+            verify_files(manifest, version_dir)
+        except ManifestError as e:
+            raise ModelLoadError(f"refused {name} v{version_dir.name}: {e}") from e
+        before = rss_bytes()
+        runtime = self.runtime_factory(manifest, version_dir)
+        try:
+            runtime.load()
+        except ModelLoadError:
+            raise
+        except Exception as e:  # warm-up failures and anything ORT raises: the version is not servable
+            reason = e.message if isinstance(e, ServingError) else f"{type(e).__name__}: {e}"
+            raise ModelLoadError(f"refused {name} v{version_dir.name}: {reason}") from e
+        return manifest, runtime, max(0, rss_bytes() - before)
+
+    def _make_batcher(self, served: ServedModel) -> Batcher:
+        labels = (served.name, served.version)
+        executor = self.executor
+
+        async def run(inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+            return await asyncio.get_running_loop().run_in_executor(executor, served.runtime.predict, inputs, outputs)
+
+        def on_batch(rows: int, seconds: float) -> None:
+            served.stats.batch_done(rows, seconds)
+            self.metrics.compute_duration.labels(*labels).observe(seconds)
+            self.metrics.batch_size.labels(*labels).observe(rows)
+
+        def on_depth(depth: int) -> None:
+            self.metrics.queue_depth.labels(*labels).set(depth)
+
+        return Batcher(
+            run,
+            max_batch_size=self.settings.max_batch_size,
+            max_queue_delay_s=self.settings.max_queue_delay_s(),
+            max_queue_size=self.settings.max_queue_size,
+            max_concurrent_batches=self.settings.compute_threads,
+            batchable=served.batchable,
+            stats=BatchStats(on_batch=on_batch, on_depth=on_depth),
+        )
+
+    async def close(self) -> None:
+        """Drain and release everything (server shutdown)."""
+        served, self._served = list(self._served.values()), {}
+        await asyncio.gather(*(self._drain(s) for s in served), *self._draining, return_exceptions=True)
+
+
+def _safe_name(name: str) -> bool:
+    """A model name from a URL must be one plain path segment before it touches the filesystem."""
+    from serving.manifest import validate_model_name
+
+    try:
+        validate_model_name(name)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,41 @@
+"""KServe V1 / TF-Serving style convenience endpoint with server-side preprocessing."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from serving.protocol.types import PredictRequest, PredictResponse
+from serving.rest.body import parse_json_model, read_body, require_json
+from serving.rest.common import dataplane_of, errors, json_response, tracked
+
+router = APIRouter(tags=["v1"])
+
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}},
+    }
+}
+
+
+@router.post(
+    "/v1/models/{model_name}:predict",
+    response_model=PredictResponse,
+    responses=errors(400, 404, 413, 415, 500, 503, 504),
+    openapi_extra=_BODY,
+)
+async def predict(request: Request, model_name: str) -> Response:
+    """``{"instances": [...]}`` → ``{"predictions": [...]}``; raw features are standardized as at training.
+
+    Classifiers answer ``{"label": ..., "probabilities": {label: p}}`` per instance (softmax of ``logits``).
+    """
+    dataplane = dataplane_of(request)
+    async with tracked(dataplane, model_name, "v1") as track:
+        require_json(request)
+        body = await read_body(request, dataplane.settings.max_body_bytes)
+        parsed = parse_json_model(PredictRequest, body, "predict request")
+        served, predictions = await dataplane.predict(model_name, None, parsed.instances)
+        track.served, track.rows = served, len(parsed.instances)
+        return json_response({"predictions": predictions})

@@ -1,0 +1,164 @@
+"""Open Inference Protocol (KServe V2) REST routes: health, metadata, infer, statistics."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from serving.dataplane import Inference
+from serving.errors import UnavailableError
+from serving.protocol.codec import HEADER_LENGTH, encode_binary, encode_json, output_datatype
+from serving.protocol.types import (
+    InferenceRequest,
+    InferenceResponse,
+    ModelMetadata,
+    ModelStatisticsResponse,
+    ServerMetadata,
+)
+from serving.rest.body import read_infer_request
+from serving.rest.common import dataplane_of, errors, json_response, tracked
+
+router = APIRouter(tags=["v2"])
+
+_INFER_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "A JSON inference request, or with the binary tensor extension: the JSON header "
+        f"(its length in the {HEADER_LENGTH} header) followed by the tensors' bytes.",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@router.get("/v2/health/live", responses=errors(503))
+async def live() -> dict:
+    """200 while the process is up."""
+    return {"live": True}
+
+
+@router.get("/v2/health/ready", responses=errors(503))
+async def ready(request: Request) -> dict:
+    """200 once every model is loaded and warm; 503 before, when the repository is empty, or while draining."""
+    if not dataplane_of(request).ready():
+        raise UnavailableError("not ready: models are loading, the repository is empty or a model failed, or draining")
+    return {"ready": True}
+
+
+@router.get("/v2", response_model=ServerMetadata)
+async def server_metadata(request: Request) -> Response:
+    return json_response(dataplane_of(request).server_metadata().model_dump())
+
+
+@router.get("/v2/models/{model_name}", response_model=ModelMetadata, responses=errors(404))
+async def model_metadata(request: Request, model_name: str) -> Response:
+    return json_response(dataplane_of(request).model_metadata(model_name).model_dump())
+
+
+@router.get("/v2/models/{model_name}/versions/{model_version}", response_model=ModelMetadata, responses=errors(404))
+async def model_version_metadata(request: Request, model_name: str, model_version: str) -> Response:
+    return json_response(dataplane_of(request).model_metadata(model_name, model_version).model_dump())
+
+
+@router.get("/v2/models/{model_name}/ready", responses=errors(404, 503))
+async def model_ready(request: Request, model_name: str) -> dict:
+    return _ready(request, model_name, None)
+
+
+@router.get("/v2/models/{model_name}/versions/{model_version}/ready", responses=errors(404, 503))
+async def model_version_ready(request: Request, model_name: str, model_version: str) -> dict:
+    return _ready(request, model_name, model_version)
+
+
+def _ready(request: Request, name: str, version: str | None) -> dict:
+    if not dataplane_of(request).model_ready(name, version):
+        raise UnavailableError(f"model '{name}' is not ready")
+    return {"name": name, "ready": True}
+
+
+@router.get("/v2/models/{model_name}/stats", response_model=ModelStatisticsResponse, responses=errors(404))
+async def model_stats(request: Request, model_name: str) -> Response:
+    return json_response(dataplane_of(request).statistics(model_name).model_dump())
+
+
+@router.get(
+    "/v2/models/{model_name}/versions/{model_version}/stats",
+    response_model=ModelStatisticsResponse,
+    responses=errors(404),
+)
+async def model_version_stats(request: Request, model_name: str, model_version: str) -> Response:
+    return json_response(dataplane_of(request).statistics(model_name, model_version).model_dump())
+
+
+_INFER_ERRORS = errors(400, 404, 413, 415, 500, 503, 504)
+
+
+@router.post(
+    "/v2/models/{model_name}/infer",
+    response_model=InferenceResponse,
+    responses=_INFER_ERRORS,
+    openapi_extra=_INFER_BODY,
+)
+async def infer(request: Request, model_name: str) -> Response:
+    """Run an inference; outputs with ``parameters.binary_data`` come back as binary after the JSON header."""
+    return await _infer(request, model_name, None)
+
+
+@router.post(
+    "/v2/models/{model_name}/versions/{model_version}/infer",
+    response_model=InferenceResponse,
+    responses=_INFER_ERRORS,
+    openapi_extra=_INFER_BODY,
+)
+async def infer_version(request: Request, model_name: str, model_version: str) -> Response:
+    return await _infer(request, model_name, model_version)
+
+
+async def _infer(request: Request, name: str, version: str | None) -> Response:
+    dataplane = dataplane_of(request)
+    async with tracked(dataplane, name, "v2") as track:
+        parsed, binary = await read_infer_request(request, dataplane.settings.max_body_bytes)
+        result = await dataplane.infer(name, version, parsed, binary)
+        track.served, track.rows = result.served, result.rows
+        return _response(parsed, result)
+
+
+def _wants_binary(parsed: InferenceRequest) -> dict[str, bool]:
+    default = bool((parsed.parameters or {}).get("binary_data_output", False))
+    wants = {}
+    for out in parsed.outputs or []:
+        wants[out.name] = bool((out.parameters or {}).get("binary_data", default))
+    return wants if parsed.outputs else {}
+
+
+def _response(parsed: InferenceRequest, result: Inference) -> Response:
+    default = bool((parsed.parameters or {}).get("binary_data_output", False))
+    wants = _wants_binary(parsed)
+    outputs, chunks = [], []
+    for name, arr in result.outputs.items():
+        entry: dict = {"name": name, "datatype": output_datatype(arr), "shape": list(arr.shape)}
+        if wants.get(name, default):
+            raw = encode_binary(arr)
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            entry["data"] = encode_json(arr)
+        outputs.append(entry)
+    payload: dict = {"model_name": result.served.name, "model_version": result.served.version, "outputs": outputs}
+    if parsed.id is not None:
+        payload["id"] = parsed.id
+    if parsed.parameters:
+        payload["parameters"] = parsed.parameters
+    if not chunks:
+        return json_response(payload)
+    header = json.dumps(payload, separators=(",", ":")).encode()
+    return Response(
+        header + b"".join(chunks),
+        media_type="application/octet-stream",
+        headers={HEADER_LENGTH: str(len(header))},
+    )

@@ -1,0 +1,45 @@
+"""The runtime contract: what the dataplane needs from whatever runs a model version."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from serving.manifest import ModelManifest, TensorSpec
+
+
+class ModelRuntime(ABC):
+    """One loaded model version. ``load`` and ``predict`` block: callers run them in a worker thread."""
+
+    def __init__(self, manifest: ModelManifest) -> None:
+        self.manifest = manifest
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self.manifest.inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self.manifest.outputs
+
+    @abstractmethod
+    def load(self) -> None:
+        """Create the session and warm it up; afterwards ``ready`` is True."""
+
+    @abstractmethod
+    def predict(self, inputs: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
+        """Run once on already validated inputs; return the requested outputs by name."""
+
+    @abstractmethod
+    def unload(self) -> None:
+        """Release the session; afterwards ``ready`` is False."""
+
+    @property
+    @abstractmethod
+    def ready(self) -> bool: ...
+
+    @property
+    @abstractmethod
+    def providers(self) -> list[str]:
+        """Execution providers actually in use (empty before load)."""

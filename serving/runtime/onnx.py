@@ -1,0 +1,176 @@
+"""ONNX Runtime backend: one InferenceSession per model version."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from serving.errors import BadRequestError, InternalError, ModelLoadError
+from serving.manifest import ModelManifest, TensorSpec
+from serving.protocol.datatypes import ORT_TO_V2, V2_TO_NUMPY
+from serving.runtime.base import ModelRuntime
+from serving.runtime.providers import (
+    ProviderConfig,
+    ProviderError,
+    check_session_providers,
+    ort_available,
+    select_providers,
+    use_io_binding,
+)
+
+log = logging.getLogger("serving.runtime")
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    providers: ProviderConfig = field(default_factory=ProviderConfig)
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+    warmup_runs: int = 2
+    warmup_batch_sizes: tuple[int, ...] = (1,)
+
+
+def warmup_inputs(specs: list[TensorSpec], rows: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Representative inputs for warm-up.
+
+    Dynamic dims become ``rows`` (first) or 1; floats are standard normal (what a standardized feature looks
+    like), integers are 0 (a valid index for embeddings), strings are a word.
+    """
+    rng = np.random.default_rng(seed)
+    feeds: dict[str, np.ndarray] = {}
+    for spec in specs:
+        shape = [(rows if i == 0 else 1) if d == -1 else d for i, d in enumerate(spec.shape)]
+        dtype = V2_TO_NUMPY[spec.datatype]
+        if spec.datatype == "BYTES":
+            feeds[spec.name] = np.full(shape, "warm up", dtype=object)
+        elif dtype.kind == "f":
+            feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
+        else:
+            feeds[spec.name] = np.zeros(shape, dtype=dtype)
+    return feeds
+
+
+class OnnxModel(ModelRuntime):
+    def __init__(self, manifest: ModelManifest, version_dir: Path, options: RuntimeOptions) -> None:
+        super().__init__(manifest)
+        self.version_dir = version_dir
+        self.options = options
+        self._session = None
+        self._providers: list[str] = []
+        self._io_binding = False
+
+    @property
+    def ready(self) -> bool:
+        return self._session is not None
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self._providers)
+
+    def load(self) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.options.intra_op_threads
+        so.inter_op_num_threads = self.options.inter_op_threads
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        path = self.version_dir / self.manifest.model_file
+        try:
+            available, known = ort_available()
+            chosen = select_providers(self.options.providers, available, known)
+            session = ort.InferenceSession(
+                str(path), so, providers=[p for p, _ in chosen], provider_options=[o for _, o in chosen]
+            )
+            used = session.get_providers()
+            check_session_providers(self.options.providers, used)
+        except ProviderError as e:
+            raise ModelLoadError(f"{self.manifest.name} v{self.manifest.version}: {e}") from e
+        except Exception as e:  # ORT raises its own pybind types for corrupt or unsupported models
+            raise ModelLoadError(
+                f"{self.manifest.name} v{self.manifest.version}: ONNX Runtime refused {path}: {e}"
+            ) from e
+        _check_signature(self.manifest, session)
+        self._session = session
+        self._providers = used
+        self._io_binding = use_io_binding(used)
+        log.info("loaded %s v%s on %s", self.manifest.name, self.manifest.version, used)
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        for rows in self.options.warmup_batch_sizes:
+            if rows > 1 and (not self.inputs or self.inputs[0].shape[:1] != [-1]):
+                continue
+            feeds = warmup_inputs(self.inputs, rows)
+            for _ in range(self.options.warmup_runs):
+                self.predict(feeds, [o.name for o in self.outputs])
+
+    def predict(self, inputs: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
+        session = self._session
+        if session is None:
+            raise InternalError(f"model {self.manifest.name} v{self.manifest.version} is not loaded")
+        inputs = {n: _ort_strings(n, a) if a.dtype == object else a for n, a in inputs.items()}
+        try:
+            if self._io_binding:
+                results = self._run_bound(session, inputs, output_names)
+            else:
+                results = session.run(output_names, inputs)
+        except Exception as e:
+            # ORT's InvalidArgument means the inputs (e.g. inconsistent dims) were wrong: the caller's fault.
+            if type(e).__name__ == "InvalidArgument":
+                raise BadRequestError(f"model '{self.manifest.name}' rejected the inputs: {e}") from e
+            raise InternalError(f"model '{self.manifest.name}' failed to run: {type(e).__name__}: {e}") from e
+        return dict(zip(output_names, results, strict=True))
+
+    def _run_bound(self, session, inputs: dict[str, np.ndarray], output_names: list[str]) -> list[np.ndarray]:
+        """GPU path: bind host inputs once and let ORT allocate outputs on the device, copied back at the end."""
+        binding = session.io_binding()
+        for name, value in inputs.items():
+            binding.bind_cpu_input(name, value)
+        for name in output_names:
+            binding.bind_output(name, "cuda", self.options.providers.cuda_device_id)
+        session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()
+
+    def unload(self) -> None:
+        self._session = None
+        self._providers = []
+
+
+def _ort_strings(name: str, arr: np.ndarray) -> np.ndarray:
+    """ONNX string tensors hold text: ORT would str() a bytes object (b'..'), so decode UTF-8 here."""
+    try:
+        return np.vectorize(lambda v: v.decode() if isinstance(v, bytes) else v, otypes=[object])(arr)
+    except UnicodeDecodeError as e:
+        raise BadRequestError(f"input '{name}': BYTES elements must be UTF-8 text for this model: {e}") from e
+
+
+def _check_signature(manifest: ModelManifest, session) -> None:
+    """The manifest is what clients see: refuse a model whose real inputs/outputs differ from it."""
+    for kind, specs, args in (
+        ("input", manifest.inputs, session.get_inputs()),
+        ("output", manifest.outputs, session.get_outputs()),
+    ):
+        real = {a.name: a for a in args}
+        for spec in specs:
+            arg = real.get(spec.name)
+            if arg is None:
+                raise ModelLoadError(
+                    f"{manifest.name} v{manifest.version}: manifest lists {kind} '{spec.name}', "
+                    f"the model has {list(real)}"
+                )
+            datatype = ORT_TO_V2.get(arg.type)
+            if datatype != spec.datatype:
+                raise ModelLoadError(
+                    f"{manifest.name} v{manifest.version}: {kind} '{spec.name}' is {datatype or arg.type} "
+                    f"in the model, "
+                    f"{spec.datatype} in the manifest"
+                )
+    required = {a.name for a in session.get_inputs()}
+    missing = required - {s.name for s in manifest.inputs}
+    if missing:
+        raise ModelLoadError(
+            f"{manifest.name} v{manifest.version}: model inputs {sorted(missing)} are not in the manifest"
+        )

@@ -1,0 +1,62 @@
+"""Running the app under uvicorn (what ``modelpress serve`` and ``python -m serving`` call)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+
+from serving.runtime.providers import ProviderConfig, preflight
+from serving.settings import Settings
+
+
+class ServeError(Exception):
+    """The server cannot start with these settings (message names the problem)."""
+
+
+def check(settings: Settings) -> None:
+    """Fail fast, before binding a port: repository folder and execution providers (``--require-gpu``).
+
+    Raises:
+        ServeError: naming the problem.
+    """
+    from serving.runtime.providers import ProviderError
+
+    if not settings.repository.is_dir():
+        raise ServeError(f"model repository {settings.repository} is not a directory")
+    try:
+        preflight(ProviderConfig(requested=tuple(settings.providers), require_gpu=settings.require_gpu))
+    except ProviderError as e:
+        raise ServeError(str(e)) from e
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as ``MODELPRESS_*`` variables, so worker processes started by uvicorn rebuild them."""
+    env = {}
+    for name, value in settings.model_dump(exclude_none=True).items():
+        text = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
+        env[f"MODELPRESS_{name.upper()}"] = text
+    return env
+
+
+def serve(settings: Settings) -> None:
+    """Serve until SIGTERM/SIGINT; with several workers each process loads its own sessions."""
+    import uvicorn
+
+    check(settings)
+    logging.basicConfig(level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG")
+    common = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "timeout_graceful_shutdown": max(1, int(settings.drain_timeout_s)),
+        "factory": True,
+        "access_log": settings.log_level in ("debug", "trace"),
+    }
+    if settings.workers > 1:
+        os.environ.update(settings_env(settings))  # the entry point hands the settings to the workers
+        uvicorn.run("serving.app:create_app", workers=settings.workers, **common)
+    else:
+        from serving.app import create_app
+
+        uvicorn.run(functools.partial(create_app, settings), **common)

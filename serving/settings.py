@@ -1,0 +1,95 @@
+"""Server settings: one object, built once at the entry point, passed down (env prefix ``MODELPRESS_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _split_csv(value: Any) -> Any:
+    """Accept ``"a,b"`` (how a list arrives from an env var) as well as a JSON list or a real list."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything the inference server can be told. Every field also reads ``MODELPRESS_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELPRESS_", extra="ignore")
+
+    repository: Path = Field(description="Model repository folder: <repository>/<model>/<version>/model.onnx.")
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on.")
+    workers: int = Field(default=1, ge=1, description="Server processes; each loads its own sessions and metrics.")
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = Field(
+        default="info", description="Log level of the server and uvicorn."
+    )
+    providers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["CPUExecutionProvider"],
+        description="ONNX Runtime execution providers in order of preference (comma-separated in env).",
+    )
+    require_gpu: bool = Field(default=False, description="Fail at startup instead of falling back to CPU.")
+    cuda_device_id: int = Field(default=0, ge=0, description="CUDA device for the CUDA/TensorRT providers.")
+    gpu_mem_limit_bytes: int | None = Field(default=None, gt=0, description="CUDA arena size limit in bytes.")
+    arena_extend_strategy: Literal["kNextPowerOfTwo", "kSameAsRequested"] = Field(
+        default="kNextPowerOfTwo", description="How the CUDA memory arena grows."
+    )
+    intra_op_threads: int = Field(default=0, ge=0, description="Threads inside one operator (0 = ORT default).")
+    inter_op_threads: int = Field(default=0, ge=0, description="Threads across operators (0 = ORT default).")
+    compute_threads: int = Field(default=2, ge=1, description="Thread pool running session.run (bounded).")
+    max_batch_size: int = Field(default=64, ge=1, description="Most rows joined into one session.run.")
+    max_queue_delay_us: int = Field(default=500, ge=0, description="Longest wait for more rows before a run.")
+    max_queue_size: int = Field(default=256, ge=1, description="Requests waiting per model; beyond it: 503.")
+    request_timeout_s: float = Field(default=30.0, gt=0, description="Longest an inference may take; then 504.")
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0, description="Largest request body; beyond: 413.")
+    repository_api: bool = Field(default=False, description="Enable POST /v2/repository/... (load, unload).")
+    metrics_buckets: Annotated[list[float] | None, NoDecode] = Field(
+        default=None, description="Buckets (seconds) of the duration histograms (comma-separated in env)."
+    )
+    drain_timeout_s: float = Field(default=30.0, ge=0, description="On SIGTERM, longest wait for in-flight work.")
+    drain_grace_s: float = Field(
+        default=0.0, ge=0, description="On SIGTERM, least time to keep answering 503 so readiness can propagate."
+    )
+    allow_nan: bool = Field(default=False, description="Accept NaN/Inf in floating-point inputs.")
+    warmup_runs: int = Field(default=2, ge=0, description="Warm-up session.run calls per batch size at load.")
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _providers_csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("metrics_buckets", mode="before")
+    @classmethod
+    def _buckets_csv(cls, value: Any) -> Any:
+        return _split_csv(value) if value not in (None, "") else None
+
+    @field_validator("providers")
+    @classmethod
+    def _providers_nonempty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one execution provider is needed, e.g. CPUExecutionProvider")
+        return value
+
+    @field_validator("metrics_buckets")
+    @classmethod
+    def _buckets_sorted(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and (not value or sorted(value) != value or len(set(value)) != len(value)):
+            raise ValueError(f"metrics buckets must be a non-empty strictly increasing list, got {value}")
+        return value
+
+    def duration_buckets(self) -> tuple[float, ...]:
+        return tuple(self.metrics_buckets) if self.metrics_buckets else DEFAULT_DURATION_BUCKETS
+
+    def max_queue_delay_s(self) -> float:
+        return self.max_queue_delay_us / 1e6

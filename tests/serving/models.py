@@ -1,0 +1,123 @@
+"""Tiny ONNX models built with onnx.helper (no torch) and published into a model repository."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from serving.manifest import ModelManifest, Preprocessing, TensorSpec, file_records, write_manifest
+
+FEATURES = 64
+CLASSES = 10
+LABELS = [f"digit-{i}" for i in range(CLASSES)]
+
+
+def _save(graph: onnx.GraphProto, path: Path) -> None:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
+def classifier_graph(seed: int) -> tuple[onnx.GraphProto, np.ndarray, np.ndarray]:
+    """``logits = relu(input @ W + b)`` on 64 features, 10 classes; returns the graph and its weights."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((FEATURES, CLASSES)).astype(np.float32)
+    b = rng.standard_normal(CLASSES).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["input", "W", "b"], ["z"]), helper.make_node("Relu", ["z"], ["logits"])],
+        "classifier",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", FEATURES])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", CLASSES])],
+        initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "b")],
+    )
+    return graph, w, b
+
+
+def classifier_reference(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.maximum(x.astype(np.float32) @ w + b, 0)
+
+
+MULTI_INPUTS = [
+    TensorSpec(name="ids", datatype="INT64", shape=[-1, -1]),
+    TensorSpec(name="mask", datatype="BOOL", shape=[-1, -1]),
+    TensorSpec(name="x", datatype="FP64", shape=[-1, 3]),
+    TensorSpec(name="h", datatype="FP16", shape=[-1, 2]),
+    TensorSpec(name="u8", datatype="UINT8", shape=[-1, 2]),
+    TensorSpec(name="text", datatype="BYTES", shape=[-1, 1]),
+]
+MULTI_OUTPUTS = [
+    TensorSpec(name="sum_ids", datatype="INT64", shape=[-1, 1]),
+    TensorSpec(name="not_mask", datatype="BOOL", shape=[-1, -1]),
+    TensorSpec(name="x2", datatype="FP64", shape=[-1, 3]),
+    TensorSpec(name="h2", datatype="FP16", shape=[-1, 2]),
+    TensorSpec(name="u8_out", datatype="UINT8", shape=[-1, 2]),
+    TensorSpec(name="text_out", datatype="BYTES", shape=[-1, 1]),
+]
+_ONNX_TYPE = {
+    "INT64": TensorProto.INT64, "BOOL": TensorProto.BOOL, "FP64": TensorProto.DOUBLE, "FP16": TensorProto.FLOAT16,
+    "UINT8": TensorProto.UINT8, "BYTES": TensorProto.STRING, "FP32": TensorProto.FLOAT,
+}  # fmt: skip
+
+
+def _vi(spec: TensorSpec) -> onnx.ValueInfoProto:
+    dims = [f"d{i}" if d == -1 else d for i, d in enumerate(spec.shape)]
+    return helper.make_tensor_value_info(spec.name, _ONNX_TYPE[spec.datatype], dims)
+
+
+def multi_graph() -> onnx.GraphProto:
+    """Several inputs/outputs of other datatypes, one with a dynamic second dimension."""
+    nodes = [
+        helper.make_node("ReduceSum", ["ids", "axis1"], ["sum_ids"], keepdims=1),
+        helper.make_node("Not", ["mask"], ["not_mask"]),
+        helper.make_node("Add", ["x", "x"], ["x2"]),
+        helper.make_node("Add", ["h", "h"], ["h2"]),
+        helper.make_node("Identity", ["u8"], ["u8_out"]),
+        helper.make_node("Identity", ["text"], ["text_out"]),
+    ]
+    axis = numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1")
+    return helper.make_graph(
+        nodes, "multi", [_vi(s) for s in MULTI_INPUTS], [_vi(s) for s in MULTI_OUTPUTS], initializer=[axis]
+    )
+
+
+def publish(repository: Path, name: str, version: int, graph: onnx.GraphProto, **manifest_fields: object) -> Path:
+    """Write model + manifest into a hidden temporary folder, then rename it into place (atomic publish)."""
+    model_dir = repository / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    tmp = model_dir / f".tmp-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    _save(graph, tmp / "model.onnx")
+    manifest = ModelManifest(name=name, version=version, files=file_records(tmp), **manifest_fields)
+    write_manifest(manifest, tmp)
+    final = model_dir / str(version)
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    return final
+
+
+def publish_classifier(
+    repository: Path, name: str = "digits", version: int = 1, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    graph, w, b = classifier_graph(seed)
+    rng = np.random.default_rng(100 + seed)
+    publish(
+        repository, name, version, graph,
+        task="classification", labels=LABELS,
+        inputs=[TensorSpec(name="input", datatype="FP32", shape=[-1, FEATURES])],
+        outputs=[TensorSpec(name="logits", datatype="FP32", shape=[-1, CLASSES])],
+        preprocessing=Preprocessing(
+            type="standardize", mean=rng.uniform(0, 5, FEATURES).tolist(), std=rng.uniform(1, 3, FEATURES).tolist()
+        ),
+    )  # fmt: skip
+    return w, b
+
+
+def publish_multi(repository: Path, name: str = "multi", version: int = 1) -> None:
+    publish(repository, name, version, multi_graph(), task="regression", inputs=MULTI_INPUTS, outputs=MULTI_OUTPUTS)
