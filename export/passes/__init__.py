@@ -1,0 +1,40 @@
+"""The one registry of export passes: a recipe step ``{pass: <name>, ...config}`` names one of these."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from export.errors import ExportError
+from export.passes.base import Pass, PassConfig, PassContext, PassOutput
+from export.passes.fp16 import Float16
+from export.passes.optimize import OrtOptimize
+from export.passes.quantize import Quantize
+from export.passes.to_onnx import OnnxExport
+
+PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (OnnxExport, OrtOptimize, Float16, Quantize)}
+
+
+def build_pass(step: dict[str, Any]) -> Pass:
+    """Build a pass from a recipe step ``{"pass": name, **config}``, validating its config.
+
+    Raises:
+        ExportError: no ``pass`` key, an unknown pass, or a config the pass rejects (naming the key).
+    """
+    step = dict(step)
+    name = step.pop("pass", None)
+    if name not in PASSES:
+        known = ", ".join(PASSES)
+        raise ExportError(f"unknown export pass {name!r}; expected one of {known}" if name else
+                          f"export step {step} has no 'pass' key (one of {known})")  # fmt: skip
+    cls = PASSES[name]
+    try:
+        return cls(cls.config_class.model_validate(step))
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ExportError(f"export pass {name!r}: {where}: {first['msg']}") from e
+
+
+__all__ = ["PASSES", "Pass", "PassConfig", "PassContext", "PassOutput", "build_pass"]

@@ -1,0 +1,59 @@
+"""What every pass shares: a static, frozen pydantic config, a ``run`` that writes a model folder, a context."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from export.data import EvalData
+    from training.checkpoint import CheckpointMeta
+
+
+class PassConfig(BaseModel):
+    """Base of every pass config: unknown keys are an error, and a config never changes once built."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class PassContext:
+    """What a pass may read besides its input model: the PyTorch module, its metadata and the data."""
+
+    module: nn.Module
+    meta: CheckpointMeta
+    data: EvalData
+    progress: bool = False
+
+
+@dataclass
+class PassOutput:
+    """The model a pass wrote, the precision it now has (None: unchanged) and facts worth recording."""
+
+    model_path: Path
+    precision: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Pass(abc.ABC):
+    """One conversion or compression step.
+
+    Subclasses set ``name`` (the registry key and the lineage entry) and ``config_class``. ``run`` reads the
+    model at ``model_path`` (None for the pass that makes the first ONNX model) and writes its result as
+    ``out_dir/model.onnx`` (+ external data). Heavy libraries are imported inside ``run``.
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[PassConfig]]
+
+    def __init__(self, config: PassConfig):
+        self.config = config
+
+    @abc.abstractmethod
+    def run(self, model_path: Path | None, out_dir: Path, ctx: PassContext) -> PassOutput: ...

@@ -1,0 +1,135 @@
+"""PyTorch → ONNX: the dynamo exporter first, the TorchScript exporter when dynamo cannot take the model."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from export.errors import VerificationError
+from export.onnx_files import save_model, strip_node_metadata
+from export.passes.base import Pass, PassConfig, PassContext, PassOutput
+
+INPUT_NAME = "input"
+OUTPUT_NAMES = {"classification": "logits", "regression": "predictions"}
+
+
+class OnnxExportConfig(PassConfig):
+    opset: int = Field(18, ge=13, le=23, description="ONNX opset of the default domain")
+    exporter: Literal["auto", "dynamo", "torchscript"] = Field(
+        "auto", description="auto: dynamo, then TorchScript if dynamo fails (e.g. some recurrent nets)"
+    )
+    external_data: Literal["auto", "always", "never"] = Field(
+        "auto", description="weights in model.onnx.data beside the graph (auto: only for models above 512 MiB)"
+    )
+    dynamic_sequence: bool | None = Field(
+        None, description="make input dim 1 dynamic too (None: only for int64 token inputs)"
+    )
+
+
+class OnnxExport(Pass):
+    """Export the checkpoint's module with a dynamic batch dimension (and sequence, for token inputs)."""
+
+    name = "onnx"
+    config_class = OnnxExportConfig
+    config: OnnxExportConfig
+
+    def run(self, model_path: Path | None, out_dir: Path, ctx: PassContext) -> PassOutput:
+        import onnx
+        import torch
+
+        module = ctx.module.eval().cpu()
+        example = _example_input(ctx)
+        output_name = OUTPUT_NAMES[ctx.meta.task]
+        sequence = self.config.dynamic_sequence
+        if sequence is None:
+            sequence = ctx.meta.input_spec.dtype == "int64" and len(ctx.meta.input_spec.shape) >= 1
+        details: dict[str, object] = {}
+        with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".onnx-export-") as tmp:
+            raw = Path(tmp) / "model.onnx"
+            exporter = self.config.exporter
+            if exporter in ("auto", "dynamo"):
+                try:
+                    _export_dynamo(module, example, raw, output_name, self.config.opset, sequence)
+                    details["exporter"] = "dynamo"
+                except Exception as e:  # the exporter raises many kinds; each means "this model did not export"
+                    if exporter == "dynamo":
+                        raise VerificationError(f"dynamo ONNX export failed: {type(e).__name__}: {e}") from e
+                    details["dynamo_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+            if "exporter" not in details:
+                try:
+                    _export_torchscript(module, example, raw, output_name, self.config.opset, sequence)
+                except Exception as e:
+                    raise VerificationError(f"TorchScript ONNX export failed: {type(e).__name__}: {e}") from e
+                details["exporter"] = "torchscript"
+            proto = strip_node_metadata(onnx.load(str(raw)))
+        details["opset"] = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+        details["torch"] = torch.__version__
+        return PassOutput(save_model(proto, out_dir, external=self.config.external_data), details=details)
+
+
+def _example_input(ctx: PassContext):
+    import torch
+
+    sample = ctx.data.calibration[:2]
+    if ctx.meta.input_spec.dtype == "int64":
+        return torch.as_tensor(sample, dtype=torch.int64)
+    return torch.as_tensor(sample, dtype=torch.float32)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporters print progress and warn about unrelated optional packages (torchvision); keep the CLI clean."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _export_dynamo(module, example, path: Path, output_name: str, opset: int, sequence: bool) -> None:
+    import torch
+
+    dims = {0: torch.export.Dim("batch")}
+    if sequence:
+        dims[1] = torch.export.Dim("sequence")
+    with _quiet():
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            dynamo=True,
+            input_names=[INPUT_NAME],
+            output_names=[output_name],
+            dynamic_shapes=(dims,),
+            opset_version=opset,
+        )
+
+
+def _export_torchscript(module, example, path: Path, output_name: str, opset: int, sequence: bool) -> None:
+    import torch
+
+    in_axes = {0: "batch", 1: "sequence"} if sequence else {0: "batch"}
+    with _quiet():
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            dynamo=False,
+            input_names=[INPUT_NAME],
+            output_names=[output_name],
+            dynamic_axes={INPUT_NAME: in_axes, output_name: {0: "batch"}},
+            opset_version=min(opset, 20),  # the TorchScript exporter stops at opset 20
+        )

@@ -1,0 +1,44 @@
+"""``modelpress pipeline``: train a recipe, then publish every export variant its ``export:`` section lists."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from export.api import export_checkpoint
+from export.errors import ExportError
+from export.repository import Published, check_repository
+from export.spec import parse_spec, variant_model_name
+
+
+def run_pipeline(
+    recipe_path: Path,
+    repository: Path,
+    *,
+    workdir: Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    force: bool = False,
+    progress: bool = True,
+) -> tuple[Path, list[Published]]:
+    """Train ``recipe_path`` into ``workdir`` and export the checkpoint; return it and what was published.
+
+    Everything that can be checked before training is (recipe, export section, names, repository), so bad
+    input fails in a second, not after the training run.
+
+    Raises:
+        training.recipe.RecipeError, training.data.DataError, training.api.TrainingError, ExportError.
+    """
+    from training.api import train_recipe
+    from training.recipe import load_recipe
+
+    recipe = load_recipe(recipe_path, list(overrides))
+    spec = parse_spec(recipe.export)
+    name = spec.name or recipe.name
+    for variant in spec.variants:
+        variant_model_name(name, variant)
+    check_repository(Path(repository))
+    if Path(workdir).exists() and not Path(workdir).is_dir():
+        raise ExportError(f"--workdir {workdir} is a file, expected a folder")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    checkpoint = train_recipe(recipe, Path(workdir) / f"{name}-{stamp}", progress=progress)
+    return checkpoint, export_checkpoint(checkpoint, repository, name, spec=spec, force=force, progress=progress)

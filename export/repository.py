@@ -1,0 +1,133 @@
+"""Publishing into the model repository: staged in a hidden folder inside it, verified, then renamed.
+
+A reader never sees half a version: the version folder appears by one ``rename`` of a complete, verified
+folder. The version number is taken at rename time: ``rename`` onto an existing non-empty folder fails,
+so two publishers racing for the same number cannot both win; the loser retries with the next one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from export.errors import ExportError, VerificationError
+from export.onnx_files import copy_model
+from export.ort_session import cpu_session
+from serving.manifest import (
+    ManifestError,
+    ModelManifest,
+    file_records,
+    list_versions,
+    read_manifest,
+    verify_files,
+    write_manifest,
+)
+
+STAGING_PREFIX = ".staging-"
+MAX_VERSION_ATTEMPTS = 100
+
+
+@dataclass(frozen=True)
+class Published:
+    name: str
+    version: int
+    path: Path
+    manifest: ModelManifest
+
+
+def check_repository(repository: Path) -> None:
+    """Raise ExportError when ``repository`` exists but is not a folder, or cannot be created."""
+    if repository.exists() and not repository.is_dir():
+        raise ExportError(f"repository {repository} is a file, expected a folder")
+    if not repository.exists() and repository.parent.exists() and not repository.parent.is_dir():
+        raise ExportError(f"repository {repository}: parent {repository.parent} is not a folder")
+
+
+def check_version_free(repository: Path, name: str, version: int | None) -> None:
+    """Raise ExportError when an explicitly requested version already exists (never overwritten)."""
+    if version is not None and (repository / name / str(version)).exists():
+        raise ExportError(f"{name} version {version} already exists in {repository}; versions are never overwritten")
+
+
+class StagedVersion:
+    """A complete version folder waiting, hidden, inside ``<repository>/<name>/``."""
+
+    def __init__(self, repository: Path, manifest: ModelManifest, model_path: Path):
+        self.repository = repository
+        self.model_dir = repository / manifest.name
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        self.path = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.model_dir))
+        # mkdtemp makes the folder private (0700); a server running as another user must be able to read it.
+        self.path.chmod(0o755 & ~_umask())
+        self.manifest = manifest
+        copy_model(model_path, self.path)
+        self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        self.manifest = self.manifest.model_copy(update={"files": file_records(self.path)})
+        write_manifest(self.manifest, self.path)
+
+    def verify(self) -> None:
+        """Re-read the staged manifest, check every file's hash, and load the model with ONNX Runtime."""
+        try:
+            manifest = read_manifest(self.path)
+            verify_files(manifest, self.path)
+            cpu_session(self.path / manifest.model_file, threads=1)
+        except ManifestError as e:
+            raise VerificationError(f"staged {self.manifest.name}: {e}") from e
+        except Exception as e:  # onnxruntime's load errors
+            raise VerificationError(f"staged {self.manifest.name}: ONNX Runtime cannot load it: {e}") from e
+
+    def commit(self, version: int | None = None) -> Published:
+        """Rename into the next free version (or exactly ``version``) and return where it landed."""
+        number = version or (max(list_versions(self.model_dir), default=0) + 1)
+        for _ in range(MAX_VERSION_ATTEMPTS):
+            if number != self.manifest.version:
+                self.manifest = self.manifest.model_copy(update={"version": number})
+                write_manifest(self.manifest, self.path)
+            target = self.model_dir / str(number)
+            try:
+                if target.exists():  # rename() would replace an empty folder; a version number is never reused
+                    raise FileExistsError(errno.EEXIST, "version exists", str(target))
+                os.rename(self.path, target)
+            except OSError as e:
+                if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                if version is not None:
+                    raise ExportError(
+                        f"{self.manifest.name} version {version} already exists; versions are never overwritten"
+                    ) from e
+                number = max(number, *list_versions(self.model_dir)) + 1
+                continue
+            self.path = target
+            return Published(self.manifest.name, number, target, self.manifest)
+        raise ExportError(f"{self.model_dir}: no free version number after {MAX_VERSION_ATTEMPTS} attempts")
+
+    def discard(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        _remove_if_empty(self.model_dir)
+
+
+def retract(published: Published) -> None:
+    """Undo a commit of this run (a later variant failed): hide the folder first, then delete it."""
+    hidden = published.path.with_name(f"{STAGING_PREFIX}retract-{published.version}")
+    os.rename(published.path, hidden)
+    shutil.rmtree(hidden, ignore_errors=True)
+    _remove_if_empty(published.path.parent)
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def _remove_if_empty(folder: Path) -> None:
+    # not empty (other versions or another publisher's staging): keep it
+    with contextlib.suppress(OSError):
+        folder.rmdir()
