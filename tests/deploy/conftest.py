@@ -60,3 +60,12 @@ def tiny_repository(tmp_path_factory: pytest.TempPathFactory):
     )
     write_manifest(manifest, version_dir)
     return root
+
+
+@pytest.fixture(scope="session")
+def serve_image_path(tmp_path_factory: pytest.TempPathFactory):
+    """PYTHONPATH of a stand-in for the `serve` image: requirements/serve.txt + serving/ + modelpress/ only."""
+    from tests.deploy.files import REQUIREMENTS, read_requirements
+    from tests.deploy.image_env import build
+
+    return build(tmp_path_factory.mktemp("serve-image"), read_requirements(REQUIREMENTS / "serve.txt"))

@@ -1,7 +1,9 @@
-"""The images' entry point, run outside Docker with the image's and the ConfigMap's environment.
+"""The images' entry point, run outside Docker with the image's Python world and environment.
 
 No Docker engine runs here, so this is the closest to `docker run`: the ENTRYPOINT command line from the
-Dockerfile, the ENV of the target, the settings of the base ConfigMap, on loopback and a free port.
+Dockerfile, in a stand-in for the image's site-packages (only what requirements/serve.txt installs, plus the
+serving and modelpress packages; see image_env.py), the ENV of the target and the ConfigMap's settings, on
+loopback and a free port.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.deploy.files import PREFIX, Stage, find_tool, one
+from tests.deploy.files import PREFIX, ROOT, Stage, one
 
 
 def _free_port() -> int:
@@ -25,30 +28,61 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _image_env(stage: Stage, configmap: dict, **overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
+def _image_env(stage: Stage, configmap: dict, image_path: Path, **overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX) and not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(image_path)
     env.update({k: v for k, v in stage.env().items() if k.startswith(PREFIX)})
     env.update({k: str(v) for k, v in configmap["data"].items()})
     env.update(overrides)
     return env
 
 
+def _python(*args: str) -> list[str]:
+    """The interpreter without site-packages: only the standard library and PYTHONPATH (the image stand-in)."""
+    return [sys.executable, "-S", *args]
+
+
 def _entrypoint(stage: Stage) -> list[str]:
+    """The ENTRYPOINT; its console script `modelpress` is `python -m modelpress` (what the script calls)."""
     command = stage.last("ENTRYPOINT").exec_form()
-    executable = find_tool(command[0])
-    if executable is None:
-        pytest.skip(f"{command[0]} is not installed in this environment (pip install -e .)")
-    return [executable, *command[1:]]
+    assert command[0] == "modelpress"
+    return _python("-m", "modelpress", *command[1:])
 
 
 def _healthcheck(stage: Stage) -> list[str]:
     command = stage.last("HEALTHCHECK").exec_form()
     assert command[0] == "python"
-    return [sys.executable, *command[1:]]
+    return _python(*command[1:])
+
+
+def _serving_modules() -> list[str]:
+    return sorted(
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for path in (ROOT / "serving").rglob("*.py")
+    )
+
+
+def test_image_has_no_torch_and_imports_all_of_serving(serve_image_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(serve_image_path)}
+    no_torch = subprocess.run(_python("-c", "import torch"), env=env, capture_output=True, text=True, timeout=60)
+    assert no_torch.returncode != 0
+    assert "No module named 'torch'" in no_torch.stderr
+    code = "\n".join(
+        [
+            "import importlib, sys",
+            "for name in sys.argv[1:]: importlib.import_module(name)",
+            "from modelpress.cli import build_app",
+            "build_app()",
+        ]
+    )
+    imports = subprocess.run(
+        _python("-c", code, *_serving_modules()), env=env, capture_output=True, text=True, timeout=120
+    )
+    assert imports.returncode == 0, imports.stderr
 
 
 def test_serve_entrypoint_runs_healthcheck_passes_and_drains(
-    stages: dict[str, Stage], rendered: dict[str, list[dict]], tiny_repository
+    stages: dict[str, Stage], rendered: dict[str, list[dict]], tiny_repository, serve_image_path: Path
 ) -> None:
     stage = stages["serve"]
     configmap = next(c for c in rendered["overlays/cpu"] if c["kind"] == "ConfigMap")
@@ -56,6 +90,7 @@ def test_serve_entrypoint_runs_healthcheck_passes_and_drains(
     env = _image_env(
         stage,
         configmap,
+        serve_image_path,
         MODELPRESS_REPOSITORY=str(tiny_repository),
         MODELPRESS_HOST="127.0.0.1",
         MODELPRESS_PORT=str(port),
@@ -97,7 +132,7 @@ def test_serve_entrypoint_runs_healthcheck_passes_and_drains(
 
 
 def test_gpu_settings_refuse_to_start_without_cuda(
-    stages: dict[str, Stage], rendered: dict[str, list[dict]], tiny_repository
+    stages: dict[str, Stage], rendered: dict[str, list[dict]], tiny_repository, serve_image_path: Path
 ) -> None:
     """The GPU image's settings (CUDA first, REQUIRE_GPU) fail fast here, where ONNX Runtime has no CUDA."""
     stage = stages["serve-gpu"]
@@ -105,6 +140,7 @@ def test_gpu_settings_refuse_to_start_without_cuda(
     env = _image_env(
         stage,
         configmap,
+        serve_image_path,
         MODELPRESS_REPOSITORY=str(tiny_repository),
         MODELPRESS_HOST="127.0.0.1",
         MODELPRESS_PORT=str(_free_port()),

@@ -1,0 +1,68 @@
+"""An offline stand-in for the `serve` image's Python environment, built from this venv without a network.
+
+A folder holds symlinks to exactly the distributions ``requirements/serve.txt`` resolves to (with their
+dependencies, read from installed metadata) plus copies of the ``serving`` and ``modelpress`` packages the
+Dockerfile copies. ``python -S`` with that folder on PYTHONPATH sees the standard library and that folder only,
+no site-packages: what is not in the image cannot be imported.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import shutil
+from pathlib import Path
+
+from packaging.requirements import Requirement
+
+from tests.deploy.files import ROOT, normalise
+
+IMAGE_PACKAGES = ("serving", "modelpress")
+
+
+def resolve(requirements: dict[str, str]) -> set[str]:
+    """The listed distributions and their runtime dependencies, as installed here."""
+    seen: set[str] = set()
+    todo = list(requirements)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = md.requires(name) or []
+        except md.PackageNotFoundError:
+            continue  # GPU-only distributions are not installed beside the CPU ones
+        for text in requires:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(normalise(req.name))
+    return seen
+
+
+def _top_level_entries(dist: md.Distribution) -> set[str]:
+    """First path components a distribution installed into site-packages (packages, modules, .libs, dist-info)."""
+    entries = set()
+    for file in dist.files or []:
+        first = file.parts[0]
+        if first in ("..", "__pycache__") or first.endswith(".pth"):
+            continue
+        entries.add(first)
+    return entries
+
+
+def build(target: Path, requirements: dict[str, str]) -> Path:
+    """Lay out the image's importable world in ``target`` and return it (for PYTHONPATH with ``python -S``)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in sorted(resolve(requirements)):
+        try:
+            dist = md.distribution(name)
+        except md.PackageNotFoundError:
+            continue
+        site = Path(dist.locate_file(""))
+        for entry in _top_level_entries(dist):
+            link = target / entry
+            if not link.exists() and (site / entry).exists():
+                link.symlink_to(site / entry)
+    for package in IMAGE_PACKAGES:
+        shutil.copytree(ROOT / package, target / package, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
