@@ -128,29 +128,19 @@ def test_import_scan_sees_real_imports() -> None:
     assert not found["typer"][1]
 
 
-def test_pins_match_the_tested_versions() -> None:
-    """The images run the versions this suite ran against (onnxruntime-gpu: the same release as onnxruntime)."""
-    drift = {}
-    for name, version in (
-        read_requirements(REQUIREMENTS / "serve-gpu.txt").items()
-        | read_requirements(REQUIREMENTS / "serve.txt").items()
-    ):
-        installed_name = "onnxruntime" if name == "onnxruntime-gpu" else name
-        try:
-            installed = md.version(installed_name)
-        except md.PackageNotFoundError:
-            continue  # nvidia-ml-py: only in the GPU image
-        if installed != version:
-            drift[name] = f"pinned {version}, tested {installed}"
-    assert not drift, f"update requirements/ to the versions under test: {drift}"
-
-
-def test_serving_requirements_are_in_the_project_dependencies() -> None:
-    """Nothing in the images that `pip install modelpress[cpu,hf]` (or `[gpu,hf]`) would not also bring."""
+def test_pins_are_project_dependencies_within_their_ranges() -> None:
+    """Nothing in the images that `pip install modelpress[cpu,hf]` (or `[gpu,hf]`) would not also bring, and
+    each pin inside the range pyproject.toml declares (exact equality with this venv would break whenever a
+    fresh install resolves a newer release)."""
     tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
     project = tomllib.loads(Path(ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
     declared = project["dependencies"] + extras["cpu"] + extras["gpu"] + extras["hf"]
-    names = {normalise(Requirement(d).name) for d in declared}
-    listed = set(read_requirements(REQUIREMENTS / "serve.txt")) | set(read_requirements(REQUIREMENTS / "serve-gpu.txt"))
-    assert listed <= names, f"not declared in pyproject.toml: {sorted(listed - names)}"
+    ranges = {normalise(Requirement(d).name): Requirement(d).specifier for d in declared}
+    pins = read_requirements(REQUIREMENTS / "serve.txt") | read_requirements(REQUIREMENTS / "serve-gpu.txt")
+    undeclared = sorted(set(pins) - set(ranges))
+    assert not undeclared, f"not declared in pyproject.toml: {undeclared}"
+    outside = {
+        name: f"{version} not in {ranges[name]}" for name, version in pins.items() if version not in ranges[name]
+    }
+    assert not outside, f"pins outside the project's ranges: {outside}"
