@@ -44,7 +44,8 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     check(settings)
-    logging.basicConfig(level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG")
+    level = settings.log_level.upper() if settings.log_level != "trace" else "DEBUG"
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     common = {
         "host": settings.host,
         "port": settings.port,
