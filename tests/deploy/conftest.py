@@ -2,21 +2,21 @@ from __future__ import annotations
 
 import pytest
 
-from tests.deploy.files import KUSTOMIZATIONS, Stage, find_tool, parse_dockerfile, render
+from tests.deploy.files import KUSTOMIZATIONS, Stage, kustomize_command, parse_dockerfile, render
 
 
 @pytest.fixture(scope="session")
-def kubectl() -> str:
-    path = find_tool("kubectl")
-    if path is None:
-        pytest.skip("kubectl not found on PATH or beside the interpreter: it renders the kustomizations (offline)")
-    return path
+def kustomize() -> list[str]:
+    command = kustomize_command()
+    if command is None:
+        pytest.skip("neither kubectl nor kustomize found on PATH or beside the interpreter: they render k8s/")
+    return command
 
 
 @pytest.fixture(scope="session")
-def rendered(kubectl: str) -> dict[str, list[dict]]:
+def rendered(kustomize: list[str]) -> dict[str, list[dict]]:
     """Every kustomization, rendered once per session."""
-    return {name: render(kubectl, name) for name in KUSTOMIZATIONS}
+    return {name: render(kustomize, name) for name in KUSTOMIZATIONS}
 
 
 @pytest.fixture(scope="session")

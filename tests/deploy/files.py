@@ -197,13 +197,22 @@ def normalise(name: str) -> str:
 # -------------------------------------------------------------------------------------------------- kustomize
 
 
-def render(kubectl: str, kustomization: str) -> list[dict]:
-    """Objects rendered by ``kubectl kustomize k8s/<kustomization>``."""
+def kustomize_command() -> list[str] | None:
+    """``kubectl kustomize`` (kustomize built in), else a standalone ``kustomize build``, else None."""
+    kubectl = find_tool("kubectl")
+    if kubectl is not None:
+        return [kubectl, "kustomize"]
+    kustomize = find_tool("kustomize")
+    return [kustomize, "build"] if kustomize is not None else None
+
+
+def render(command: list[str], kustomization: str) -> list[dict]:
+    """Objects rendered by ``kubectl kustomize k8s/<kustomization>`` (works offline)."""
     result = subprocess.run(
-        [kubectl, "kustomize", str(K8S / kustomization)], capture_output=True, text=True, timeout=60, check=False
+        [*command, str(K8S / kustomization)], capture_output=True, text=True, timeout=60, check=False
     )
     if result.returncode != 0:
-        raise AssertionError(f"kubectl kustomize k8s/{kustomization} failed: {result.stderr.strip()}")
+        raise AssertionError(f"{' '.join(command[1:])} k8s/{kustomization} failed: {result.stderr.strip()}")
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
