@@ -115,6 +115,34 @@ def _make_splits(cfg: DataConfig, seed: int, task: str, preprocessing: Preproces
     )
 
 
+def cv_splits(data_cfg: DataConfig, seed: int, folds: int, *, task: str = "classification") -> list[Splits]:
+    """K-fold cross-validation over the train+validation pool (the test split stays out of model selection).
+
+    Each fold's standardisation statistics come from that fold's training part only.
+    """
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if folds < 2:
+        raise DataError(f"cross-validation needs at least 2 folds, got {folds}")
+    dataset = load_dataset(data_cfg, task)
+    parts = split_indices(
+        dataset.y, data_cfg.val_fraction, data_cfg.test_fraction, seed, stratify=task == "classification"
+    )
+    pool = np.concatenate([parts["train"], parts["val"]])
+    kind = StratifiedKFold if task == "classification" else KFold
+    if task == "classification" and np.bincount(dataset.y[pool]).min() < folds:
+        raise DataError(f"a class has fewer than {folds} samples in train+val; use fewer tune.cv_folds")
+    splitter = kind(n_splits=folds, shuffle=True, random_state=seed)
+    out = []
+    for k, (tr, va) in enumerate(splitter.split(pool, dataset.y[pool])):
+        train, val, test = pool[tr], pool[va], parts["test"]
+        spec = fit_preprocessing(dataset.X[train]) if data_cfg.standardize else PreprocessingSpec(type="none")
+        arrays = [a for idx in (train, val, test) for a in (apply_preprocessing(dataset.X[idx], spec), dataset.y[idx])]
+        meta = {**data_cfg.model_dump(), "seed": seed, "task": task, "fold": k, "folds": folds}
+        out.append(Splits(*arrays, spec, dataset.labels, list(dataset.X.shape[1:]), task, meta))
+    return out
+
+
 def load_dataset(cfg: DataConfig, task: str) -> Dataset:
     if cfg.source == "digits":
         return _digits(task)

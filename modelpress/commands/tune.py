@@ -1,0 +1,54 @@
+"""``modelpress tune``: an Optuna search over the recipe's ``tune.space``, then the best recipe trained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("tune")
+    def tune(
+        recipe: Path = typer.Option(..., "--recipe", help="recipe YAML with a tune: section"),
+        out: Path = typer.Option(..., "--out", help="folder to create: trials.csv, best_recipe.yaml, checkpoint/"),
+        trials: int | None = typer.Option(None, "--trials", min=1, help="number of trials (default: tune.trials)"),
+        storage: str | None = typer.Option(
+            None, "--storage", help="Optuna storage URL shared by several machines (default: sqlite in --out)"
+        ),
+        data: Path | None = typer.Option(None, "--data", help="your data: a .csv or .npz file"),
+        label: str | None = typer.Option(None, "--label", help="the CSV column holding the target"),
+        overrides: list[str] = typer.Option([], "--set", help="override a recipe value: key.sub=value (repeatable)"),
+        train_best: bool = typer.Option(True, "--train-best/--no-train-best", help="train the best recipe at the end"),
+        threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads"),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
+    ) -> None:
+        """Search hyperparameters and architectures (random or TPE sampler, median pruner, optional K-fold CV)."""
+        import torch
+
+        from modelpress.errors import user_errors
+        from training.api import USER_ERRORS, data_overrides
+        from training.recipe import load_recipe
+        from training.tune import TuneError, run_tune
+
+        if threads:
+            torch.set_num_threads(threads)
+        with user_errors(*USER_ERRORS, TuneError):
+            r = load_recipe(recipe, [*data_overrides(data, label), *overrides])
+            result = run_tune(r, out, trials=trials, storage=storage, progress=progress, train_best=train_best)
+        from rich.console import Console
+
+        from training.report import trials_table
+
+        console = Console()
+        console.print(trials_table(result.trials, r.tune.metric))
+        console.print(f"best {r.tune.metric}: {result.best_value:.4f}  params: {result.best_params}")
+        console.print(f"study: {result.study_name} in {result.storage}")
+        console.print(f"best recipe: {result.best_recipe}")
+        if result.checkpoint:
+            from training.checkpoint import read_meta
+            from training.report import metrics_table
+
+            console.print(
+                metrics_table(read_meta(result.checkpoint).metrics, title=f"best recipe → {result.checkpoint}")
+            )

@@ -1,0 +1,269 @@
+"""Model selection and hyperparameter search with Optuna.
+
+The search space lives in the recipe (``tune.space``: dotted recipe key -> choices or a range), including
+``model.architecture``; ``tune.model_configs`` gives each architecture the config it starts from when the
+search picks it. Trials are pruned by a median pruner on the per-epoch (or per-fold, with K-fold
+cross-validation) validation metric. The study lives in SQLite by default, or in any storage URL Optuna
+accepts, so several machines can work on one study.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training.api import TrainingError, check_out_dir, seed_everything, train_recipe
+from training.data import Splits, cv_splits, load_splits
+from training.models import build_model
+from training.recipe import ParamSpec, Recipe, RecipeError, recipe_from_dict, set_dotted
+from training.trainer import evaluate_outputs, fit, monitor_names, predict
+
+STUDY_FILE = "study.db"
+BEST_RECIPE_FILE = "best_recipe.yaml"
+TRIALS_FILE = "trials.csv"
+
+
+class TuneError(ValueError):
+    """The search space, metric or storage is not usable."""
+
+
+@dataclass
+class TuneResult:
+    best_value: float
+    best_params: dict[str, Any]
+    best_recipe: Path
+    checkpoint: Path | None
+    trials: list[dict[str, Any]]
+    storage: str
+    study_name: str
+
+
+def run_tune(
+    recipe: Recipe,
+    out_dir: Path,
+    *,
+    trials: int | None = None,
+    storage: str | None = None,
+    progress: bool = True,
+    train_best: bool = True,
+) -> TuneResult:
+    """Search ``recipe.tune.space``, write the trials table and the best recipe, then train the best recipe.
+
+    Writes ``out_dir/trials.csv``, ``out_dir/best_recipe.yaml``, ``out_dir/checkpoint/`` (when ``train_best``)
+    and, without ``storage``, the study itself in ``out_dir/study.db``.
+    """
+    import optuna
+
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir)
+    tcfg = recipe.tune
+    validate_space(recipe)
+    seed_everything(recipe.seed)
+    data = _trial_data(recipe)
+    out_dir.mkdir(parents=True)
+    storage = storage or f"sqlite:///{(out_dir / STUDY_FILE).resolve()}"
+    study_name = tcfg.study_name or recipe.name
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = _create_study(optuna, recipe, storage, study_name)
+    except TuneError:
+        shutil.rmtree(out_dir, ignore_errors=True)  # bad storage: leave nothing behind
+        raise
+    objective = _Objective(recipe, data)
+    study.optimize(
+        objective,
+        n_trials=trials or tcfg.trials,
+        catch=(TrainingError, RecipeError),
+        show_progress_bar=progress,
+    )
+    rows = trial_rows(study)
+    _write_trials(rows, out_dir / TRIALS_FILE)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not done:
+        raise TuneError(f"no trial completed (see {out_dir / TRIALS_FILE}); widen the space or the budget")
+    best = study.best_trial
+    best_recipe = recipe_from_dict(json.loads(best.user_attrs["recipe"]), source=f"trial {best.number}")
+    (out_dir / BEST_RECIPE_FILE).write_text(best_recipe.to_yaml())
+    ckpt = train_recipe(best_recipe, out_dir / "checkpoint", progress=progress) if train_best else None
+    return TuneResult(best.value, dict(best.params), out_dir / BEST_RECIPE_FILE, ckpt, rows, storage, study_name)
+
+
+def validate_space(recipe: Recipe) -> None:
+    """Check every searched key once, before any trial, so a typo fails fast with its name."""
+    tcfg = recipe.tune
+    if tcfg.metric not in monitor_names(recipe.task):
+        raise TuneError(f"unknown tune.metric {tcfg.metric!r}; expected one of {', '.join(monitor_names(recipe.task))}")
+    if not tcfg.space:
+        raise TuneError("tune.space is empty: declare at least one hyperparameter to search")
+    base = recipe.model_dump(mode="json")
+    for key, spec in tcfg.space.items():
+        if key.startswith(("tune.", "export.")) or key in ("seed", "name", "task") or key.startswith("data."):
+            raise TuneError(f"tune.space key {key!r} cannot be searched (only model and training settings)")
+        value = spec.choices[0] if spec.choices is not None else _cast(spec, spec.low)
+        raw = _apply(copy.deepcopy(base), recipe, {key: value}, {key: spec})
+        try:
+            recipe_from_dict(raw, source="tune.space")
+        except RecipeError as e:
+            raise TuneError(f"tune.space key {key!r}: {e}") from e
+
+
+def trial_rows(study: Any) -> list[dict[str, Any]]:
+    rows = []
+    for t in study.trials:
+        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
+        rows.append(
+            {"trial": t.number, "state": t.state.name, "value": t.value, "seconds": seconds, "params": t.params}
+        )
+    return rows
+
+
+class _Objective:
+    def __init__(self, recipe: Recipe, data: Splits | list[Splits]):
+        self.recipe = recipe
+        self.base = recipe.model_dump(mode="json")
+        self.data = data
+
+    def __call__(self, trial: Any) -> float:
+        import optuna
+
+        values = self._sample(trial)
+        active = {k: v for k, v in self.recipe.tune.space.items() if k in values}
+        raw = _apply(copy.deepcopy(self.base), self.recipe, values, active)
+        if self.recipe.tune.epochs:
+            raw["training"]["epochs"] = self.recipe.tune.epochs
+        recipe = recipe_from_dict(raw, source=f"trial {trial.number}")
+        full = copy.deepcopy(raw)
+        full["training"]["epochs"] = self.recipe.training.epochs
+        trial.set_user_attr("recipe", json.dumps(full))
+        folds = self.data if isinstance(self.data, list) else [self.data]
+        scores: list[float] = []
+        for k, splits in enumerate(folds):
+            report = None
+            if len(folds) == 1:
+
+                def report(epoch: int, val: dict[str, float]) -> None:
+                    trial.report(val[recipe.tune.metric], epoch)
+                    if trial.should_prune():
+                        raise optuna.TrialPruned()
+
+            scores.append(_train_once(recipe, splits, report))
+            if len(folds) > 1:
+                trial.report(sum(scores) / len(scores), k)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+        value = sum(scores) / len(scores)
+        if not math.isfinite(value):
+            raise TrainingError(f"trial {trial.number}: metric is {value}")
+        return value
+
+    def _sample(self, trial: Any) -> dict[str, Any]:
+        space = self.recipe.tune.space
+        values: dict[str, Any] = {}
+        arch = self.recipe.model.architecture
+        if "model.architecture" in space:
+            arch = values["model.architecture"] = trial.suggest_categorical(
+                "model.architecture", space["model.architecture"].choices
+            )
+        for key, spec in space.items():
+            if key == "model.architecture" or (spec.architectures and arch not in spec.architectures):
+                continue
+            values[key] = _suggest(trial, key, spec)
+        return values
+
+
+def _suggest(trial: Any, key: str, spec: ParamSpec) -> Any:
+    if spec.choices is not None:
+        # Optuna stores categorical choices as JSON-able scalars; lists become their JSON text
+        options = [json.dumps(c) if isinstance(c, list | dict) else c for c in spec.choices]
+        picked = trial.suggest_categorical(key, options)
+        return json.loads(picked) if isinstance(picked, str) and picked[:1] in "[{" else picked
+    if _is_int(spec):
+        step = int(spec.step) if spec.step else 1
+        return trial.suggest_int(key, int(spec.low), int(spec.high), step=step, log=spec.log)
+    return trial.suggest_float(key, spec.low, spec.high, step=spec.step, log=spec.log)
+
+
+def _is_int(spec: ParamSpec) -> bool:
+    if spec.type:
+        return spec.type == "int"
+    return float(spec.low).is_integer() and float(spec.high).is_integer() and (spec.step or 1) == int(spec.step or 1)
+
+
+def _cast(spec: ParamSpec, value: Any) -> Any:
+    return int(value) if _is_int(spec) else float(value)
+
+
+def _apply(raw: dict[str, Any], recipe: Recipe, values: dict[str, Any], specs: dict[str, ParamSpec]) -> dict[str, Any]:
+    """Write sampled values into a recipe dict; a newly chosen architecture starts from its model_configs entry."""
+    arch = values.get("model.architecture", recipe.model.architecture)
+    if arch != recipe.model.architecture:
+        raw["model"]["config"] = copy.deepcopy(recipe.tune.model_configs.get(arch, {}))
+    elif arch in recipe.tune.model_configs:
+        raw["model"]["config"] = {**raw["model"]["config"], **recipe.tune.model_configs[arch]}
+    for key, value in values.items():
+        set_dotted(raw, key, value)
+    return raw
+
+
+def _train_once(recipe: Recipe, splits: Splits, report: Any) -> float:
+    try:
+        model = build_model(
+            recipe.model.architecture,
+            recipe.model.config,
+            input_shape=splits.input_shape,
+            num_outputs=splits.num_outputs,
+            task=recipe.task,
+        )
+    except ValueError as e:
+        raise TrainingError(str(e)) from e
+    cfg = recipe.training.model_copy(update={"seed": recipe.seed})
+    fit(model, splits, cfg, progress=False, on_epoch_end=report)
+    metrics = evaluate_outputs(
+        predict(model, splits.X_val),
+        splits.y_val,
+        recipe.task,
+        splits.num_outputs if recipe.task == "classification" else None,
+    )
+    return float(metrics[recipe.tune.metric.removeprefix("val_")])
+
+
+def _trial_data(recipe: Recipe) -> Splits | list[Splits]:
+    if recipe.tune.cv_folds >= 2:
+        return cv_splits(recipe.data, recipe.seed, recipe.tune.cv_folds, task=recipe.task)
+    return load_splits(recipe.data, recipe.seed, task=recipe.task)
+
+
+def _create_study(optuna: Any, recipe: Recipe, storage: str, study_name: str) -> Any:
+    tcfg = recipe.tune
+    sampler = (
+        optuna.samplers.TPESampler(seed=recipe.seed)
+        if tcfg.sampler == "tpe"
+        else optuna.samplers.RandomSampler(seed=recipe.seed)
+    )
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if tcfg.pruner == "median" else None
+    try:
+        return optuna.create_study(
+            storage=storage,
+            study_name=study_name,
+            sampler=sampler,
+            pruner=pruner or optuna.pruners.NopPruner(),
+            direction=tcfg.direction,
+            load_if_exists=True,
+        )
+    except Exception as e:  # optuna raises several types for a bad URL or an incompatible existing study
+        raise TuneError(f"cannot open the study {study_name!r} in storage {storage!r}: {e}") from e
+
+
+def _write_trials(rows: list[dict[str, Any]], path: Path) -> None:
+    keys = sorted({k for r in rows for k in r["params"]})
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["trial", "state", "value", "seconds", *keys])
+        for r in rows:
+            writer.writerow([r["trial"], r["state"], r["value"], r["seconds"], *(r["params"].get(k) for k in keys)])
