@@ -60,6 +60,10 @@ def onnx_runtime_factory(settings: Settings) -> RuntimeFactory:
     )
 
     def make(manifest: ModelManifest, version_dir: Path) -> OnnxModel:
+        if manifest.tokenizer is not None:  # text model: tokenizers is imported only when one is served
+            from serving.runtime.text_onnx import TextOnnxModel
+
+            return TextOnnxModel(manifest, version_dir, options)
         return OnnxModel(manifest, version_dir, options)
 
     return make

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from serving.protocol.types import (
     StatDuration,
 )
 from serving.repository import ModelRepository
+from serving.runtime.base import TRUNCATED
 from serving.served import PLATFORM, ServedModel
 from serving.settings import Settings
 
@@ -44,6 +45,7 @@ class Inference:
     served: ServedModel
     outputs: dict[str, np.ndarray]
     rows: int
+    parameters: dict = field(default_factory=dict)
 
 
 def shape_matches(got: list[int], spec: list[int]) -> bool:
@@ -138,13 +140,13 @@ class DataPlane:
         outputs = _requested_outputs(served, [o.name for o in request.outputs] if request.outputs else None)
         return await self._run(served, arrays, outputs)
 
-    async def predict(self, name: str, version: str | None, instances: list) -> tuple[ServedModel, list]:
+    async def predict(self, name: str, version: str | None, instances: list) -> tuple[ServedModel, list, dict]:
         """V1: instances → input tensors (with the manifest's preprocessing) → predictions per instance."""
         served = self.resolve(name, version)
         arrays = self._v1_inputs(served, instances)
         outputs = [o.name for o in served.manifest.outputs]
         result = await self._run(served, arrays, outputs)
-        return served, _v1_predictions(served, result.outputs)
+        return served, _v1_predictions(served, result.outputs), result.parameters
 
     def _decode(
         self, served: ServedModel, spec: TensorSpec, item: RequestInput, binary: memoryview | None
@@ -171,6 +173,9 @@ class DataPlane:
 
     async def _run(self, served: ServedModel, arrays: dict[str, np.ndarray], outputs: list[str]) -> Inference:
         rows = _rows(served, arrays)
+        served.runtime.validate(arrays)
+        side = served.runtime.side_outputs
+        outputs = [*outputs, *side]
         for attempt in range(2):  # a version swapped out between lookup and submit: retry once on the new one
             batcher = served.batcher
             if batcher is None:
@@ -183,7 +188,9 @@ class DataPlane:
                 served = self.repository.get(served.name)
                 continue
             result = await self._wait(served, future)
-            return Inference(served, result.outputs, rows)
+            values = dict(result.outputs)
+            extra = {name: values.pop(name) for name in side}
+            return Inference(served, values, rows, _side_parameters(extra))
         raise InternalError("unreachable")  # pragma: no cover
 
     async def _wait(self, served: ServedModel, future: asyncio.Future) -> BatchResult:
@@ -240,6 +247,14 @@ class DataPlane:
             self.metrics.inferences.labels(model, version, outcome).inc(rows)
         if served is not None:
             served.stats.request_done(status < 400, seconds)
+
+
+def _side_parameters(extra: dict[str, np.ndarray]) -> dict:
+    """Side outputs as response parameters: rows whose text was truncated, when any were."""
+    params = {}
+    if TRUNCATED in extra and extra[TRUNCATED].any():
+        params["truncated"] = np.flatnonzero(extra[TRUNCATED]).tolist()
+    return params
 
 
 def served_spec(served: ServedModel, name: str) -> TensorSpec:

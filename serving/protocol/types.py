@@ -128,3 +128,4 @@ class PredictRequest(BaseModel):
 
 class PredictResponse(BaseModel):
     predictions: list[Any]
+    parameters: Parameters | None = Field(default=None, description='e.g. {"truncated": [row indices]}')

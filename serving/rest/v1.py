@@ -36,6 +36,6 @@ async def predict(request: Request, model_name: str) -> Response:
         require_json(request)
         body = await read_body(request, dataplane.settings.max_body_bytes)
         parsed = parse_json_model(PredictRequest, body, "predict request")
-        served, predictions = await dataplane.predict(model_name, None, parsed.instances)
+        served, predictions, parameters = await dataplane.predict(model_name, None, parsed.instances)
         track.served, track.rows = served, len(parsed.instances)
-        return json_response({"predictions": predictions})
+        return json_response({"predictions": predictions, **({"parameters": parameters} if parameters else {})})

@@ -152,8 +152,9 @@ def _response(parsed: InferenceRequest, result: Inference) -> Response:
     payload: dict = {"model_name": result.served.name, "model_version": result.served.version, "outputs": outputs}
     if parsed.id is not None:
         payload["id"] = parsed.id
-    if parsed.parameters:
-        payload["parameters"] = parsed.parameters
+    parameters = {**(parsed.parameters or {}), **result.parameters}
+    if parameters:
+        payload["parameters"] = parameters
     if not chunks:
         return json_response(payload)
     header = json.dumps(payload, separators=(",", ":")).encode()

@@ -8,6 +8,9 @@ import numpy as np
 
 from serving.manifest import ModelManifest, TensorSpec
 
+# Side output of text runtimes: per row, whether its text was cut to the tokenizer's maximum length.
+TRUNCATED = "__truncated__"
+
 
 class ModelRuntime(ABC):
     """One loaded model version. ``load`` and ``predict`` block: callers run them in a worker thread."""
@@ -22,6 +25,17 @@ class ModelRuntime(ABC):
     @property
     def outputs(self) -> list[TensorSpec]:
         return self.manifest.outputs
+
+    # Extra per-row outputs a runtime can add (e.g. which texts were truncated); not in the manifest.
+    side_outputs: tuple[str, ...] = ()
+
+    @abstractmethod
+    def validate(self, inputs: dict[str, np.ndarray]) -> None:
+        """Check request inputs beyond datatype and shape before they join a batch.
+
+        Raises:
+            BadRequestError: naming the input element that the model cannot take.
+        """
 
     @abstractmethod
     def load(self) -> None:

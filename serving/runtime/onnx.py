@@ -92,12 +92,23 @@ class OnnxModel(ModelRuntime):
             raise ModelLoadError(
                 f"{self.manifest.name} v{self.manifest.version}: ONNX Runtime refused {path}: {e}"
             ) from e
-        _check_signature(self.manifest, session)
+        _check_signature(self.manifest, session, check_inputs=self.manifest.tokenizer is None)
+        self._prepare(session)
         self._session = session
         self._providers = used
         self._io_binding = use_io_binding(used)
         log.info("loaded %s v%s on %s", self.manifest.name, self.manifest.version, used)
         self._warm_up()
+
+    def validate(self, inputs: dict[str, np.ndarray]) -> None:
+        """Datatypes and shapes were checked against the manifest by the dataplane; nothing else to check."""
+
+    def _prepare(self, session) -> None:
+        """Hook for subclasses that need the session's real inputs (text models map tokens onto them)."""
+
+    def _feeds(self, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Session feeds from request inputs, plus side outputs; ONNX strings must be str, not bytes."""
+        return {n: _ort_strings(n, a) if a.dtype == object else a for n, a in inputs.items()}, {}
 
     def _warm_up(self) -> None:
         for rows in self.options.warmup_batch_sizes:
@@ -111,18 +122,18 @@ class OnnxModel(ModelRuntime):
         session = self._session
         if session is None:
             raise InternalError(f"model {self.manifest.name} v{self.manifest.version} is not loaded")
-        inputs = {n: _ort_strings(n, a) if a.dtype == object else a for n, a in inputs.items()}
+        feeds, side = self._feeds(inputs)
+        run_names = [n for n in output_names if n not in side]
         try:
-            if self._io_binding:
-                results = self._run_bound(session, inputs, output_names)
-            else:
-                results = session.run(output_names, inputs)
+            run = self._run_bound if self._io_binding else _run_plain
+            results = run(session, feeds, run_names)
         except Exception as e:
             # ORT's InvalidArgument means the inputs (e.g. inconsistent dims) were wrong: the caller's fault.
             if type(e).__name__ == "InvalidArgument":
                 raise BadRequestError(f"model '{self.manifest.name}' rejected the inputs: {e}") from e
             raise InternalError(f"model '{self.manifest.name}' failed to run: {type(e).__name__}: {e}") from e
-        return dict(zip(output_names, results, strict=True))
+        out = dict(zip(run_names, results, strict=True))
+        return {n: side[n] if n in side else out[n] for n in output_names}
 
     def _run_bound(self, session, inputs: dict[str, np.ndarray], output_names: list[str]) -> list[np.ndarray]:
         """GPU path: bind host inputs once and let ORT allocate outputs on the device, copied back at the end."""
@@ -139,6 +150,10 @@ class OnnxModel(ModelRuntime):
         self._providers = []
 
 
+def _run_plain(session, feeds: dict[str, np.ndarray], names: list[str]) -> list[np.ndarray]:
+    return session.run(names, feeds)
+
+
 def _ort_strings(name: str, arr: np.ndarray) -> np.ndarray:
     """ONNX string tensors hold text: ORT would str() a bytes object (b'..'), so decode UTF-8 here."""
     try:
@@ -147,12 +162,15 @@ def _ort_strings(name: str, arr: np.ndarray) -> np.ndarray:
         raise BadRequestError(f"input '{name}': BYTES elements must be UTF-8 text for this model: {e}") from e
 
 
-def _check_signature(manifest: ModelManifest, session) -> None:
-    """The manifest is what clients see: refuse a model whose real inputs/outputs differ from it."""
-    for kind, specs, args in (
-        ("input", manifest.inputs, session.get_inputs()),
-        ("output", manifest.outputs, session.get_outputs()),
-    ):
+def _check_signature(manifest: ModelManifest, session, check_inputs: bool = True) -> None:
+    """The manifest is what clients see: refuse a model whose real inputs/outputs differ from it.
+
+    Text models are the exception for inputs: clients send texts, the graph takes the tokenizer's tensors.
+    """
+    pairs = [("output", manifest.outputs, session.get_outputs())]
+    if check_inputs:
+        pairs.insert(0, ("input", manifest.inputs, session.get_inputs()))
+    for kind, specs, args in pairs:
         real = {a.name: a for a in args}
         for spec in specs:
             arg = real.get(spec.name)
@@ -170,7 +188,7 @@ def _check_signature(manifest: ModelManifest, session) -> None:
                 )
     required = {a.name for a in session.get_inputs()}
     missing = required - {s.name for s in manifest.inputs}
-    if missing:
+    if missing and check_inputs:
         raise ModelLoadError(
             f"{manifest.name} v{manifest.version}: model inputs {sorted(missing)} are not in the manifest"
         )

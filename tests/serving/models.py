@@ -86,13 +86,22 @@ def multi_graph() -> onnx.GraphProto:
     )
 
 
-def publish(repository: Path, name: str, version: int, graph: onnx.GraphProto, **manifest_fields: object) -> Path:
+def publish(
+    repository: Path,
+    name: str,
+    version: int,
+    graph: onnx.GraphProto,
+    extra_files: dict[str, str] | None = None,
+    **manifest_fields: object,
+) -> Path:
     """Write model + manifest into a hidden temporary folder, then rename it into place (atomic publish)."""
     model_dir = repository / name
     model_dir.mkdir(parents=True, exist_ok=True)
     tmp = model_dir / f".tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
     _save(graph, tmp / "model.onnx")
+    for rel, text in (extra_files or {}).items():
+        (tmp / rel).write_text(text)
     manifest = ModelManifest(name=name, version=version, files=file_records(tmp), **manifest_fields)
     write_manifest(manifest, tmp)
     final = model_dir / str(version)
@@ -121,3 +130,66 @@ def publish_classifier(
 
 def publish_multi(repository: Path, name: str = "multi", version: int = 1) -> None:
     publish(repository, name, version, multi_graph(), task="regression", inputs=MULTI_INPUTS, outputs=MULTI_OUTPUTS)
+
+
+WORDS = ["hello", "world", "a", "b", "c", "d", "e", "f", "g", "h", "the", "cat"]
+VOCAB = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3} | {w: i + 4 for i, w in enumerate(WORDS)}
+EMBED = 4
+MAX_TOKENS = 6
+
+
+def tokenizer_json() -> str:
+    """A real ``tokenizers`` WordLevel tokenizer with [CLS] ... [SEP], serialised as tokenizer.json."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    tok = Tokenizer(models.WordLevel(VOCAB, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", VOCAB["[CLS]"]), ("[SEP]", VOCAB["[SEP]"])]
+    )
+    return tok.to_str()
+
+
+def embedding_table() -> np.ndarray:
+    return np.random.default_rng(9).standard_normal((len(VOCAB), EMBED)).astype(np.float32)
+
+
+def encoder_graph() -> onnx.GraphProto:
+    """Mean-pooled token embeddings over the attention mask: a tiny stand-in for a sentence encoder."""
+    ints = [helper.make_tensor_value_info(n, TensorProto.INT64, ["b", "s"]) for n in ("input_ids", "attention_mask")]
+    nodes = [
+        helper.make_node("Gather", ["table", "input_ids"], ["emb"]),
+        helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["maskf", "axis2"], ["m3"]),
+        helper.make_node("Mul", ["emb", "m3"], ["masked"]),
+        helper.make_node("ReduceSum", ["masked", "axis1"], ["summed"], keepdims=0),
+        helper.make_node("ReduceSum", ["m3", "axis1"], ["count"], keepdims=0),
+        helper.make_node("Div", ["summed", "count"], ["embedding"]),
+    ]
+    inits = [
+        numpy_helper.from_array(embedding_table(), "table"),
+        numpy_helper.from_array(np.array([2], dtype=np.int64), "axis2"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
+    ]
+    out = helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["b", EMBED])
+    return helper.make_graph(nodes, "encoder", ints, [out], initializer=inits)
+
+
+def encoder_reference(text: str) -> tuple[np.ndarray, bool]:
+    """Expected embedding computed without the server: ids by hand, truncation keeps the closing [SEP]."""
+    ids = [VOCAB["[CLS]"], *(VOCAB.get(w, VOCAB["[UNK]"]) for w in text.split()), VOCAB["[SEP]"]]
+    truncated = len(ids) > MAX_TOKENS
+    if truncated:
+        ids = [*ids[: MAX_TOKENS - 1], VOCAB["[SEP]"]]
+    return embedding_table()[ids].mean(axis=0), truncated
+
+
+def publish_encoder(repository: Path, name: str = "encoder", version: int = 1) -> None:
+    from serving.manifest import TokenizerSpec
+
+    publish(
+        repository, name, version, encoder_graph(), extra_files={"tokenizer.json": tokenizer_json()},
+        task="embedding", tokenizer=TokenizerSpec(file="tokenizer.json", max_length=MAX_TOKENS),
+        inputs=[TensorSpec(name="text", datatype="BYTES", shape=[-1])],
+        outputs=[TensorSpec(name="embedding", datatype="FP32", shape=[-1, EMBED])],
+    )  # fmt: skip

@@ -1,0 +1,58 @@
+"""Text models: clients send a BYTES tensor of texts, the graph takes token tensors.
+
+The version's ``tokenizer.json`` turns texts into what the ONNX graph takes (``input_ids``,
+``attention_mask``, ``token_type_ids``).
+
+Texts longer than the manifest's ``tokenizer.max_length`` are truncated; which rows were is returned as the
+side output :data:`TRUNCATED`, which the dataplane reports in the response parameters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from serving.errors import ModelLoadError
+from serving.manifest import ModelManifest
+from serving.runtime.base import TRUNCATED
+from serving.runtime.onnx import OnnxModel, RuntimeOptions
+from serving.text import TextTokenizer, decode_text
+
+
+class TextOnnxModel(OnnxModel):
+    side_outputs = (TRUNCATED,)
+
+    def __init__(self, manifest: ModelManifest, version_dir: Path, options: RuntimeOptions) -> None:
+        super().__init__(manifest, version_dir, options)
+        spec = manifest.tokenizer
+        if spec is None or len(manifest.inputs) != 1 or manifest.inputs[0].datatype != "BYTES":
+            raise ModelLoadError(
+                f"{manifest.name} v{manifest.version}: a text model needs a tokenizer and exactly one BYTES input, "
+                f"got tokenizer={spec is not None} inputs={[(s.name, s.datatype) for s in manifest.inputs]}"
+            )
+        self.text_input = manifest.inputs[0].name
+        self._tokenizer: TextTokenizer | None = None
+        self._graph_inputs: list[str] = []
+
+    def _prepare(self, session) -> None:
+        spec = self.manifest.tokenizer
+        if spec is None:  # checked in __init__; kept for the type checker
+            raise ModelLoadError(f"{self.manifest.name}: no tokenizer in the manifest")
+        self._tokenizer = TextTokenizer(self.version_dir / spec.file, spec.max_length)
+        self._graph_inputs = [a.name for a in session.get_inputs()]
+        self._tokenizer.encode(["warm up"]).feeds(self._graph_inputs)  # graph inputs must be tokenizer outputs
+
+    def validate(self, inputs: dict[str, np.ndarray]) -> None:
+        """Reject empty, non-UTF-8 or non-string texts before they join a batch (the index is the request's)."""
+        for i, value in enumerate(inputs[self.text_input].reshape(-1)):
+            decode_text(value, i)
+
+    def _feeds(self, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        tokenizer = self._tokenizer
+        if tokenizer is None:
+            raise ModelLoadError(f"{self.manifest.name}: tokenizer not loaded")
+        texts = inputs[self.text_input]
+        encoded = tokenizer.encode(list(texts.reshape(-1)))
+        truncated = np.asarray(encoded.truncated, dtype=np.bool_).reshape((*texts.shape[:1], -1)).any(axis=1)
+        return encoded.feeds(self._graph_inputs), {TRUNCATED: truncated}
