@@ -14,12 +14,28 @@ def _quality(row: VariantRow) -> float | None:
     return None if cosine is None else float(cosine)
 
 
+def _human_bytes(value: float, _pos: object = None) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value:.0f} B"
+
+
+def _limits(values: list[float], accuracy: bool) -> tuple[float, float]:
+    """A y range that shows small differences without inventing accuracies above 100 %."""
+    lo, hi = min(values), max(values)
+    pad = max((hi - lo) * 0.15, 0.5 if accuracy else 0.002)
+    top = hi + pad
+    return lo - pad, min(top, 100.0 + pad / 4) if accuracy else min(top, 1.0 + pad / 4)
+
+
 def plot_report(report: Report, path: Path) -> Path:
     """Write one panel per family to ``path`` (PNG) and return it."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers and CI
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     families = sorted({r.family for r in report.rows})
     fig, axes = plt.subplots(1, len(families), figsize=(6.5 * len(families), 5), squeeze=False)
@@ -43,12 +59,20 @@ def plot_report(report: Report, path: Path) -> Path:
                     color="crimson", linestyle="--", label="Pareto front")  # fmt: skip
             ax.legend(loc="lower right")
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_human_bytes))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlim(min(sizes) / 1.6, max(sizes) * 1.6)  # room for the labels at both ends
+        ax.set_ylim(*_limits(quality, rows[0].accuracy is not None))
         ax.set_xlabel("ONNX size, bytes (log scale, external data included)")
         ax.set_ylabel("test accuracy, %" if rows[0].accuracy is not None else "mean cosine to fp32 teacher")
         ax.set_title(family)
         ax.grid(True, which="both", alpha=0.3)
     if scatter is not None and norm is not None:
-        fig.colorbar(scatter, ax=axes[0].tolist(), label="p50 latency at batch 1, ms")
+        bar = fig.colorbar(scatter, ax=axes[0].tolist(), label="p50 latency at batch 1, ms")
+        plain = matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:.3g}")
+        bar.ax.yaxis.set_major_formatter(plain)
+        bar.ax.yaxis.set_minor_formatter(plain)
     fig.suptitle(f"modelpress compare ({report.threads} threads)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
