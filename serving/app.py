@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -100,6 +101,8 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if handle_signals:
             drain.install(asyncio.get_running_loop())
+        # Import ORT first so its own memory is not counted as the first model's (modelpress_model_memory_bytes).
+        await asyncio.get_running_loop().run_in_executor(loads, importlib.import_module, "onnxruntime")
         await repository.load_all()
         dataplane.started = True
         log.info("ready: %s", dataplane.ready())

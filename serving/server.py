@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import copy
 import functools
-import logging
 import os
 
 from serving.runtime.providers import ProviderConfig, preflight
@@ -39,13 +39,27 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def log_config(level: str) -> dict:
+    """Uvicorn's logging config plus our ``serving`` loggers, so worker processes log the same way."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["plain"] = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    config["handlers"]["serving"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "plain",
+        "stream": "ext://sys.stderr",
+    }
+    python_level = "DEBUG" if level == "trace" else level.upper()
+    config["loggers"]["serving"] = {"handlers": ["serving"], "level": python_level, "propagate": False}
+    return config
+
+
 def serve(settings: Settings) -> None:
     """Serve until SIGTERM/SIGINT; with several workers each process loads its own sessions."""
     import uvicorn
 
     check(settings)
-    level = settings.log_level.upper() if settings.log_level != "trace" else "DEBUG"
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     common = {
         "host": settings.host,
         "port": settings.port,
@@ -53,6 +67,7 @@ def serve(settings: Settings) -> None:
         "timeout_graceful_shutdown": max(1, int(settings.drain_timeout_s)),
         "factory": True,
         "access_log": settings.log_level in ("debug", "trace"),
+        "log_config": log_config(settings.log_level),
     }
     if settings.workers > 1:
         os.environ.update(settings_env(settings))  # the entry point hands the settings to the workers
