@@ -103,8 +103,9 @@ class ModelRepository:
         names = list_models(self.root)
         if not names:
             log.warning("model repository %s holds no models: the server will not be ready", self.root)
-        for name in names:
+        for i, name in enumerate(names, 1):
             self._expected.add(name)
+            log.info("loading model %d/%d: %s", i, len(names), name)  # progress for large repositories
             try:
                 await self.load(name)
             except ServingError as e:

@@ -82,9 +82,12 @@ def uses_gpu(used: list[str]) -> bool:
     return any(p in GPU_PROVIDERS for p in used)
 
 
-def use_io_binding(used: list[str]) -> bool:
-    """IOBinding pays off only when the session's first provider keeps tensors on the device (CUDA)."""
-    return bool(used) and used[0] == "CUDAExecutionProvider"
+def use_io_binding(used: list[str], has_strings: bool = False) -> bool:
+    """IOBinding pays off only when the session's first provider keeps tensors on the device (CUDA).
+
+    ORT cannot bind string tensors, so models with BYTES inputs or outputs use a plain run.
+    """
+    return bool(used) and used[0] == "CUDAExecutionProvider" and not has_strings
 
 
 def ort_available() -> tuple[list[str], list[str]]:

@@ -59,6 +59,7 @@ def test_silent_fallback_after_session_creation_is_caught():
 
 def test_io_binding_only_on_cuda_sessions():
     assert use_io_binding(["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert not use_io_binding(["CUDAExecutionProvider"], has_strings=True)  # ORT cannot bind strings
     assert not use_io_binding(["CPUExecutionProvider"])
     assert not use_io_binding([])
     assert cuda_options(ProviderConfig(arena_extend_strategy="kSameAsRequested"))["arena_extend_strategy"] == (
@@ -126,3 +127,18 @@ def test_settings_refuse_bad_values(tmp_path):
         Settings(repository=tmp_path, providers="")
     with pytest.raises(ValueError, match="max_batch_size"):
         Settings(repository=tmp_path, max_batch_size=0)
+
+
+def test_io_binding_path_gives_the_same_answers(repo):
+    """The GPU path's plumbing (bind inputs, bind outputs, copy back), run with outputs bound on the CPU."""
+    manifest = read_manifest(repo / "digits" / "1")
+    model = OnnxModel(manifest, repo / "digits" / "1", RuntimeOptions())
+    model.load()
+    assert not model.io_binding  # CPU session: plain run
+    feeds = warmup_inputs(manifest.inputs, rows=3)
+    names = ["logits"]
+    plain = model.predict(feeds, names)
+    model.force_io_binding("cpu")
+    bound = model.predict(feeds, names)
+    for name in names:
+        np.testing.assert_array_equal(bound[name], plain[name])
