@@ -158,7 +158,7 @@ class Batcher:
             if decision is None and self._closed:
                 return None
             self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), decision)
 
     async def _run_batch(self, batch: list[Pending]) -> None:

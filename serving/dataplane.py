@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -196,7 +195,7 @@ class DataPlane:
     async def _wait(self, served: ServedModel, future: asyncio.Future) -> BatchResult:
         try:
             result: BatchResult = await asyncio.wait_for(future, self.settings.request_timeout_s)
-        except TimeoutError as e:
+        except asyncio.TimeoutError as e:  # not the builtin before Python 3.11
             raise RequestTimeoutError(
                 f"model '{served.name}': no result within request_timeout_s={self.settings.request_timeout_s}"
             ) from e
@@ -357,7 +356,3 @@ def _rows_of(arr: np.ndarray) -> list:
     if arr.dtype.kind in "OS":
         arr = np.vectorize(lambda v: v.decode() if isinstance(v, bytes) else v, otypes=[object])(arr)
     return arr.tolist()
-
-
-def now() -> float:
-    return time.perf_counter()

@@ -170,7 +170,7 @@ class ModelRepository:
         """Let the old version finish its queue (bounded by drain_timeout_s), then release its session."""
         try:
             await asyncio.wait_for(old.batcher.close(), self.settings.drain_timeout_s)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin before Python 3.11
             log.warning("%s v%s: drain timed out after %ss", old.name, old.version, self.settings.drain_timeout_s)
         old.runtime.unload()
         if not keep_series:

@@ -128,17 +128,10 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
         return _response(parsed, result)
 
 
-def _wants_binary(parsed: InferenceRequest) -> dict[str, bool]:
-    default = bool((parsed.parameters or {}).get("binary_data_output", False))
-    wants = {}
-    for out in parsed.outputs or []:
-        wants[out.name] = bool((out.parameters or {}).get("binary_data", default))
-    return wants if parsed.outputs else {}
-
-
 def _response(parsed: InferenceRequest, result: Inference) -> Response:
+    # Binary per output (parameters.binary_data), else the request-wide binary_data_output, else JSON.
     default = bool((parsed.parameters or {}).get("binary_data_output", False))
-    wants = _wants_binary(parsed)
+    wants = {o.name: bool((o.parameters or {}).get("binary_data", default)) for o in parsed.outputs or []}
     outputs, chunks = [], []
     for name, arr in result.outputs.items():
         entry: dict = {"name": name, "datatype": output_datatype(arr), "shape": list(arr.shape)}
