@@ -66,8 +66,10 @@ class Splits:
 
 def load_splits(data_cfg: DataConfig | dict[str, Any], seed: int, *, task: str = "classification") -> Splits:
     """Load the data set, split it deterministically from ``seed`` and standardise it with train-only stats."""
-    cfg = data_cfg if isinstance(data_cfg, DataConfig) else DataConfig.model_validate(data_cfg)
-    return _make_splits(cfg, seed, task, preprocessing=None)
+    if not isinstance(data_cfg, DataConfig):
+        # a checkpoint's ``data`` record carries extra facts (seed, sizes, sha256): take the config keys
+        data_cfg = DataConfig.model_validate({k: v for k, v in data_cfg.items() if k in DataConfig.model_fields})
+    return _make_splits(data_cfg, seed, task, preprocessing=None)
 
 
 def splits_for_checkpoint(meta: CheckpointMeta) -> Splits:

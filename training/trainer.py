@@ -132,7 +132,8 @@ def fit(
 
     Returns:
         ``history`` (one dict per epoch), ``best_epoch``, ``best_value``, ``monitor``, ``epochs_run``,
-        ``stopped_early``, ``seconds``, ``device``, ``world_size`` and ``state`` (tensors to resume from).
+        ``stopped_early``, ``seconds``, ``device``, ``world_size``, ``samples_per_process`` (this process's
+        shard of the training split per epoch) and ``state`` (tensors to resume from).
     """
     cfg = training_cfg if isinstance(training_cfg, TrainingConfig) else TrainingConfig.model_validate(training_cfg)
     run = _Run(model, splits, cfg, loss_fn, resume_state)
@@ -285,6 +286,7 @@ class _Run:
             "seconds": time.perf_counter() - started,
             "device": str(self.device),
             "world_size": distributed.world_size(),
+            "samples_per_process": int(sum(len(b) for b in self._batches(self.start_epoch))),
             "state": state,
         }
 

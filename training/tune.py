@@ -20,7 +20,7 @@ from typing import Any
 
 from training.api import TrainingError, check_out_dir, seed_everything, train_recipe
 from training.data import Splits, cv_splits, load_splits
-from training.models import build_model
+from training.models import ARCHITECTURES, build_model
 from training.recipe import ParamSpec, Recipe, RecipeError, recipe_from_dict, set_dotted
 from training.trainer import evaluate_outputs, fit, monitor_names, predict
 
@@ -101,16 +101,30 @@ def validate_space(recipe: Recipe) -> None:
         raise TuneError(f"unknown tune.metric {tcfg.metric!r}; expected one of {', '.join(monitor_names(recipe.task))}")
     if not tcfg.space:
         raise TuneError("tune.space is empty: declare at least one hyperparameter to search")
-    base = recipe.model_dump(mode="json")
     for key, spec in tcfg.space.items():
-        if key.startswith(("tune.", "export.")) or key in ("seed", "name", "task") or key.startswith("data."):
+        if key.startswith(("tune.", "export.", "data.")) or key in ("seed", "name", "task"):
             raise TuneError(f"tune.space key {key!r} cannot be searched (only model and training settings)")
+        if key == "model.architecture":
+            if spec.choices is None:
+                raise TuneError("tune.space key 'model.architecture' needs choices")
+            for arch in spec.choices:
+                _check_values(recipe, key, {key: arch}, {})
+            continue
+        unknown = sorted(set(spec.architectures or ()) - set(ARCHITECTURES))
+        if unknown:
+            raise TuneError(f"tune.space key {key!r}: unknown architecture {unknown[0]!r} in architectures")
         value = spec.choices[0] if spec.choices is not None else _cast(spec, spec.low)
-        raw = _apply(copy.deepcopy(base), recipe, {key: value}, {key: spec})
-        try:
-            recipe_from_dict(raw, source="tune.space")
-        except RecipeError as e:
-            raise TuneError(f"tune.space key {key!r}: {e}") from e
+        # check the key against an architecture it will actually be sampled with
+        arch = spec.architectures[0] if spec.architectures else recipe.model.architecture
+        _check_values(recipe, key, {"model.architecture": arch, key: value}, {key: spec})
+
+
+def _check_values(recipe: Recipe, key: str, values: dict[str, Any], specs: dict[str, ParamSpec]) -> None:
+    raw = _apply(recipe.model_dump(mode="json"), recipe, values, specs)
+    try:
+        recipe_from_dict(raw, source="tune.space")
+    except RecipeError as e:
+        raise TuneError(f"tune.space key {key!r}: {str(e).removeprefix('tune.space: ')}") from e
 
 
 def trial_rows(study: Any) -> list[dict[str, Any]]:
