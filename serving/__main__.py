@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pydantic import ValidationError
-
 from serving.server import ServeError, serve
-from serving.settings import Settings
+from serving.settings import SettingsError, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,13 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None}
     try:
-        settings = Settings(**overrides)
-        serve(settings)
-    except ValidationError as e:
-        first = e.errors()[0]
-        print(f"error: setting '{'.'.join(str(p) for p in first['loc'])}': {first['msg']}", file=sys.stderr)
-        return 2
-    except ServeError as e:
+        serve(load_settings(**overrides))
+    except (SettingsError, ServeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

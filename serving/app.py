@@ -33,7 +33,7 @@ from serving.rest import repository as repository_routes
 from serving.rest import v1, v2
 from serving.runtime.onnx import OnnxModel, RuntimeOptions
 from serving.runtime.providers import ProviderConfig
-from serving.settings import Settings
+from serving.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("serving")
 
@@ -85,7 +85,11 @@ def create_app(
         runtime_factory: builds the runtime of one version (ONNX Runtime by default); tests inject others.
         handle_signals: drain on SIGTERM before the server's own shutdown.
     """
-    settings = settings if settings is not None else Settings()
+    if settings is None:  # `uvicorn --factory serving.app:create_app`: from MODELPRESS_*, one line if wrong
+        try:
+            settings = load_settings()
+        except SettingsError as e:
+            raise SystemExit(f"error: {e}") from e
     metrics = Metrics(registry, settings.duration_buckets())
     compute = ThreadPoolExecutor(max_workers=settings.compute_threads, thread_name_prefix="modelpress-run")
     loads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelpress-load")

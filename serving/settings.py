@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class SettingsError(Exception):
+    """A setting (flag or ``MODELPRESS_*`` variable) is missing or invalid; the message names it."""
 
 
 def _split_csv(value: Any) -> Any:
@@ -93,3 +97,17 @@ class Settings(BaseSettings):
 
     def max_queue_delay_s(self) -> float:
         return self.max_queue_delay_us / 1e6
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """``Settings`` from the environment with ``overrides`` (CLI flags) on top.
+
+    Raises:
+        SettingsError: one line naming the first bad setting, e.g. ``MODELPRESS_PORT: ...``.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        first = e.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise SettingsError(f"setting '{field}' (MODELPRESS_{field.upper()}): {first['msg']}") from e

@@ -17,23 +17,14 @@ def register(app: typer.Typer) -> None:
         log_level: str = typer.Option(None, help="critical, error, warning, info, debug \\[default: info]."),
     ) -> None:
         """Serve a model repository over KServe V2 / V1 REST with Prometheus metrics (also MODELPRESS_* env)."""
-        from pydantic import ValidationError
-
-        from modelpress.errors import fail
+        from modelpress.errors import user_errors
         from serving.server import ServeError
         from serving.server import serve as run
-        from serving.settings import Settings
+        from serving.settings import SettingsError, load_settings
 
         given = {
             "repository": repository, "host": host, "port": port, "workers": workers, "log_level": log_level,
             "require_gpu": require_gpu or None, "repository_api": repository_api or None,
         }  # fmt: skip
-        try:
-            settings = Settings(**{k: v for k, v in given.items() if v is not None})
-        except ValidationError as e:
-            first = e.errors()[0]
-            fail(f"setting '{'.'.join(str(p) for p in first['loc'])}': {first['msg']}")
-        try:
-            run(settings)
-        except ServeError as e:
-            fail(str(e))
+        with user_errors(SettingsError, ServeError):
+            run(load_settings(**{k: v for k, v in given.items() if v is not None}))

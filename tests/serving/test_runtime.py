@@ -142,3 +142,14 @@ def test_io_binding_path_gives_the_same_answers(repo):
     bound = model.predict(feeds, names)
     for name in names:
         np.testing.assert_array_equal(bound[name], plain[name])
+
+
+def test_load_settings_names_the_bad_variable(monkeypatch, tmp_path):
+    from serving.settings import SettingsError, load_settings
+
+    monkeypatch.delenv("MODELPRESS_REPOSITORY", raising=False)
+    with pytest.raises(SettingsError, match=r"setting 'repository' \(MODELPRESS_REPOSITORY\): Field required"):
+        load_settings()
+    monkeypatch.setenv("MODELPRESS_MAX_QUEUE_SIZE", "lots")
+    with pytest.raises(SettingsError, match="MODELPRESS_MAX_QUEUE_SIZE"):
+        load_settings(repository=tmp_path)
