@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from serving.errors import UnavailableError
 from serving.protocol.types import PredictRequest, PredictResponse
 from serving.rest.body import parse_json_model, read_body, require_json
 from serving.rest.common import dataplane_of, errors, json_response, tracked
@@ -18,6 +19,14 @@ _BODY = {
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}},
     }
 }
+
+
+@router.get("/v1/models/{model_name}", responses=errors(404, 503))
+async def model_status(request: Request, model_name: str) -> Response:
+    """KServe V1 model status: ``{"name": ..., "ready": true}``; 503 while the version is not ready."""
+    if not dataplane_of(request).model_ready(model_name, None):
+        raise UnavailableError(f"model '{model_name}' is not ready")
+    return json_response({"name": model_name, "ready": True})
 
 
 @router.post(

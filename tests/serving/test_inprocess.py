@@ -172,6 +172,12 @@ async def test_v1_predict_applies_standardization_and_softmax(repo, digits_weigh
         np.testing.assert_allclose([pred["probabilities"][lab] for lab in LABELS], p, rtol=1e-4, atol=1e-6)
 
 
+async def test_v1_model_status(repo):
+    async with client_for(repo) as c:
+        assert (await c.get("/v1/models/digits")).json() == {"name": "digits", "ready": True}
+        assert (await c.get("/v1/models/nope")).status_code == 404
+
+
 async def test_v1_predict_multi_input_model(repo):
     inst = {"ids": [1, 2], "mask": [True, False], "x": [1.0, 2.0, 3.0], "h": [1.0, 2.0], "u8": [3, 4], "text": ["a"]}
     async with client_for(repo) as c:
