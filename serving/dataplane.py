@@ -97,30 +97,10 @@ class DataPlane:
         served = self.repository.get(name, version)
         return not self.draining and served.runtime.ready
 
-    def statistics(self, name: str, version: str | None = None) -> ModelStatisticsResponse:
-        served = self.repository.get(name, version)
-        s = served.stats
-        zero = StatDuration()
-        stats = InferenceStats(
-            success=StatDuration(count=s.success_count, ns=s.success_ns),
-            fail=StatDuration(count=s.fail_count, ns=s.fail_ns),
-            queue=StatDuration(count=s.queue_count, ns=s.queue_ns),
-            compute_input=zero,
-            compute_infer=StatDuration(count=s.compute_count, ns=s.compute_ns),
-            compute_output=zero,
-        )
-        return ModelStatisticsResponse(
-            model_stats=[
-                ModelStatistics(
-                    name=served.name,
-                    version=served.version,
-                    last_inference=s.last_inference_ms,
-                    inference_count=s.inference_count,
-                    execution_count=s.execution_count,
-                    inference_stats=stats,
-                )
-            ]
-        )
+    def statistics(self, name: str | None, version: str | None = None) -> ModelStatisticsResponse:
+        """Triton's statistics extension for one model, or for every served model when ``name`` is None."""
+        served = [self.repository.get(name, version)] if name is not None else self.repository.served()
+        return ModelStatisticsResponse(model_stats=[_model_statistics(s) for s in served])
 
     # ---- inference ----------------------------------------------------------------------------------------
     def resolve(self, name: str, version: str | None) -> ServedModel:
@@ -246,6 +226,27 @@ class DataPlane:
             self.metrics.inferences.labels(model, version, outcome).inc(rows)
         if served is not None:
             served.stats.request_done(status < 400, seconds)
+
+
+def _model_statistics(served: ServedModel) -> ModelStatistics:
+    s = served.stats
+    zero = StatDuration()
+    stats = InferenceStats(
+        success=StatDuration(count=s.success_count, ns=s.success_ns),
+        fail=StatDuration(count=s.fail_count, ns=s.fail_ns),
+        queue=StatDuration(count=s.queue_count, ns=s.queue_ns),
+        compute_input=zero,  # decoding happens before the queue, in the request's own time
+        compute_infer=StatDuration(count=s.compute_count, ns=s.compute_ns),
+        compute_output=zero,
+    )
+    return ModelStatistics(
+        name=served.name,
+        version=served.version,
+        last_inference=s.last_inference_ms,
+        inference_count=s.inference_count,
+        execution_count=s.execution_count,
+        inference_stats=stats,
+    )
 
 
 def _side_parameters(extra: dict[str, np.ndarray]) -> dict:

@@ -59,7 +59,6 @@ class ServedModel:
     memory_bytes: int
     batcher: Batcher | None = None
     stats: ModelStats = field(default_factory=ModelStats)
-    inflight: int = 0
 
     @property
     def name(self) -> str:

@@ -55,6 +55,12 @@ async def server_metadata(request: Request) -> Response:
     return json_response(dataplane_of(request).server_metadata().model_dump())
 
 
+@router.get("/v2/models/stats", response_model=ModelStatisticsResponse)
+async def all_stats(request: Request) -> Response:
+    """Statistics of every served model (declared before ``/v2/models/{model_name}``, as in Triton)."""
+    return json_response(dataplane_of(request).statistics(None).model_dump())
+
+
 @router.get("/v2/models/{model_name}", response_model=ModelMetadata, responses=errors(404))
 async def model_metadata(request: Request, model_name: str) -> Response:
     return json_response(dataplane_of(request).model_metadata(model_name).model_dump())

@@ -197,6 +197,9 @@ async def test_stats_extension_counts(repo):
         bad = {"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}
         assert (await c.post("/v2/models/digits/infer", json=bad)).status_code == 400
         (stats,) = (await c.get("/v2/models/digits/stats")).json()["model_stats"]
+        every = (await c.get("/v2/models/stats")).json()["model_stats"]
+        assert {s["name"] for s in every} == {"digits", "multi"}
+        assert (await c.get("/v2/models/digits/versions/1/stats")).json()["model_stats"] == [stats]
     assert stats["inference_count"] == 12
     assert stats["inference_stats"]["success"]["count"] == 3
     assert stats["inference_stats"]["fail"]["count"] == 1
