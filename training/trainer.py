@@ -130,6 +130,9 @@ def fit(
         on_epoch_end: called as ``on_epoch_end(epoch, val_metrics)``; may raise to stop (e.g. Optuna pruning).
         resume_state: the ``state`` of an earlier run's result, to continue where it stopped.
 
+    A fresh run seeds torch's global RNG from ``training_cfg.seed`` (0 when unset), so dropout and noise
+    are reproducible; a resumed run restores the RNG state it saved instead.
+
     Returns:
         ``history`` (one dict per epoch), ``best_epoch``, ``best_value``, ``monitor``, ``epochs_run``,
         ``stopped_early``, ``seconds``, ``device``, ``world_size``, ``samples_per_process`` (this process's

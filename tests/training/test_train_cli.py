@@ -126,9 +126,18 @@ def test_train_then_evaluate_user_csv(tmp_path, digits_csv, cli):
     result = json.loads(ev.stdout)
     assert result["samples"] == 300
     assert len(result["metrics"]["confusion_matrix"]) == 10
-    own = cli("evaluate", str(out))
-    assert own.returncode == 0, own.stderr
-    assert "confusion matrix" in own.stdout
+
+
+def test_evaluate_prints_metrics_and_confusion_matrix(trained_ckpt):
+    from typer.testing import CliRunner
+
+    from modelpress.cli import build_app
+
+    result = CliRunner().invoke(build_app(), ["evaluate", str(trained_ckpt)])
+    assert result.exit_code == 0, result.output
+    assert "test split" in result.output
+    assert "confusion matrix" in result.output
+    assert "accuracy" in result.output
 
 
 def test_help_lists_the_verbs(cli):

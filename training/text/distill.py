@@ -1,0 +1,167 @@
+"""A smaller sentence encoder distilled from the teacher's embeddings.
+
+The student keeps a subset of the teacher's transformer layers (e.g. 0, 2, 4 of 6), initialised from them,
+with the teacher's embeddings and pooling; it is trained to reproduce the teacher's normalised sentence
+embeddings (cosine + MSE) on a corpus of sentences. Tokenisation is the caller's (a callable), so this module
+needs only torch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch import nn
+from tqdm.auto import tqdm
+
+from training.text.encoder import SentenceEncoder
+
+# texts -> (input_ids, attention_mask), int64 arrays [batch, seq]
+Tokenize = Callable[[Sequence[str]], tuple[np.ndarray, np.ndarray]]
+
+
+class DistillConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    layers: list[int] = Field(default_factory=lambda: [0, 2, 4], description="teacher layers the student keeps")
+    epochs: int = Field(2, ge=1, le=1000)
+    batch_size: int = Field(32, ge=1, le=4096)
+    lr: float = Field(1e-4, gt=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_fraction: float = Field(0.1, ge=0, lt=1)
+    mse_weight: float = Field(1.0, ge=0, description="weight of the MSE term beside (1 - cosine)")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
+    dropout: bool = Field(False, description="train with the encoder's dropout (off: faster to converge on short runs)")
+    seed: int = 0
+
+    @field_validator("layers")
+    @classmethod
+    def _layers_valid(cls, layers: list[int]) -> list[int]:
+        if not layers or len(set(layers)) != len(layers) or any(i < 0 for i in layers):
+            raise ValueError(f"layers must be distinct non-negative indices, got {layers}")
+        return layers
+
+
+class DistillError(ValueError):
+    """The distillation settings do not fit the teacher (e.g. a layer index it does not have)."""
+
+
+@dataclass
+class DistillReport:
+    layers: list[int]
+    steps: int
+    seconds: float
+    first_loss: float
+    last_loss: float
+    losses: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "layers": self.layers,
+            "steps": self.steps,
+            "seconds": round(self.seconds, 2),
+            "first_loss": round(self.first_loss, 6),
+            "last_loss": round(self.last_loss, 6),
+        }
+
+
+def build_student(teacher: SentenceEncoder, layers: Sequence[int]) -> SentenceEncoder:
+    """A deep copy of ``teacher`` that keeps only ``layers`` of its encoder stack, in that order."""
+    count = teacher.num_layers
+    bad = [i for i in layers if i >= count]
+    if bad:
+        raise DistillError(f"student layers {bad} do not exist: the teacher has layers 0..{count - 1}")
+    student = copy.deepcopy(teacher)
+    stack = student.transformer.encoder.layer
+    student.transformer.encoder.layer = nn.ModuleList([stack[i] for i in layers])
+    student.transformer.config.num_hidden_layers = len(layers)
+    return student
+
+
+def teacher_embeddings(teacher: SentenceEncoder, tokenize: Tokenize, sentences: Sequence[str], batch_size: int = 64):
+    """The teacher's embeddings of ``sentences`` (computed once; the teacher never changes)."""
+    teacher.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(sentences), batch_size):
+            ids, mask = tokenize(sentences[start : start + batch_size])
+            out.append(teacher(torch.from_numpy(ids), torch.from_numpy(mask)))
+    return torch.cat(out)
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, mse_weight: float) -> torch.Tensor:
+    """``(1 - cosine)`` plus ``mse_weight`` × MSE scaled by the dimension (so both terms are O(1 - cos))."""
+    cos = F.cosine_similarity(student, teacher, dim=1)
+    mse = F.mse_loss(student, teacher, reduction="none").sum(dim=1) / 2
+    return (1 - cos).mean() + mse_weight * mse.mean()
+
+
+def distill(
+    teacher: SentenceEncoder,
+    sentences: Sequence[str],
+    tokenize: Tokenize,
+    config: DistillConfig | None = None,
+    *,
+    progress: bool = True,
+) -> tuple[SentenceEncoder, DistillReport]:
+    """Build a student from ``config.layers`` of ``teacher`` and train it to match the teacher's embeddings.
+
+    Raises:
+        DistillError: bad layer indices or no sentences to train on.
+    """
+    config = config or DistillConfig()
+    if not sentences:
+        raise DistillError("no training sentences for distillation")
+    torch.manual_seed(config.seed)
+    student = build_student(teacher, config.layers)
+    targets = teacher_embeddings(teacher, tokenize, sentences)
+    steps_per_epoch = math.ceil(len(sentences) / config.batch_size)
+    total = (
+        steps_per_epoch * config.epochs
+        if config.max_steps is None
+        else min(config.max_steps, steps_per_epoch * config.epochs)
+    )
+    optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    warmup = max(1, int(total * config.warmup_fraction))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
+    )
+    rng = np.random.default_rng(config.seed)
+    losses: list[float] = []
+    started = time.perf_counter()
+    student.train(config.dropout)
+    with tqdm(total=total, desc="distill", unit="step", disable=not progress, leave=False) as bar:
+        while len(losses) < total:
+            order = rng.permutation(len(sentences))
+            for start in range(0, len(order), config.batch_size):
+                if len(losses) >= total:
+                    break
+                index = order[start : start + config.batch_size]
+                ids, mask = tokenize([sentences[i] for i in index])
+                out = student(torch.from_numpy(ids), torch.from_numpy(mask))
+                loss = distillation_loss(out, targets[torch.from_numpy(index)], config.mse_weight)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+                optimizer.step()
+                schedule.step()
+                losses.append(float(loss.detach()))
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    student.eval()
+    report = DistillReport(
+        layers=list(config.layers),
+        steps=len(losses),
+        seconds=time.perf_counter() - started,
+        first_loss=losses[0],
+        last_loss=float(np.mean(losses[-max(1, steps_per_epoch // 4) :])),
+        losses=losses,
+    )
+    return student, report
