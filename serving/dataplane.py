@@ -173,12 +173,17 @@ class DataPlane:
         raise InternalError("unreachable")  # pragma: no cover
 
     async def _wait(self, served: ServedModel, future: asyncio.Future) -> BatchResult:
+        """Await the batch result; past request_timeout_s the future fails (and the batcher skips it).
+
+        A timer on the future, rather than ``asyncio.wait_for``, keeps a task per request off the hot path.
+        """
+        timeout = self.settings.request_timeout_s
+        message = f"model '{served.name}': no result within request_timeout_s={timeout}"
+        timer = asyncio.get_running_loop().call_later(timeout, _expire, future, message)
         try:
-            result: BatchResult = await asyncio.wait_for(future, self.settings.request_timeout_s)
-        except asyncio.TimeoutError as e:  # not the builtin before Python 3.11
-            raise RequestTimeoutError(
-                f"model '{served.name}': no result within request_timeout_s={self.settings.request_timeout_s}"
-            ) from e
+            result: BatchResult = await future
+        finally:
+            timer.cancel()
         served.stats.queued(result.queue_s)
         self.metrics.queue_duration.labels(served.name, served.version).observe(result.queue_s)
         return result
@@ -226,6 +231,11 @@ class DataPlane:
             self.metrics.inferences.labels(model, version, outcome).inc(rows)
         if served is not None:
             served.stats.request_done(status < 400, seconds)
+
+
+def _expire(future: asyncio.Future, message: str) -> None:
+    if not future.done():
+        future.set_exception(RequestTimeoutError(message))
 
 
 def _model_statistics(served: ServedModel) -> ModelStatistics:
