@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -12,6 +13,7 @@ from typing import Any
 
 from rich.progress import Progress
 
+from export.compress.quality import compressed_quality
 from export.data import EvalData, eval_data_for_checkpoint
 from export.errors import ExportError
 from export.manifest_builder import build_manifest
@@ -38,10 +40,12 @@ class _Chain:
 
     work: Path
     ctx: PassContext
-    cache: dict[tuple[str, ...], tuple[Path, str | None, PassRecord]] = field(default_factory=dict)
+    cache: dict[tuple[str, ...], tuple[Path, str | None, PassRecord, Any]] = field(default_factory=dict)
 
-    def run(self, steps: list[dict[str, Any]], on_step: Any = None) -> tuple[Path, str, list[PassRecord]]:
+    def run(self, steps: list[dict[str, Any]], on_step: Any = None) -> tuple[Path, str, list[PassRecord], Any]:
+        """Run ``steps``; return the model path, precision, lineage and the PyTorch module the ONNX came from."""
         model_path: Path | None = None
+        module = self.ctx.module  # replaced by PyTorch-level passes (distill, prune) for the passes after them
         precisions: list[str] = []
         records: list[PassRecord] = []
         key: tuple[str, ...] = ()
@@ -54,17 +58,21 @@ class _Chain:
                     on_step(pass_.name)
                 out_dir = self.work / f"{len(self.cache):02d}-{pass_.name}"
                 started = time.perf_counter()
-                output = pass_.run(model_path, out_dir, self.ctx)
+                output = pass_.run(model_path, out_dir, dataclasses.replace(self.ctx, module=module))
                 record.seconds = round(time.perf_counter() - started, 3)
                 record.details = output.details  # PassRecord allows extra fields: what the pass decided
-                self.cache[key] = (output.model_path, output.precision, record)
-            model_path, precision, record = self.cache[key]
+                self.cache[key] = (output.model_path, output.precision, record, output.module)
+            path, precision, record, produced = self.cache[key]
+            if produced is None:
+                model_path = path
+            else:  # the next pass reads the new module, not a file
+                module = produced
             records.append(record)
             if precision:
                 precisions.append(precision)
         if model_path is None:
             raise ExportError("an export variant needs at least one step")
-        return model_path, _overall_precision(precisions), records
+        return model_path, _overall_precision(precisions), records, module
 
 
 def _overall_precision(precisions: list[str]) -> str:
@@ -144,16 +152,20 @@ def _build_variant(
     on_step: Any,
 ) -> BuiltVariant:
     ctx = chain.ctx
-    model_path, precision, records = chain.run(spec.steps_for(variant), on_step)
+    model_path, precision, records, module = chain.run(spec.steps_for(variant), on_step)
     on_step("verify")
     check_structure(model_path, ctx.meta.input_spec.shape, ctx.meta.num_outputs)
-    quality = measure_quality(model_path, ctx.data.test_x, ctx.data.test_y, ref, ctx.meta.task, spec.verify)
+    if module is ctx.module:
+        quality = measure_quality(model_path, ctx.data.test_x, ctx.data.test_y, ref, ctx.meta.task, spec.verify)
+    else:  # distilled or pruned: conversion checked against its own module, the loss against the checkpoint's
+        quality = compressed_quality(model_path, module, ctx.data.test_x, ctx.data.test_y, ref, ctx.meta.task,
+                                     spec.verify)  # fmt: skip
     warnings = judge(model_name, precision, quality, spec.verify, force=force)
     if warnings:
         quality["forced"] = warnings
     manifest = build_manifest(
         name=model_name, family=family, variant=variant, model_path=model_path, precision=precision,
-        lineage=records, quality=quality, meta=ctx.meta, module=ctx.module, checkpoint=checkpoint,
+        lineage=records, quality=quality, meta=ctx.meta, module=module, checkpoint=checkpoint,
     )  # fmt: skip
     return BuiltVariant(variant, manifest, model_path, warnings)
 

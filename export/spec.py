@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from export.errors import ExportError
-from export.passes import build_pass
+from export.passes import PASSES, build_pass
 from serving.manifest import validate_model_name
 
 # Built-in variants; a recipe may redefine them or add its own under ``steps``.
@@ -48,8 +48,13 @@ class ExportSpec(BaseModel):
             raise ValueError(f"variants: {self.variants} lists a variant twice")
         for variant in self.variants:
             steps = self.steps_for(variant)
-            if not steps or steps[0].get("pass") != "onnx":
-                raise ValueError(f"steps.{variant}: the first step must be {{pass: onnx}}")
+            # PyTorch-level passes (distill, prune) come first, then onnx, then the passes on the ONNX model.
+            stages = [getattr(PASSES.get(step.get("pass")), "stage", "onnx") for step in steps]
+            n_torch = next((i for i, stage in enumerate(stages) if stage != "torch"), len(steps))
+            if n_torch == len(steps) or steps[n_torch].get("pass") != "onnx" or "torch" in stages[n_torch:]:
+                torch_passes = ", ".join(n for n, cls in PASSES.items() if cls.stage == "torch")
+                message = f"the first step must be {{pass: onnx}} (after any of {torch_passes})"
+                raise ValueError(f"steps.{variant}: {message}")
         return self
 
     def steps_for(self, variant: str) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from export.compress.passes import COMPRESSION_PASSES
 from export.errors import ExportError
 from export.passes.base import Pass, PassConfig, PassContext, PassOutput
 from export.passes.fp16 import Float16
@@ -13,7 +14,9 @@ from export.passes.optimize import OrtOptimize
 from export.passes.quantize import Quantize
 from export.passes.to_onnx import OnnxExport
 
-PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (OnnxExport, OrtOptimize, Float16, Quantize)}
+PASSES: dict[str, type[Pass]] = {
+    cls.name: cls for cls in (*COMPRESSION_PASSES, OnnxExport, OrtOptimize, Float16, Quantize)
+}
 
 
 def build_pass(step: dict[str, Any]) -> Pass:

@@ -39,6 +39,8 @@ class PassOutput:
     model_path: Path
     precision: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    # A PyTorch-level pass (distill, prune) hands its new module on here; the passes after it read it as ctx.module.
+    module: Any = None
 
 
 class Pass(abc.ABC):
@@ -51,6 +53,7 @@ class Pass(abc.ABC):
 
     name: ClassVar[str]
     config_class: ClassVar[type[PassConfig]]
+    stage: ClassVar[str] = "onnx"  # "torch": runs on the PyTorch module, before the onnx pass
 
     def __init__(self, config: PassConfig):
         self.config = config

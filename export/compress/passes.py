@@ -1,0 +1,195 @@
+"""The compression steps as export passes: they run on the PyTorch module, before the ``onnx`` pass.
+
+A recipe variant chains them, e.g. ``[{pass: distill, ...}, {pass: prune-structured, ratio: 0.5}, {pass: onnx},
+{pass: quantize}]``. Each one takes the module the chain has so far (the checkpoint's, or the previous
+torch-level pass's), never changes it, and hands a new module on through :attr:`PassOutput.module`; its
+weights are also written to ``out_dir/model.safetensors`` so a run can be inspected. Training data (the
+checkpoint's own splits) comes from the training stage.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from export.errors import ExportError
+from export.passes.base import Pass, PassConfig, PassContext, PassOutput
+
+WEIGHTS_FILE = "model.safetensors"
+
+
+class _TorchPass(Pass):
+    """A pass on the PyTorch module; it must come before the ``onnx`` pass."""
+
+    stage: ClassVar[str] = "torch"
+
+    def _check_position(self, model_path: Path | None) -> None:
+        if model_path is not None:
+            raise ExportError(f"the {self.name} pass works on the PyTorch model: put it before {{pass: onnx}}")
+
+    @staticmethod
+    def _splits(ctx: PassContext) -> Any:
+        from training.data import splits_for_checkpoint
+
+        try:
+            return splits_for_checkpoint(ctx.meta)
+        except (ValueError, OSError) as e:
+            raise ExportError(f"cannot rebuild the checkpoint's training data for fine-tuning: {e}") from e
+
+    @staticmethod
+    def _training(ctx: PassContext, epochs: int, lr: float | None, seed: int) -> Any:
+        """The checkpoint's own training settings, with this pass's epochs, learning rate and seed."""
+        from training.recipe import TrainingConfig
+
+        raw = dict(ctx.meta.recipe.get("training") or {})
+        cfg = TrainingConfig.model_validate(raw)
+        optimizer = cfg.optimizer if lr is None else cfg.optimizer.model_copy(update={"lr": lr})
+        return cfg.model_copy(update={"epochs": epochs, "optimizer": optimizer, "seed": seed})
+
+    def _finetuner(self, ctx: PassContext, epochs: int, lr: float | None, seed: int) -> Any:
+        """``finetune(model, step)`` on the checkpoint's splits, or None when ``epochs`` is 0."""
+        from export.compress.finetune import make_finetune
+
+        if epochs == 0:
+            return None
+        training = self._training(ctx, epochs, lr, seed)
+        # Without an explicit lr, fine-tune at 0.3 × the training lr: the pruned model is already close.
+        lr_scale = 1.0 if lr is not None else 0.3
+        return make_finetune(self._splits(ctx), training, epochs, lr_scale=lr_scale, progress=ctx.progress)
+
+    @staticmethod
+    def _save(module: Any, out_dir: Path) -> Path:
+        from safetensors.torch import save_file
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+        path = out_dir / WEIGHTS_FILE
+        save_file(state, str(path))
+        return path
+
+
+class DistillPassConfig(PassConfig):
+    architecture: str = Field("mlp", description="student architecture (any of training.models)")
+    config: dict[str, Any] = Field(default_factory=lambda: {"hidden": [32], "dropout": 0.0})
+    temperature: float = Field(4.0, gt=0.0)
+    alpha: float = Field(0.7, ge=0.0, le=1.0, description="weight of the soft targets; 1 - alpha: hard labels")
+    feature_weight: float = Field(0.0, ge=0.0, description="intermediate-feature MSE weight (0: off)")
+    epochs: int = Field(60, ge=1)
+    lr: float | None = Field(None, gt=0.0, description="default: the checkpoint's training lr")
+    seed: int = 0
+
+
+class Distill(_TorchPass):
+    """Train a student (architecture from the config) on the checkpoint's data against its module."""
+
+    name = "distill"
+    config_class = DistillPassConfig
+    config: DistillPassConfig
+
+    def run(self, model_path: Path | None, out_dir: Path, ctx: PassContext) -> PassOutput:
+        import torch
+
+        from export.compress.distill import DistillConfig, build_student, distill
+        from export.compress.sizes import count_parameters
+
+        self._check_position(model_path)
+        cfg = DistillConfig(architecture=self.config.architecture, config=self.config.config,
+                            temperature=self.config.temperature, alpha=self.config.alpha,
+                            feature_weight=self.config.feature_weight)  # fmt: skip
+        splits = self._splits(ctx)
+        torch.manual_seed(self.config.seed)
+        try:
+            student = build_student(cfg, input_shape=splits.input_shape, num_outputs=splits.num_outputs)
+        except ValueError as e:
+            raise ExportError(f"distill: student {cfg.architecture}: {e}") from e
+        training = self._training(ctx, self.config.epochs, self.config.lr, self.config.seed)
+        try:
+            student, result = distill(ctx.module, splits, cfg, training, student=student, progress=ctx.progress)
+        except ValueError as e:
+            raise ExportError(f"distill: {e}") from e
+        details = {
+            "student_parameters": count_parameters(student),
+            "teacher_parameters": count_parameters(ctx.module),
+            "epochs_run": result["epochs_run"],
+            "best_epoch": result["best_epoch"],
+        }
+        return PassOutput(self._save(student, out_dir), details=details, module=student)
+
+
+class PruneConfig(PassConfig):
+    sparsity: float = Field(0.9, gt=0.0, lt=1.0, description="final fraction of Linear/Conv weights set to zero")
+    steps: list[float] = Field(default_factory=lambda: [0.5, 0.75], description="sparsities reached first")
+    finetune_epochs: int = Field(3, ge=0)
+    lr: float | None = Field(None, gt=0.0, description="fine-tune lr (default: 0.3 × the checkpoint's)")
+    seed: int = 0
+
+
+class Prune(_TorchPass):
+    """Global magnitude pruning (unstructured), iterative, fine-tuned, masks made permanent."""
+
+    name = "prune"
+    config_class = PruneConfig
+    config: PruneConfig
+
+    def run(self, model_path: Path | None, out_dir: Path, ctx: PassContext) -> PassOutput:
+        from export.compress.sizes import count_nonzero_parameters, count_parameters
+        from export.compress.unstructured import UnstructuredConfig, prune_unstructured
+
+        self._check_position(model_path)
+        try:
+            cfg = UnstructuredConfig(sparsity=self.config.sparsity, steps=self.config.steps,
+                                     finetune_epochs=self.config.finetune_epochs)  # fmt: skip
+        except ValueError as e:
+            raise ExportError(f"prune: {e}") from e
+        module = copy.deepcopy(ctx.module)
+        finetune = self._finetuner(ctx, cfg.finetune_epochs, self.config.lr, self.config.seed)
+        module, records = prune_unstructured(module, cfg, finetune, progress=ctx.progress)
+        details = {"steps": records, "parameters": count_parameters(module),
+                   "nonzero_parameters": count_nonzero_parameters(module)}  # fmt: skip
+        return PassOutput(self._save(module, out_dir), details=details, module=module)
+
+
+class PruneStructuredConfig(PassConfig):
+    ratio: float = Field(0.5, gt=0.0, lt=1.0, description="fraction of channels/neurons removed per layer")
+    iterative_steps: int = Field(2, ge=1, le=20)
+    importance: Literal["l1", "l2", "bn"] = "l2"
+    global_ranking: bool = False
+    round_to: int | None = Field(None, ge=1)
+    finetune_epochs: int = Field(5, ge=0)
+    lr: float | None = Field(None, gt=0.0, description="fine-tune lr (default: 0.3 × the checkpoint's)")
+    seed: int = 0
+
+
+class PruneStructured(_TorchPass):
+    """Remove whole channels/neurons (dependency-aware), fine-tuning after each step."""
+
+    name = "prune-structured"
+    config_class = PruneStructuredConfig
+    config: PruneStructuredConfig
+
+    def run(self, model_path: Path | None, out_dir: Path, ctx: PassContext) -> PassOutput:
+        import torch
+
+        from export.compress.sizes import count_parameters
+        from export.compress.structured import StructuredConfig, layer_widths, prune_structured
+
+        self._check_position(model_path)
+        fields = self.config.model_dump(exclude={"lr", "seed"})
+        cfg = StructuredConfig(**fields)
+        module = copy.deepcopy(ctx.module)
+        before = count_parameters(module)
+        example = torch.as_tensor(ctx.data.calibration[:2], dtype=torch.float32)
+        finetune = self._finetuner(ctx, cfg.finetune_epochs, self.config.lr, self.config.seed)
+        try:
+            module, records = prune_structured(module, example, cfg, finetune, progress=ctx.progress)
+        except ValueError as e:
+            raise ExportError(f"prune-structured: {e}") from e
+        details = {"steps": records, "parameters_before": before, "parameters": count_parameters(module),
+                   "layer_widths": layer_widths(module)}  # fmt: skip
+        return PassOutput(self._save(module, out_dir), details=details, module=module)
+
+
+COMPRESSION_PASSES: tuple[type[Pass], ...] = (Distill, Prune, PruneStructured)

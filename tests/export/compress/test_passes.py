@@ -1,0 +1,101 @@
+import onnx
+import pytest
+
+from export.api import export_checkpoint
+from export.errors import ExportError
+from export.spec import parse_spec
+from serving.manifest import read_manifest, verify_files
+from tests.export.tiny_checkpoints import train_checkpoint
+
+STEPS = {
+    "student": [
+        {"pass": "distill", "config": {"hidden": [8], "dropout": 0.0}, "epochs": 2, "temperature": 2.0},
+        {"pass": "onnx"},
+    ],
+    "student-int8": [
+        {"pass": "distill", "config": {"hidden": [8], "dropout": 0.0}, "epochs": 2, "temperature": 2.0},
+        {"pass": "onnx"},
+        {"pass": "quantize", "mode": "dynamic"},
+    ],
+    "sparse": [{"pass": "prune", "sparsity": 0.8, "steps": [0.5], "finetune_epochs": 1}, {"pass": "onnx"}],
+    "slim": [{"pass": "prune-structured", "ratio": 0.5, "iterative_steps": 1, "finetune_epochs": 1}, {"pass": "onnx"}],
+}
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compress-export")
+    checkpoint, data = train_checkpoint("cnn", root / "checkpoint", epochs=3)
+    spec = {"variants": ["fp32", *STEPS], "steps": STEPS}
+    items = export_checkpoint(checkpoint, root / "repo", "digits", spec=spec, force=True, data=data, progress=False)
+    return checkpoint, {p.name: p for p in items}
+
+
+@pytest.mark.slow
+def test_compressed_variants_are_published_as_their_own_models_of_the_family(published):
+    checkpoint, items = published
+    assert set(items) == {"digits", "digits-student", "digits-student-int8", "digits-sparse", "digits-slim"}
+    for item in items.values():
+        manifest = read_manifest(item.path)
+        verify_files(manifest, item.path)
+        assert manifest.source["family"] == "digits"
+        # the PyTorch baseline of every variant is the original checkpoint
+        assert manifest.source["checkpoint"] == str(checkpoint.resolve())
+    lineage = {name: [step.name for step in item.manifest.lineage] for name, item in items.items()}
+    assert lineage["digits-student-int8"] == ["train", "distill", "onnx", "quantize"]
+    assert lineage["digits-slim"] == ["train", "prune-structured", "onnx"]
+    assert items["digits-student-int8"].manifest.precision == "int8"
+
+
+@pytest.mark.slow
+def test_sizes_show_what_each_compression_saved(published):
+    _, items = published
+    size = {name: item.manifest.size for name, item in items.items()}
+    base = size["digits"]
+    # a distilled student is a different, much smaller model
+    assert size["digits-student"].parameters < base.parameters / 5
+    assert size["digits-student"].onnx_bytes < base.onnx_bytes / 3
+    # unstructured sparsity: same dense bytes and parameter count, fewer nonzeros, smaller gzip
+    assert size["digits-sparse"].parameters == base.parameters
+    assert size["digits-sparse"].nonzero_parameters < 0.3 * base.parameters
+    assert size["digits-sparse"].onnx_bytes > 0.9 * base.onnx_bytes
+    assert size["digits-sparse"].gzip_bytes < 0.6 * base.gzip_bytes
+    # structured pruning: the graph itself is smaller
+    assert size["digits-slim"].parameters < 0.5 * base.parameters
+    assert size["digits-slim"].onnx_bytes < 0.5 * base.onnx_bytes
+
+
+@pytest.mark.slow
+def test_no_pruning_mask_reaches_the_onnx_graph(published):
+    _, items = published
+    graph = onnx.load(str(items["digits-sparse"].path / "model.onnx")).graph
+    names = [t.name for t in graph.initializer] + [i.name for i in graph.input]
+    assert not any(n.endswith(("_orig", "_mask")) for n in names)
+
+
+@pytest.mark.slow
+def test_quality_is_judged_against_the_original_checkpoint(published):
+    _, items = published
+    base = items["digits"].manifest.quality
+    student = items["digits-student"].manifest.quality
+    assert student["reference_accuracy"] == pytest.approx(base["accuracy"])
+    assert student["accuracy_drop"] == pytest.approx(base["accuracy"] - student["accuracy"])
+    # the fp32 conversion of the student is exact against the student itself
+    assert student["max_abs_diff"] < 1e-4
+    assert student["conversion_agreement"] == 1.0
+    # a student with 8 hidden units trained 2 epochs disagrees with its teacher somewhere
+    assert student["top1_agreement"] < 1.0
+
+
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        ([{"pass": "onnx"}, {"pass": "prune"}], "first step must be {pass: onnx}"),
+        ([{"pass": "distill"}], "first step must be {pass: onnx}"),
+        ([{"pass": "prune", "sparsity": 1.2}, {"pass": "onnx"}], "sparsity"),
+        ([{"pass": "distill", "student": "mlp"}, {"pass": "onnx"}], "student"),
+    ],
+)
+def test_bad_compression_steps_are_refused_before_any_work(steps, message):
+    with pytest.raises(ExportError, match=message):
+        parse_spec({"variants": ["x"], "steps": {"x": steps}})
