@@ -2,8 +2,10 @@
 
 Requests queue up; a batch is the oldest request plus the following compatible ones (same non-batch dims
 and dtypes), up to ``max_batch_size`` rows. A batch runs when it is full or when its oldest request has
-waited ``max_queue_delay``. Each request gets back its own rows of its own requested outputs. The decision
-is :meth:`Batcher.plan`, a pure function of the queue and a clock reading, so tests drive it with a fake clock.
+waited ``max_queue_delay``. Each request gets back its own rows of its own requested outputs. With
+``eager_when_idle`` a request that finds the model idle (no batch running) runs at once instead of waiting.
+The decision is :meth:`Batcher.plan`, a pure function of the queue, the running batches and a clock reading,
+so tests drive it with a fake clock.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class Batcher:
         max_queue_size: int,
         max_concurrent_batches: int = 1,
         batchable: bool = True,
+        eager_when_idle: bool = False,
         clock: Callable[[], float] = time.monotonic,
         stats: BatchStats | None = None,
     ) -> None:
@@ -74,6 +77,7 @@ class Batcher:
         self.max_queue_delay_s = max_queue_delay_s
         self.max_queue_size = max_queue_size
         self.batchable = batchable
+        self.eager_when_idle = eager_when_idle
         self._clock = clock
         self._stats = stats or BatchStats()
         self._queue: deque[Pending] = deque()
@@ -133,6 +137,10 @@ class Batcher:
             batch.append(item)
             rows += item.rows
         if full or rows >= self.max_batch_size or now - head.enqueued >= self.max_queue_delay_s:
+            return batch
+        if self.eager_when_idle and not self._running:
+            # Nothing is running, so no load is building up behind this request: waiting would only add
+            # latency. Under load, batches are running and newcomers wait (up to the delay) to join.
             return batch
         return head.enqueued + self.max_queue_delay_s - now
 

@@ -225,6 +225,7 @@ class ModelRepository:
             max_queue_size=self.settings.max_queue_size,
             max_concurrent_batches=self.settings.compute_threads,
             batchable=served.batchable,
+            eager_when_idle=not self.settings.wait_when_idle,
             stats=BatchStats(on_batch=on_batch, on_depth=on_depth),
         )
 

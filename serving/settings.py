@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     compute_threads: int = Field(default=2, ge=1, description="Thread pool running session.run (bounded).")
     max_batch_size: int = Field(default=64, ge=1, description="Most rows joined into one session.run.")
     max_queue_delay_us: int = Field(default=500, ge=0, description="Longest wait for more rows before a run.")
+    wait_when_idle: bool = Field(
+        default=False,
+        description="Wait max_queue_delay_us even when the model is idle (otherwise a lone request runs at once).",
+    )
     max_queue_size: int = Field(default=256, ge=1, description="Requests waiting per model; beyond it: 503.")
     request_timeout_s: float = Field(default=30.0, gt=0, description="Longest an inference may take; then 504.")
     max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0, description="Largest request body; beyond: 413.")

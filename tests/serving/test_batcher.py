@@ -72,6 +72,15 @@ async def test_plan_does_not_join_incompatible_shapes_or_skips_cancelled():
     assert [p.inputs["x"].shape[1] for p in b.plan(clock())] == [5]
 
 
+async def test_idle_model_runs_a_lone_request_at_once_but_waits_under_load():
+    clock = FakeClock()
+    b = make(clock, eager_when_idle=True)
+    b.submit(rows(1), ["y"], 1)
+    assert [p.rows for p in b.plan(clock())] == [1]  # nothing running: no reason to wait
+    b._running.add(object())  # a batch in flight: load is building up, so newcomers wait to join
+    assert b.plan(clock()) == pytest.approx(0.010)
+
+
 async def test_oversized_and_unbatchable_requests_run_alone():
     clock = FakeClock()
     b = make(clock)
@@ -163,7 +172,8 @@ async def test_concurrent_requests_are_batched_and_match_unbatched(repo):
 async def test_queue_full_answers_503_with_retry_after(repo):
     body = {"inputs": [{"name": "input", "shape": [1, FEATURES], "datatype": "FP32", "data": [0.0] * FEATURES}]}
     # A long delay and a huge batch keep requests queued; the queue holds 2.
-    async with client_for(repo, max_queue_delay_us=300_000, max_batch_size=1000, max_queue_size=2) as c:
+    slow = {"max_queue_delay_us": 300_000, "max_batch_size": 1000, "wait_when_idle": True}
+    async with client_for(repo, max_queue_size=2, **slow) as c:
         answers = await asyncio.gather(*(c.post("/v2/models/digits/infer", json=body) for _ in range(5)))
     codes = sorted(r.status_code for r in answers)
     assert codes.count(200) >= 2
@@ -174,7 +184,8 @@ async def test_queue_full_answers_503_with_retry_after(repo):
 
 async def test_request_timeout_is_504(repo):
     body = {"inputs": [{"name": "input", "shape": [1, FEATURES], "datatype": "FP32", "data": [0.0] * FEATURES}]}
-    async with client_for(repo, max_queue_delay_us=2_000_000, max_batch_size=1000, request_timeout_s=0.05) as c:
+    slow = {"max_queue_delay_us": 2_000_000, "max_batch_size": 1000, "wait_when_idle": True}
+    async with client_for(repo, request_timeout_s=0.05, **slow) as c:
         r = await c.post("/v2/models/digits/infer", json=body)
         assert r.status_code == 504
         assert "request_timeout_s=0.05" in r.json()["error"]

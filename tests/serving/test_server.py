@@ -119,9 +119,12 @@ def test_cli_serves_without_torch_and_drains_on_sigterm(repo):
     """`modelpress serve`: torch never loaded; SIGTERM → not ready and new requests 503, in-flight finishes, exit."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    # A long queue delay keeps one request in flight while SIGTERM arrives.
+    # A long queue delay (also when idle) keeps one request in flight while SIGTERM arrives.
     env = _env(
-        MODELPRESS_MAX_QUEUE_DELAY_US="1500000", MODELPRESS_MAX_BATCH_SIZE="1000", MODELPRESS_LOG_LEVEL="warning"
+        MODELPRESS_MAX_QUEUE_DELAY_US="1500000",
+        MODELPRESS_MAX_BATCH_SIZE="1000",
+        MODELPRESS_WAIT_WHEN_IDLE="true",
+        MODELPRESS_LOG_LEVEL="warning",
     )
     cmd = [str(BIN / "modelpress"), "serve", "--repository", str(repo), "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
