@@ -136,21 +136,26 @@ class ModelRepository:
             served = ServedModel(manifest, version_dir, runtime, size_bytes=size, memory_bytes=memory)
             served.batcher = self._make_batcher(served)
             served.batcher.start()
-            old = self._served.get(name)
-            self._served[name] = served  # the atomic swap: one assignment on the event loop
-            self._expected.add(name)
-            self._failures.pop(name, None)
-            self.metrics.model_loaded(
-                name, served.version, providers=served.runtime.providers, precision=served.manifest.precision,
-                memory_bytes=served.memory_bytes, size_bytes=served.size_bytes,
-            )  # fmt: skip
-            log.info(
-                "serving %s v%s on %s (%.1f MiB at load)",
-                name, served.version, served.runtime.providers, served.memory_bytes / 2**20,
-            )  # fmt: skip
-            if old is not None:
-                self._retire(old, served.version)
+            self._swap_in(served)
             return served
+
+    def _swap_in(self, served: ServedModel) -> None:
+        """Make ``served`` the version answering requests, then retire the one it replaces."""
+        name = served.name
+        old = self._served.get(name)
+        self._served[name] = served  # the atomic swap: one assignment on the event loop
+        self._expected.add(name)
+        self._failures.pop(name, None)
+        self.metrics.model_loaded(
+            name, served.version, providers=served.runtime.providers, precision=served.manifest.precision,
+            memory_bytes=served.memory_bytes, size_bytes=served.size_bytes,
+        )  # fmt: skip
+        log.info(
+            "serving %s v%s on %s (%.1f MiB at load)",
+            name, served.version, served.runtime.providers, served.memory_bytes / 2**20,
+        )  # fmt: skip
+        if old is not None:
+            self._retire(old, served.version)
 
     async def unload(self, name: str) -> None:
         lock = self._locks.setdefault(name, asyncio.Lock())
