@@ -145,6 +145,7 @@ def evaluate_checkpoint(ckpt_dir: Path, data_file: str | Path | None = None, lab
 def _build(recipe: Recipe, splits: Splits) -> torch.nn.Module:
     try:
         check_monitor(recipe.training.early_stopping.metric, recipe.task)
+        resolve_device(recipe.training.device)
         return build_model(
             recipe.model.architecture,
             recipe.model.config,
@@ -168,7 +169,6 @@ def _train_and_save(
     cfg = recipe.training
     if cfg.seed is None:
         cfg = cfg.model_copy(update={"seed": recipe.seed})
-    resolve_device(cfg.device)
     result = fit(model, splits, cfg, progress=progress, resume_state=resume_state)
     state = result.pop("state")
     meta = _meta(model, splits, recipe, result)

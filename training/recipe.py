@@ -55,6 +55,12 @@ class OptimizerConfig(_Section):
     nesterov: bool = Field(False, description="sgd only; needs momentum > 0")
     betas: tuple[float, float] = (0.9, 0.999)
 
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> OptimizerConfig:
+        if self.name == "sgd" and self.nesterov and self.momentum <= 0:
+            raise ValueError("nesterov needs momentum > 0")
+        return self
+
 
 class ScheduleConfig(_Section):
     name: Literal["constant", "step", "exponential", "cosine"] = "cosine"

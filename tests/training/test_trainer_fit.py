@@ -6,7 +6,7 @@ import torch
 
 from training.data import load_splits
 from training.models import ARCHITECTURES, build_model
-from training.recipe import ScheduleConfig, TrainingConfig
+from training.recipe import RecipeError, ScheduleConfig, TrainingConfig, recipe_from_dict
 from training.trainer import fit, lr_factor, predict
 
 SMALL = {
@@ -62,6 +62,10 @@ def test_each_optimizer_reduces_the_loss(optimizer, digits):
 def test_nesterov_without_momentum_rejected(digits):
     with pytest.raises(ValueError, match="nesterov needs momentum"):
         fit(_model(), digits, _cfg(optimizer={"name": "sgd", "momentum": 0.0, "nesterov": True}), progress=False)
+    with pytest.raises(RecipeError, match="nesterov needs momentum"):
+        recipe_from_dict(
+            {}, ["training.optimizer.name=sgd", "training.optimizer.momentum=0", "training.optimizer.nesterov=true"]
+        )
 
 
 @pytest.mark.parametrize("name", ["constant", "step", "exponential", "cosine"])
