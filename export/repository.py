@@ -102,7 +102,7 @@ class StagedVersion:
                     raise ExportError(
                         f"{self.manifest.name} version {version} already exists; versions are never overwritten"
                     ) from e
-                number = max(number, *list_versions(self.model_dir)) + 1
+                number = max([number, *list_versions(self.model_dir)]) + 1
                 continue
             self.path = target
             return Published(self.manifest.name, number, target, self.manifest)

@@ -70,7 +70,7 @@ def check_structure(model_path: Path, expected_input: list[int], num_outputs: in
         )
 
 
-def run_ort(model_path: Path, x: np.ndarray, *, threads: int = 2) -> np.ndarray:
+def run_ort(model_path: Path, x: np.ndarray, *, threads: int = 1) -> np.ndarray:
     """Outputs of ``model_path`` on ``x`` with ONNX Runtime (CPU), in batches.
 
     Raises:

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field
 
 from export.errors import VerificationError
-from export.onnx_files import has_external_data, save_model
+from export.onnx_files import EXTERNAL_DATA_NAME, has_external_data, save_model
 from export.ort_session import cpu_session
 from export.passes.base import Pass, PassConfig, PassContext, PassOutput
 
@@ -39,7 +39,12 @@ class OrtOptimize(Pass):
         with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".optimize-") as tmp:
             optimized = Path(tmp) / "model.onnx"
             try:
-                cpu_session(model_path, optimized_path=optimized, level=self.config.level)
+                cpu_session(
+                    model_path,
+                    optimized_path=optimized,
+                    level=self.config.level,
+                    external_data=EXTERNAL_DATA_NAME if external == "always" else None,
+                )
             except Exception as e:  # ORT raises its own exception types for graphs it rejects
                 raise VerificationError(f"ONNX Runtime could not optimise {model_path}: {e}") from e
             proto = onnx.load(str(optimized))

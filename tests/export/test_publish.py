@@ -1,0 +1,103 @@
+import onnxruntime as ort
+import pytest
+
+from export import api
+from export.api import export_checkpoint
+from export.errors import ExportError
+from export.passes.quantize import Quantize
+from export.repository import StagedVersion
+from serving.manifest import list_versions, read_manifest, sha256_file, verify_files
+
+
+def _tree(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) if root.exists() else []
+
+
+def test_reexport_adds_a_version_and_never_touches_the_old_one(checkpoint_for, tmp_path):
+    checkpoint, data = checkpoint_for("mlp")
+    (first,) = export_checkpoint(checkpoint, tmp_path, "digits", variants=["fp32"], data=data, progress=False)
+    digest = sha256_file(first.path / "model.onnx")
+    (second,) = export_checkpoint(checkpoint, tmp_path, "digits", variants=["fp32"], data=data, progress=False)
+    assert (first.version, second.version) == (1, 2)
+    assert list_versions(tmp_path / "digits") == [1, 2]
+    assert sha256_file(tmp_path / "digits" / "1" / "model.onnx") == digest
+    assert read_manifest(tmp_path / "digits" / "2").version == 2
+    with pytest.raises(ExportError, match="version 2 already exists"):
+        export_checkpoint(checkpoint, tmp_path, "digits", variants=["fp32"], version=2, data=data, progress=False)
+    (pinned,) = export_checkpoint(checkpoint, tmp_path, "digits", variants=["fp32"], version=7, data=data,
+                                  progress=False)  # fmt: skip
+    assert pinned.version == 7
+    assert list_versions(tmp_path / "digits") == [1, 2, 7]
+
+
+def test_a_failing_pass_publishes_nothing(checkpoint_for, tmp_path, monkeypatch):
+    checkpoint, data = checkpoint_for("mlp")
+    repo = tmp_path / "repo"
+    export_checkpoint(checkpoint, repo, "digits", variants=["fp32"], data=data, progress=False)
+    before = _tree(repo)
+
+    def broken(self, model_path, out_dir, ctx):
+        raise RuntimeError("quantizer crashed")
+
+    monkeypatch.setattr(Quantize, "run", broken)
+    with pytest.raises(RuntimeError, match="quantizer crashed"):
+        export_checkpoint(checkpoint, repo, "digits", data=data, progress=False)
+    assert _tree(repo) == before
+
+
+def test_a_failure_after_some_variants_were_committed_rolls_them_back(checkpoint_for, tmp_path, monkeypatch):
+    checkpoint, data = checkpoint_for("mlp")
+    repo = tmp_path / "repo"
+    export_checkpoint(checkpoint, repo, "digits", variants=["fp32"], data=data, progress=False)
+    before = _tree(repo)
+    real_commit = StagedVersion.commit
+    calls = []
+
+    def commit_then_fail(self, version=None):
+        calls.append(self.manifest.name)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        return real_commit(self, version)
+
+    monkeypatch.setattr(StagedVersion, "commit", commit_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        export_checkpoint(checkpoint, repo, "digits", data=data, progress=False)
+    assert calls == ["digits", "digits-fp16", "digits-int8"]
+    assert _tree(repo) == before  # digits v2 and digits-fp16 v1 were retracted, no staging folder is left
+
+
+def test_racing_publishers_take_different_versions(checkpoint_for, tmp_path, monkeypatch):
+    checkpoint, data = checkpoint_for("mlp")
+    staged = []
+
+    def stage_twice(repository, items, version=None):
+        # Stage while the export's work folder still exists; commit after, like two processes would.
+        (item,) = items
+        staged.extend(StagedVersion(repository, item.manifest, item.model_path) for _ in range(2))
+        return []
+
+    monkeypatch.setattr(api, "publish_all", stage_twice)
+    export_checkpoint(checkpoint, tmp_path, "digits", variants=["fp32"], data=data, progress=False)
+    first, second = staged
+    # Both computed "next = 1" before either renamed: the loser's rename fails and it moves on.
+    monkeypatch.setattr("export.repository.list_versions", lambda model_dir: [])
+    assert first.commit().version == 1
+    assert second.commit().version == 2
+    for version in (1, 2):
+        version_dir = tmp_path / "digits" / str(version)
+        manifest = read_manifest(version_dir)
+        assert manifest.version == version
+        verify_files(manifest, version_dir)
+
+
+def test_external_data_is_part_of_the_model(checkpoint_for, tmp_path):
+    checkpoint, data = checkpoint_for("mlp")
+    spec = {"steps": {"fp32": [{"pass": "onnx", "external_data": "always"}, {"pass": "optimize"}]}}
+    (item,) = export_checkpoint(checkpoint, tmp_path, "digits", variants=["fp32"], spec=spec, data=data,
+                                progress=False)  # fmt: skip
+    files = item.manifest.files
+    assert set(files) == {"model.onnx", "model.onnx.data"}
+    assert files["model.onnx.data"].bytes > files["model.onnx"].bytes
+    assert item.manifest.size.onnx_bytes == files["model.onnx"].bytes + files["model.onnx.data"].bytes
+    session = ort.InferenceSession(str(item.path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"input": data.test_x[:3]})[0].shape == (3, 10)
