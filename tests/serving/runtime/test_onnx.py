@@ -1,0 +1,61 @@
+"""The ONNX Runtime backend: load, providers in use, warm-up inputs, the IOBinding path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from serving.errors import ModelLoadError
+from serving.manifest import read_manifest
+from serving.runtime.onnx import OnnxModel, RuntimeOptions, warmup_inputs
+from serving.runtime.providers import ProviderConfig
+from tests.serving.models import MULTI_INPUTS
+
+
+def test_required_gpu_refuses_to_load_here(repo):
+    manifest = read_manifest(repo / "digits" / "1")
+    options = RuntimeOptions(providers=ProviderConfig(requested=("CUDAExecutionProvider",), require_gpu=True))
+    model = OnnxModel(manifest, repo / "digits" / "1", options)
+    with pytest.raises(ModelLoadError, match="GPU is required"):
+        model.load()
+    assert not model.ready
+
+
+def test_onnx_model_reports_providers_threads_and_predicts(repo):
+    manifest = read_manifest(repo / "multi" / "1")
+    model = OnnxModel(manifest, repo / "multi" / "1", RuntimeOptions(intra_op_threads=1, inter_op_threads=1))
+    model.load()
+    assert model.ready
+    assert model.providers == ["CPUExecutionProvider"]
+    feeds = warmup_inputs(manifest.inputs, rows=3)
+    assert feeds["ids"].shape == (3, 1)
+    assert feeds["ids"].dtype == np.int64
+    assert feeds["text"].dtype == object
+    out = model.predict(feeds, ["x2", "text_out"])
+    np.testing.assert_array_equal(out["x2"], feeds["x"] * 2)
+    assert out["text_out"].tolist() == [["warm up"]] * 3
+    model.unload()
+    assert not model.ready
+
+
+def test_warmup_inputs_fill_dynamic_dims():
+    feeds = warmup_inputs(MULTI_INPUTS, rows=5)
+    assert {n: a.shape for n, a in feeds.items()} == {
+        "ids": (5, 1), "mask": (5, 1), "x": (5, 3), "h": (5, 2), "u8": (5, 2), "text": (5, 1),
+    }  # fmt: skip
+    assert np.isfinite(feeds["x"]).all()
+
+
+def test_io_binding_path_gives_the_same_answers(repo):
+    """The GPU path's plumbing (bind inputs, bind outputs, copy back), run with outputs bound on the CPU."""
+    manifest = read_manifest(repo / "digits" / "1")
+    model = OnnxModel(manifest, repo / "digits" / "1", RuntimeOptions())
+    model.load()
+    assert not model.io_binding  # CPU session: plain run
+    feeds = warmup_inputs(manifest.inputs, rows=3)
+    names = ["logits"]
+    plain = model.predict(feeds, names)
+    model.force_io_binding("cpu")
+    bound = model.predict(feeds, names)
+    for name in names:
+        np.testing.assert_array_equal(bound[name], plain[name])

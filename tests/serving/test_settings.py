@@ -1,0 +1,46 @@
+"""Settings from flags and MODELPRESS_* variables, and their one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from serving.settings import Settings
+
+
+def test_settings_from_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("MODELPRESS_REPOSITORY", str(tmp_path))
+    monkeypatch.setenv("MODELPRESS_PROVIDERS", "CUDAExecutionProvider, CPUExecutionProvider")
+    monkeypatch.setenv("MODELPRESS_METRICS_BUCKETS", "0.01,0.1,1")
+    monkeypatch.setenv("MODELPRESS_MAX_BATCH_SIZE", "16")
+    monkeypatch.setenv("MODELPRESS_REQUIRE_GPU", "true")
+    s = Settings()
+    assert s.repository == tmp_path
+    assert s.providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert s.metrics_buckets == [0.01, 0.1, 1.0]
+    assert s.max_batch_size == 16
+    assert s.require_gpu is True
+    assert (s.host, s.port, s.workers, s.max_queue_delay_us, s.max_queue_size) == ("127.0.0.1", 8000, 1, 500, 256)
+    assert s.max_body_bytes == 64 * 2**20
+    assert s.repository_api is False
+    monkeypatch.setenv("MODELPRESS_PROVIDERS", '["CPUExecutionProvider"]')
+    assert Settings().providers == ["CPUExecutionProvider"]
+
+
+def test_settings_refuse_bad_values(tmp_path):
+    with pytest.raises(ValueError, match="strictly increasing"):
+        Settings(repository=tmp_path, metrics_buckets=[1.0, 0.5])
+    with pytest.raises(ValueError, match="at least one execution provider"):
+        Settings(repository=tmp_path, providers="")
+    with pytest.raises(ValueError, match="max_batch_size"):
+        Settings(repository=tmp_path, max_batch_size=0)
+
+
+def test_load_settings_names_the_bad_variable(monkeypatch, tmp_path):
+    from serving.settings import SettingsError, load_settings
+
+    monkeypatch.delenv("MODELPRESS_REPOSITORY", raising=False)
+    with pytest.raises(SettingsError, match=r"setting 'repository' \(MODELPRESS_REPOSITORY\): Field required"):
+        load_settings()
+    monkeypatch.setenv("MODELPRESS_MAX_QUEUE_SIZE", "lots")
+    with pytest.raises(SettingsError, match="MODELPRESS_MAX_QUEUE_SIZE"):
+        load_settings(repository=tmp_path)
