@@ -124,6 +124,7 @@ def test_cli_serves_without_torch_and_drains_on_sigterm(repo):
         MODELPRESS_MAX_QUEUE_DELAY_US="1500000",
         MODELPRESS_MAX_BATCH_SIZE="1000",
         MODELPRESS_WAIT_WHEN_IDLE="true",
+        MODELPRESS_DRAIN_GRACE_S="2",  # keeps answering 503 for 2 s even on a slow machine
         MODELPRESS_LOG_LEVEL="warning",
     )
     cmd = [str(BIN / "modelpress"), "serve", "--repository", str(repo), "--port", str(port)]
