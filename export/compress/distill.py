@@ -28,6 +28,8 @@ class DistillConfig(BaseModel):
         temperature: softens both distributions; higher shares more of the teacher's "dark knowledge".
         alpha: weight of the soft-target term; ``1 - alpha`` weighs the hard-label cross-entropy.
         feature_weight: weight of the intermediate-feature MSE term (0: off).
+        mixup: Beta(mixup, mixup) mixing of each batch with a shuffled copy; the teacher labels the mixed
+            inputs, so the student sees many more points of the teacher's function (0: off).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -37,6 +39,7 @@ class DistillConfig(BaseModel):
     temperature: float = Field(4.0, gt=0.0)
     alpha: float = Field(0.7, ge=0.0, le=1.0)
     feature_weight: float = Field(0.0, ge=0.0)
+    mixup: float = Field(0.0, ge=0.0)
 
 
 def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -57,6 +60,13 @@ def distillation_loss(
     soft = soft_target_loss(student_logits, teacher_logits, temperature)
     hard = F.cross_entropy(student_logits, labels)
     return alpha * soft + (1.0 - alpha) * hard
+
+
+def mix(x: torch.Tensor, concentration: float) -> torch.Tensor:
+    """Each sample blended with a random other one, weights drawn from Beta(concentration, concentration)."""
+    weights = torch.distributions.Beta(concentration, concentration).sample((len(x),)).to(x.device)
+    weights = weights.reshape(-1, *([1] * (x.ndim - 1)))
+    return weights * x + (1 - weights) * x[torch.randperm(len(x), device=x.device)]
 
 
 class _FeatureTap:
@@ -112,10 +122,15 @@ def make_loss_fn(
     def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if next(teacher.parameters()).device != x.device:
             teacher.to(x.device)
+        n = len(x)
+        if cfg.mixup > 0:
+            x = torch.cat([x, mix(x, cfg.mixup)])
         with torch.no_grad():
             teacher_logits = teacher(x)
         student_logits = model(x)
-        loss = distillation_loss(student_logits, teacher_logits, y, cfg.temperature, cfg.alpha)
+        loss = distillation_loss(student_logits[:n], teacher_logits[:n], y, cfg.temperature, cfg.alpha)
+        if cfg.mixup > 0:  # mixed inputs have no hard label: soft targets only
+            loss = loss + cfg.alpha * soft_target_loss(student_logits[n:], teacher_logits[n:], cfg.temperature)
         if wrapper is not None and teacher_tap is not None and student_tap is not None:
             projected = wrapper.projection(student_tap.value.flatten(1))
             loss = loss + cfg.feature_weight * F.mse_loss(projected, teacher_tap.value.flatten(1))

@@ -77,6 +77,8 @@ class DistillPassConfig(PassConfig):
     temperature: float = Field(4.0, gt=0.0)
     alpha: float = Field(0.7, ge=0.0, le=1.0, description="weight of the soft targets; 1 - alpha: hard labels")
     feature_weight: float = Field(0.0, ge=0.0, description="intermediate-feature MSE weight (0: off)")
+    mixup: float = Field(0.0, ge=0.0, description="Beta concentration of mixed inputs the teacher labels (0: off)")
+    noise_std: float | None = Field(None, ge=0.0, description="input noise (default: the checkpoint's training)")
     epochs: int = Field(60, ge=1)
     lr: float | None = Field(None, gt=0.0, description="default: the checkpoint's training lr")
     seed: int = 0
@@ -98,7 +100,7 @@ class Distill(_TorchPass):
         self._check_position(model_path)
         cfg = DistillConfig(architecture=self.config.architecture, config=self.config.config,
                             temperature=self.config.temperature, alpha=self.config.alpha,
-                            feature_weight=self.config.feature_weight)  # fmt: skip
+                            feature_weight=self.config.feature_weight, mixup=self.config.mixup)  # fmt: skip
         splits = self._splits(ctx)
         torch.manual_seed(self.config.seed)
         try:
@@ -106,6 +108,8 @@ class Distill(_TorchPass):
         except ValueError as e:
             raise ExportError(f"distill: student {cfg.architecture}: {e}") from e
         training = self._training(ctx, self.config.epochs, self.config.lr, self.config.seed)
+        if self.config.noise_std is not None:
+            training = training.model_copy(update={"noise_std": self.config.noise_std})
         try:
             student, result = distill(ctx.module, splits, cfg, training, student=student, progress=ctx.progress)
         except ValueError as e:

@@ -7,25 +7,32 @@ from export.spec import parse_spec
 from serving.manifest import read_manifest, verify_files
 from tests.export.tiny_checkpoints import train_checkpoint
 
+ONNX = {"pass": "onnx", "exporter": "torchscript"}  # the faster exporter: these tests are about compression
 STEPS = {
     "student": [
-        {"pass": "distill", "config": {"hidden": [8], "dropout": 0.0}, "epochs": 2, "temperature": 2.0},
-        {"pass": "onnx"},
+        {"pass": "distill", "config": {"hidden": [4], "dropout": 0.0}, "epochs": 2, "temperature": 2.0},
+        ONNX,
     ],
     "student-int8": [
-        {"pass": "distill", "config": {"hidden": [8], "dropout": 0.0}, "epochs": 2, "temperature": 2.0},
-        {"pass": "onnx"},
+        {"pass": "distill", "config": {"hidden": [4], "dropout": 0.0}, "epochs": 2, "temperature": 2.0},
+        ONNX,
         {"pass": "quantize", "mode": "dynamic"},
     ],
-    "sparse": [{"pass": "prune", "sparsity": 0.8, "steps": [0.5], "finetune_epochs": 1}, {"pass": "onnx"}],
-    "slim": [{"pass": "prune-structured", "ratio": 0.5, "iterative_steps": 1, "finetune_epochs": 1}, {"pass": "onnx"}],
+    "sparse": [
+        {"pass": "prune", "sparsity": 0.8, "steps": [0.5], "finetune_epochs": 1},
+        ONNX,
+    ],
+    "slim": [
+        {"pass": "prune-structured", "ratio": 0.6, "iterative_steps": 1, "finetune_epochs": 1},
+        ONNX,
+    ],
 }
 
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     root = tmp_path_factory.mktemp("compress-export")
-    checkpoint, data = train_checkpoint("cnn", root / "checkpoint", epochs=3)
+    checkpoint, data = train_checkpoint("mlp", root / "checkpoint", epochs=3)
     spec = {"variants": ["fp32", *STEPS], "steps": STEPS}
     items = export_checkpoint(checkpoint, root / "repo", "digits", spec=spec, force=True, data=data, progress=False)
     return checkpoint, {p.name: p for p in items}
@@ -83,17 +90,17 @@ def test_quality_is_judged_against_the_original_checkpoint(published):
     # the fp32 conversion of the student is exact against the student itself
     assert student["max_abs_diff"] < 1e-4
     assert student["conversion_agreement"] == 1.0
-    # a student with 8 hidden units trained 2 epochs disagrees with its teacher somewhere
+    # a student with 4 hidden units trained 2 epochs disagrees with its teacher somewhere
     assert student["top1_agreement"] < 1.0
 
 
 @pytest.mark.parametrize(
     ("steps", "message"),
     [
-        ([{"pass": "onnx"}, {"pass": "prune"}], "first step must be {pass: onnx}"),
+        ([ONNX, {"pass": "prune"}], "first step must be {pass: onnx}"),
         ([{"pass": "distill"}], "first step must be {pass: onnx}"),
-        ([{"pass": "prune", "sparsity": 1.2}, {"pass": "onnx"}], "sparsity"),
-        ([{"pass": "distill", "student": "mlp"}, {"pass": "onnx"}], "student"),
+        ([{"pass": "prune", "sparsity": 1.2}, ONNX], "sparsity"),
+        ([{"pass": "distill", "student": "mlp"}, ONNX], "student"),
     ],
 )
 def test_bad_compression_steps_are_refused_before_any_work(steps, message):

@@ -1,0 +1,192 @@
+"""Accuracy-aware search: try every candidate of a grid, measure each, keep them all, mark the winners.
+
+Every candidate is exported, verified and measured the same way (raw ONNX bytes with external data, gzip
+bytes, parameters and nonzero parameters, test accuracy with ONNX Runtime, batch-1 latency with the same
+thread count). A candidate that fails, or loses more than ``max_accuracy_drop`` points against the
+checkpoint, stays in the result with its reason. Among those within tolerance the smallest (raw bytes) and
+the fastest (batch-1 p50) are marked, and the Pareto front over size, latency and accuracy is flagged.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.progress import Progress
+
+from export.compress.grid import PRECISION_STEPS, SearchGrid
+from export.compress.quality import compressed_quality
+from export.compress.sizes import count_nonzero_parameters, count_parameters, gzip_bytes, onnx_bytes
+from export.compress.timing import batch1_latency_ms, eager_latency_ms
+from export.errors import ExportError
+from export.spec import VerifySpec, parse_spec
+from export.verify import check_structure, measure_quality, reference
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Candidate:
+    """One tried variant and everything measured about it (``None`` where it failed before that figure)."""
+
+    name: str
+    steps: list[dict[str, Any]]
+    status: str = "pending"  # ok | rejected (beyond tolerance) | failed (with the error)
+    reason: str | None = None
+    precision: str | None = None
+    parameters: int | None = None
+    nonzero_parameters: int | None = None
+    onnx_bytes: int | None = None
+    gzip_bytes: int | None = None
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    accuracy_drop_points: float | None = None
+    top1_agreement: float | None = None
+    latency_p50_ms: float | None = None
+    size_ratio: float | None = None
+    speedup_vs_eager: float | None = None
+    seconds: float | None = None
+    pareto: bool = False
+    smallest: bool = False
+    fastest: bool = False
+
+
+@dataclass
+class SearchResult:
+    checkpoint: str
+    max_accuracy_drop_points: float
+    threads: int
+    baseline: Candidate
+    eager_latency_p50_ms: float | None
+    candidates: list[Candidate] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+    def within_tolerance(self) -> list[Candidate]:
+        return [c for c in self.candidates if c.status == "ok"]
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["smallest"] = next((c.name for c in self.candidates if c.smallest), None)
+        data["fastest"] = next((c.name for c in self.candidates if c.fastest), None)
+        data["pareto"] = [c.name for c in self.candidates if c.pareto]
+        return data
+
+
+def search(
+    checkpoint: Path,
+    grid: SearchGrid,
+    *,
+    max_accuracy_drop: float,
+    threads: int = 2,
+    quick: bool = False,
+    progress: bool = True,
+) -> SearchResult:
+    """Run every candidate of ``grid`` on ``checkpoint`` and return all of them, measured and marked.
+
+    Args:
+        checkpoint: a training checkpoint folder (its data splits are rebuilt for fine-tuning and testing).
+        grid: the candidates to try.
+        max_accuracy_drop: tolerance in accuracy points (0.5 = half a percentage point) against the checkpoint.
+        threads: ONNX Runtime and PyTorch threads for the latency figures.
+        quick: shorter timing runs (noisier latency).
+        progress: show a progress bar.
+
+    Raises:
+        ExportError: the checkpoint is unusable or the grid names an invalid step (before any candidate runs).
+    """
+    from export.api import _Chain, _load
+    from export.data import eval_data_for_checkpoint
+    from export.passes import PassContext
+
+    if max_accuracy_drop < 0:
+        raise ExportError(f"--max-accuracy-drop must be 0 or more points, got {max_accuracy_drop}")
+    candidates = grid.candidates()
+    parse_spec({"variants": [name for name, _ in candidates] or ["fp32"], "steps": dict(candidates)})
+    module, meta = _load(Path(checkpoint))
+    if meta.task != "classification":
+        raise ExportError(f"the search judges test accuracy: it needs a classification checkpoint, got {meta.task}")
+    data = eval_data_for_checkpoint(meta)
+    ref = reference(module, data.test_x, data.test_y, meta.task)
+    spec = VerifySpec(samples=len(data.test_x))
+    ctx = PassContext(module=module, meta=meta, data=data, progress=False)
+    with tempfile.TemporaryDirectory(prefix="modelpress-search-") as work, Progress(disable=not progress) as bar:
+        chain = _Chain(Path(work), ctx)
+        task = bar.add_task("baseline", total=len(candidates) + 1)
+        baseline = Candidate(name="baseline-fp32", steps=PRECISION_STEPS["fp32"])
+        _run(baseline, chain, ctx, ref, spec, threads, quick)
+        if baseline.status != "ok":
+            raise ExportError(f"the fp32 baseline could not be exported: {baseline.reason}")
+        eager = eager_latency_ms(module, data.test_x[:1], threads, quick=quick)
+        result = SearchResult(str(Path(checkpoint).resolve()), max_accuracy_drop, threads, baseline, eager)
+        bar.advance(task)
+        for name, steps in candidates:
+            bar.update(task, description=name)
+            candidate = Candidate(name=name, steps=steps)
+            _run(candidate, chain, ctx, ref, spec, threads, quick)
+            result.candidates.append(candidate)
+            bar.advance(task)
+    _judge(result)
+    return result
+
+
+def _run(candidate: Candidate, chain: Any, ctx: Any, ref: Any, spec: VerifySpec, threads: int, quick: bool) -> None:
+    started = time.perf_counter()
+    try:
+        _measure(candidate, chain, ctx, ref, spec, threads, quick)
+        candidate.status = "ok"
+    # A candidate's failure (an export error, a quantizer refusing a graph, a training error) is a result
+    # the user must see, not a reason to stop the search: record it and go on.
+    except Exception as e:
+        candidate.status = "failed"
+        candidate.reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:400]
+    candidate.seconds = round(time.perf_counter() - started, 3)
+
+
+def _measure(candidate: Candidate, chain: Any, ctx: Any, ref: Any, spec: VerifySpec, threads: int, quick: bool) -> None:
+    model_path, precision, _records, module = chain.run(candidate.steps)
+    check_structure(model_path, ctx.meta.input_spec.shape, ctx.meta.num_outputs)
+    if module is ctx.module:
+        quality = measure_quality(model_path, ctx.data.test_x, ctx.data.test_y, ref, ctx.meta.task, spec)
+    else:
+        quality = compressed_quality(model_path, module, ctx.data.test_x, ctx.data.test_y, ref, ctx.meta.task, spec)
+    candidate.precision = precision
+    candidate.parameters = count_parameters(module)
+    candidate.nonzero_parameters = count_nonzero_parameters(module)
+    candidate.onnx_bytes = onnx_bytes(model_path)
+    candidate.gzip_bytes = gzip_bytes(model_path)
+    candidate.accuracy = quality["accuracy"]
+    candidate.macro_f1 = quality["macro_f1"]
+    candidate.accuracy_drop_points = round(100 * quality["accuracy_drop"], 4)
+    candidate.top1_agreement = quality["top1_agreement"]
+    candidate.latency_p50_ms = batch1_latency_ms(model_path, ctx.data.test_x[:1], threads, quick=quick)
+
+
+def _judge(result: SearchResult) -> None:
+    """Tolerance, ratios against the baseline, smallest, fastest and the Pareto front."""
+    base = result.baseline
+    for c in [base, *result.candidates]:
+        if c.onnx_bytes:
+            c.size_ratio = round(base.onnx_bytes / c.onnx_bytes, 2)
+        if c.latency_p50_ms and result.eager_latency_p50_ms:
+            c.speedup_vs_eager = round(result.eager_latency_p50_ms / c.latency_p50_ms, 2)
+    for c in result.candidates:
+        if c.status == "ok" and c.accuracy_drop_points > result.max_accuracy_drop_points:
+            c.status = "rejected"
+            c.reason = (f"accuracy drop {c.accuracy_drop_points:.2f} points exceeds the tolerance of "
+                        f"{result.max_accuracy_drop_points:g}")  # fmt: skip
+    measured = [c for c in [base, *result.candidates] if c.status in ("ok", "rejected")]
+    for c in measured:
+        c.pareto = not any(_dominates(other, c) for other in measured if other is not c)
+    within = result.within_tolerance()
+    if within:
+        min(within, key=lambda c: (c.onnx_bytes, c.latency_p50_ms)).smallest = True
+        min(within, key=lambda c: (c.latency_p50_ms, c.onnx_bytes)).fastest = True
+
+
+def _dominates(a: Candidate, b: Candidate) -> bool:
+    """``a`` is no worse than ``b`` on size, latency and accuracy, and better on at least one."""
+    pairs = [(a.onnx_bytes, b.onnx_bytes), (a.latency_p50_ms, b.latency_p50_ms), (-a.accuracy, -b.accuracy)]
+    return all(x <= y for x, y in pairs) and any(x < y for x, y in pairs)

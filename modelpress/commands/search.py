@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from modelpress.errors import fail, user_errors
+
+
+def _floats(text: str | None, option: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        fail(f"{option} {text!r}: expected comma-separated numbers such as 0.5,0.9")
+
+
+def _widths(text: str | None) -> list[list[int]] | None:
+    if text is None:
+        return None
+    try:
+        return [[int(h) for h in item.split("x")] for item in text.split(",") if item.strip()]
+    except ValueError:
+        fail(f"--student-widths {text!r}: expected widths such as 16,32 (or 32x16 for two layers)")
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [v.strip() for v in text.split(",") if v.strip()]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("search")
+    def search(
+        checkpoint: Path = typer.Argument(..., help="Checkpoint folder written by `modelpress train`."),
+        max_accuracy_drop: float = typer.Option(
+            ...,
+            "--max-accuracy-drop",
+            help="Tolerance in test-accuracy points against the checkpoint (0.5 = half a point).",
+        ),
+        grid: Path | None = typer.Option(None, help="YAML file with the grid (see export/compress/grid.py)."),
+        sparsities: str | None = typer.Option(None, help="Unstructured sparsities, e.g. 0.75,0.9."),
+        channel_ratios: str | None = typer.Option(None, help="Structured pruning ratios, e.g. 0.5."),
+        student_widths: str | None = typer.Option(None, help="Student hidden widths, e.g. 16,32 or 32x16."),
+        precisions: str | None = typer.Option(None, help="ONNX precisions, e.g. fp32,int8."),
+        distill_epochs: int | None = typer.Option(None, min=1, help="Training epochs of each student."),
+        finetune_epochs: int | None = typer.Option(None, min=0, help="Fine-tuning epochs after each pruning step."),
+        threads: int = typer.Option(2, min=1, help="Threads for the latency figures (ORT and PyTorch alike)."),
+        json_out: Path | None = typer.Option(None, "--json", help="Write every candidate's figures as JSON."),
+        quick: bool = typer.Option(False, help="Shorter timing runs (noisier latency)."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ) -> None:
+        """Try a grid of compressed variants; keep every candidate's figures; mark the smallest, fastest, Pareto."""
+        if json_out is not None and (json_out.is_dir() or not json_out.parent.exists()):
+            fail(f"--json {json_out}: expected a file path in an existing folder")
+        overrides = {
+            "sparsities": _floats(sparsities, "--sparsities"),
+            "channel_ratios": _floats(channel_ratios, "--channel-ratios"),
+            "student_widths": _widths(student_widths),
+            "precisions": _names(precisions),
+            "distill_epochs": distill_epochs,
+            "finetune_epochs": finetune_epochs,
+        }
+        from export.compress.grid import load_grid
+        from export.errors import ExportError
+
+        with user_errors(ExportError):
+            parsed = load_grid(grid, overrides)
+        if not checkpoint.is_dir():
+            fail(f"{checkpoint}: not a checkpoint folder (does not exist or is a file)")
+
+        from export.compress.report import print_result, to_json
+        from export.compress.search import search as run_search
+        from training.checkpoint import CheckpointError
+        from training.data import DataError
+
+        with user_errors(ExportError, CheckpointError, DataError):
+            result = run_search(checkpoint, parsed, max_accuracy_drop=max_accuracy_drop, threads=threads,
+                                quick=quick, progress=not quiet)  # fmt: skip
+        print_result(result)
+        if json_out is not None:
+            tmp = json_out.with_name(f".{json_out.name}.tmp")
+            tmp.write_text(to_json(result))
+            tmp.replace(json_out)
