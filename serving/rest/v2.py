@@ -101,7 +101,13 @@ async def model_version_stats(request: Request, model_name: str, model_version: 
     return json_response(dataplane_of(request).statistics(model_name, model_version).model_dump())
 
 
-_INFER_ERRORS = errors(400, 404, 413, 415, 500, 503, 504)
+_INFER_ERRORS = {
+    200: {
+        "description": f"JSON, or with binary outputs the JSON header ({HEADER_LENGTH} bytes) then the tensors",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    },
+    **errors(400, 404, 413, 415, 500, 503, 504),
+}
 
 
 @router.post(

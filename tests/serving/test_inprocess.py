@@ -234,6 +234,8 @@ async def test_openapi_describes_every_endpoint(repo):
         infer["requestBody"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/InferenceRequest"
     )
     assert {"400", "404", "413", "415", "503"} <= set(infer["responses"])
+    assert set(infer["responses"]["200"]["content"]) == {"application/json", "application/octet-stream"}
+    assert "application/octet-stream" in infer["requestBody"]["content"]
     schemas = spec["components"]["schemas"]
     for name in ("InferenceRequest", "RequestInput", "InferenceResponse", "PredictRequest", "ModelMetadata"):
         assert name in schemas
