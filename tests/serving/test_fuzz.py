@@ -45,6 +45,10 @@ request = st.fixed_dictionaries(
 )
 
 
+# database=None: no example database in the source tree; derandomize: the same examples in every CI run.
+FUZZ = {"deadline": None, "database": None, "derandomize": True, "suppress_health_check": [HealthCheck.too_slow]}
+
+
 @pytest.mark.slow
 def test_fuzzed_requests_never_get_5xx(repo):
     loop = asyncio.new_event_loop()
@@ -52,8 +56,7 @@ def test_fuzzed_requests_never_get_5xx(repo):
     client = loop.run_until_complete(context.__aenter__())
     good = {"inputs": [{"name": "input", "shape": [1, FEATURES], "datatype": "FP32", "data": [0.0] * FEATURES}]}
 
-    # database=None: no example database written into the source tree.
-    @settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=150, **FUZZ)
     @given(
         body=request,
         model=st.sampled_from(["digits", "multi"]),
@@ -71,8 +74,24 @@ def test_fuzzed_requests_never_get_5xx(repo):
         if r.status_code != 200:
             assert r.json()["error"]
 
+    @settings(max_examples=100, **FUZZ)
+    @given(
+        instances=st.lists(
+            st.one_of(json_data, st.dictionaries(st.sampled_from(["ids", "x", "?"]), json_data)), max_size=4
+        ),
+        model=st.sampled_from(["digits", "multi"]),
+    )
+    def check_v1(instances: list, model: str) -> None:
+        raw = json.dumps({"instances": instances}).encode()  # NaN/Infinity literals included
+        headers = {"Content-Type": "application/json"}
+        r = loop.run_until_complete(client.post(f"/v1/models/{model}:predict", content=raw, headers=headers))
+        assert r.status_code < 500, r.text
+        if r.status_code != 200:
+            assert r.json()["error"]
+
     try:
         check()
+        check_v1()
         r = loop.run_until_complete(client.post("/v2/models/digits/infer", json=good))
         assert r.status_code == 200
     finally:
