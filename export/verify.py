@@ -126,7 +126,9 @@ def measure_quality(
         quality["reference_accuracy"] = ref.accuracy
         quality["accuracy_drop"] = float(ref.accuracy - quality["accuracy"])
     else:
-        quality["mse"] = float(np.mean((outputs[:, 0] - test_y.astype(np.float32)) ** 2))
+        target = test_y.reshape(len(test_y), -1).astype(np.float32)
+        quality["mse"] = float(np.mean((outputs - target) ** 2))
+        quality["reference_mse"] = float(np.mean((ref.outputs - target) ** 2))
     return quality
 
 
