@@ -117,7 +117,7 @@ class DataPlane:
         _check_input_names(served, [item.name for item in request.inputs])
         arrays = {n: self._decode(served, served_spec(served, n), item, binary.get(n)) for n, item in feeds.items()}
         outputs = _requested_outputs(served, [o.name for o in request.outputs] if request.outputs else None)
-        return await self._run(served, arrays, outputs)
+        return await self._run(served, arrays, outputs, _client_timeout_s(request.parameters))
 
     async def predict(self, name: str, version: str | None, instances: list) -> tuple[ServedModel, list, dict]:
         """V1: instances → input tensors (with the manifest's preprocessing) → predictions per instance."""
@@ -150,7 +150,9 @@ class DataPlane:
                 "set MODELPRESS_ALLOW_NAN=true to allow)"
             )
 
-    async def _run(self, served: ServedModel, arrays: dict[str, np.ndarray], outputs: list[str]) -> Inference:
+    async def _run(
+        self, served: ServedModel, arrays: dict[str, np.ndarray], outputs: list[str], timeout_s: float | None = None
+    ) -> Inference:
         rows = _rows(served, arrays)
         served.runtime.validate(arrays)
         side = served.runtime.side_outputs
@@ -166,19 +168,23 @@ class DataPlane:
                     raise
                 served = self.repository.get(served.name)
                 continue
-            result = await self._wait(served, future)
+            result = await self._wait(served, future, timeout_s)
             values = dict(result.outputs)
             extra = {name: values.pop(name) for name in side}
             return Inference(served, values, rows, _side_parameters(extra))
         raise InternalError("unreachable")  # pragma: no cover
 
-    async def _wait(self, served: ServedModel, future: asyncio.Future) -> BatchResult:
-        """Await the batch result; past request_timeout_s the future fails (and the batcher skips it).
+    async def _wait(self, served: ServedModel, future: asyncio.Future, client_s: float | None) -> BatchResult:
+        """Await the batch result; past the timeout the future fails (and the batcher skips it).
 
-        A timer on the future, rather than ``asyncio.wait_for``, keeps a task per request off the hot path.
+        The timeout is request_timeout_s, or the client's shorter ``parameters.timeout``. A timer on the future,
+        rather than ``asyncio.wait_for``, keeps a task per request off the hot path.
         """
         timeout = self.settings.request_timeout_s
         message = f"model '{served.name}': no result within request_timeout_s={timeout}"
+        if client_s is not None and client_s < timeout:
+            timeout = client_s
+            message = f"model '{served.name}': no result within the request's timeout of {int(client_s * 1e6)} us"
         timer = asyncio.get_running_loop().call_later(timeout, _expire, future, message)
         try:
             result: BatchResult = await future
@@ -231,6 +237,16 @@ class DataPlane:
             self.metrics.inferences.labels(model, version, outcome).inc(rows)
         if served is not None:
             served.stats.request_done(status < 400, seconds)
+
+
+def _client_timeout_s(parameters: dict | None) -> float | None:
+    """Triton's ``parameters.timeout`` (microseconds, as tritonclient sends it) in seconds, when given."""
+    if not parameters or "timeout" not in parameters:
+        return None
+    value = parameters["timeout"]
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise BadRequestError(f"parameters.timeout must be a positive integer of microseconds, got {value!r}")
+    return value / 1e6
 
 
 def _expire(future: asyncio.Future, message: str) -> None:

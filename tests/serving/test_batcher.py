@@ -189,3 +189,16 @@ async def test_request_timeout_is_504(repo):
         r = await c.post("/v2/models/digits/infer", json=body)
         assert r.status_code == 504
         assert "request_timeout_s=0.05" in r.json()["error"]
+
+
+async def test_client_timeout_parameter_shortens_the_wait(repo):
+    x = [0.0] * FEATURES
+    body = {"inputs": [{"name": "input", "shape": [1, FEATURES], "datatype": "FP32", "data": x}]}
+    slow = {"max_queue_delay_us": 2_000_000, "max_batch_size": 1000, "wait_when_idle": True}
+    async with client_for(repo, **slow) as c:
+        r = await c.post("/v2/models/digits/infer", json=body | {"parameters": {"timeout": 50_000}})
+        assert r.status_code == 504
+        assert "timeout of 50000 us" in r.json()["error"]
+        r = await c.post("/v2/models/digits/infer", json=body | {"parameters": {"timeout": "soon"}})
+        assert r.status_code == 400
+        assert "parameters.timeout must be a positive integer of microseconds" in r.json()["error"]
