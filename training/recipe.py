@@ -118,6 +118,8 @@ class TuneConfig(_Section):
     trials: int = Field(20, ge=1)
     sampler: Literal["tpe", "random"] = "tpe"
     pruner: Literal["median", "none"] = "median"
+    startup_trials: int = Field(3, ge=0, description="median pruner: trials that always run to the end")
+    warmup_steps: int = Field(3, ge=0, description="median pruner: epochs (or folds) before a trial may be pruned")
     metric: str = Field("val_accuracy", description="what the search optimizes (a validation metric)")
     direction: Literal["maximize", "minimize"] = "maximize"
     cv_folds: int = Field(0, ge=0, description="K-fold cross-validation on train+val when >= 2")

@@ -260,7 +260,9 @@ def _create_study(optuna: Any, recipe: Recipe, storage: str, study_name: str) ->
         if tcfg.sampler == "tpe"
         else optuna.samplers.RandomSampler(seed=recipe.seed)
     )
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if tcfg.pruner == "median" else None
+    pruner = None
+    if tcfg.pruner == "median":
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=tcfg.startup_trials, n_warmup_steps=tcfg.warmup_steps)
     try:
         return optuna.create_study(
             storage=storage,

@@ -67,7 +67,7 @@ def test_median_pruner_prunes_a_hopeless_trial(tmp_path):
         {
             "model": {"architecture": "mlp", "config": {"hidden": [8]}},
             "training": {"epochs": 4, "batch_size": 128},
-            "tune": {"space": space, "sampler": "random", "pruner": "median"},
+            "tune": {"space": space, "sampler": "random", "pruner": "median", "startup_trials": 2, "warmup_steps": 1},
         }
     )
     result = run_tune(recipe, tmp_path / "p", trials=6, progress=False, train_best=False)
