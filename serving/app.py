@@ -56,6 +56,7 @@ def onnx_runtime_factory(settings: Settings) -> RuntimeFactory:
         ),
         intra_op_threads=settings.intra_op_threads,
         inter_op_threads=settings.inter_op_threads,
+        allow_spinning=settings.allow_spinning,
         warmup_runs=settings.warmup_runs,
         warmup_batch_sizes=tuple(sorted({1, settings.max_batch_size})),
     )

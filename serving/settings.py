@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     )
     intra_op_threads: int = Field(default=0, ge=0, description="Threads inside one operator (0 = ORT default).")
     inter_op_threads: int = Field(default=0, ge=0, description="Threads across operators (0 = ORT default).")
+    allow_spinning: bool = Field(
+        default=False,
+        description="Let ORT's idle intra/inter-op threads spin (ORT's default); off, they sleep and leave CPU to "
+        "the event loop and other models.",
+    )
     compute_threads: int = Field(default=2, ge=1, description="Thread pool running session.run (bounded).")
     max_batch_size: int = Field(default=64, ge=1, description="Most rows joined into one session.run.")
     max_queue_delay_us: int = Field(default=500, ge=0, description="Longest wait for more rows before a run.")

@@ -29,6 +29,7 @@ class RuntimeOptions:
     providers: ProviderConfig = field(default_factory=ProviderConfig)
     intra_op_threads: int = 0
     inter_op_threads: int = 0
+    allow_spinning: bool = False
     warmup_runs: int = 2
     warmup_batch_sizes: tuple[int, ...] = (1,)
 
@@ -71,6 +72,17 @@ class OnnxModel(ModelRuntime):
     def providers(self) -> list[str]:
         return list(self._providers)
 
+    def session_options(self) -> dict[str, str]:
+        """Threading and spinning options the live session was created with (for logs and tests)."""
+        if self._session is None:
+            return {}
+        so = self._session.get_session_options()
+        return {
+            "intra_op_threads": str(so.intra_op_num_threads),
+            "inter_op_threads": str(so.inter_op_num_threads),
+            "intra_op_spinning": so.get_session_config_entry("session.intra_op.allow_spinning"),
+        }
+
     @property
     def io_binding(self) -> bool:
         return self._io_binding
@@ -87,6 +99,9 @@ class OnnxModel(ModelRuntime):
         so.intra_op_num_threads = self.options.intra_op_threads
         so.inter_op_num_threads = self.options.inter_op_threads
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        spin = "1" if self.options.allow_spinning else "0"
+        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        so.add_session_config_entry("session.inter_op.allow_spinning", spin)
         path = self.version_dir / self.manifest.model_file
         try:
             available, known = ort_available()
@@ -110,7 +125,7 @@ class OnnxModel(ModelRuntime):
         self._io_binding = use_io_binding(used, has_strings=strings and self.manifest.tokenizer is None)
         if self._io_binding:
             log.info("%s v%s: inputs and outputs bound with IOBinding", self.manifest.name, self.manifest.version)
-        log.info("loaded %s v%s on %s", self.manifest.name, self.manifest.version, used)
+        log.info("loaded %s v%s on %s %s", self.manifest.name, self.manifest.version, used, self.session_options())
         self._warm_up()
 
     def validate(self, inputs: dict[str, np.ndarray]) -> None:

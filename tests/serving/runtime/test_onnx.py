@@ -23,10 +23,11 @@ def test_required_gpu_refuses_to_load_here(repo):
 
 def test_onnx_model_reports_providers_threads_and_predicts(repo):
     manifest = read_manifest(repo / "multi" / "1")
-    model = OnnxModel(manifest, repo / "multi" / "1", RuntimeOptions(intra_op_threads=1, inter_op_threads=1))
+    model = OnnxModel(manifest, repo / "multi" / "1", RuntimeOptions(intra_op_threads=1, inter_op_threads=2))
     model.load()
     assert model.ready
     assert model.providers == ["CPUExecutionProvider"]
+    assert model.session_options() == {"intra_op_threads": "1", "inter_op_threads": "2", "intra_op_spinning": "0"}
     feeds = warmup_inputs(manifest.inputs, rows=3)
     assert feeds["ids"].shape == (3, 1)
     assert feeds["ids"].dtype == np.int64
@@ -59,3 +60,10 @@ def test_io_binding_path_gives_the_same_answers(repo):
     bound = model.predict(feeds, names)
     for name in names:
         np.testing.assert_array_equal(bound[name], plain[name])
+
+
+def test_spinning_can_be_allowed(repo):
+    manifest = read_manifest(repo / "digits" / "1")
+    model = OnnxModel(manifest, repo / "digits" / "1", RuntimeOptions(allow_spinning=True, warmup_runs=0))
+    model.load()
+    assert model.session_options()["intra_op_spinning"] == "1"
