@@ -7,7 +7,6 @@ carried by the errors it raises.
 from __future__ import annotations
 
 import asyncio
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +27,7 @@ from serving.protocol.types import (
     ServerMetadata,
     StatDuration,
 )
+from serving.protocol.v1 import instances_to_input, predictions, standardize
 from serving.repository import ModelRepository
 from serving.runtime.base import TRUNCATED
 from serving.served import PLATFORM, ServedModel
@@ -49,12 +49,6 @@ class Inference:
 
 def shape_matches(got: list[int], spec: list[int]) -> bool:
     return len(got) == len(spec) and all(s == -1 or g == s for g, s in zip(got, spec, strict=True))
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 class DataPlane:
@@ -125,7 +119,7 @@ class DataPlane:
         arrays = self._v1_inputs(served, instances)
         outputs = [o.name for o in served.manifest.outputs]
         result = await self._run(served, arrays, outputs)
-        return served, _v1_predictions(served, result.outputs), result.parameters
+        return served, predictions(served.manifest, result.outputs), result.parameters
 
     def _decode(
         self, served: ServedModel, spec: TensorSpec, item: RequestInput, binary: memoryview | None
@@ -211,10 +205,10 @@ class DataPlane:
                 raise BadRequestError(f"an instance lacks input {e.args[0]!r}") from e
         arrays = {}
         for spec in specs:
-            item = _v1_item(spec, columns[spec.name])
+            item = instances_to_input(spec, columns[spec.name])
             arr = self._decode(served, spec, item, None)
             if spec is specs[0]:
-                arr = _preprocess(served, arr)
+                arr = standardize(served.manifest, arr)
             arrays[spec.name] = arr
         return arrays
 
@@ -322,64 +316,3 @@ def _rows(served: ServedModel, arrays: dict[str, np.ndarray]) -> int:
     if len(set(counts.values())) > 1:
         raise BadRequestError(f"inputs disagree on the batch dimension (first dim): {counts}")
     return next(iter(counts.values()))
-
-
-def _v1_item(spec: TensorSpec, column: list) -> RequestInput:
-    """Build a V2 input from V1 instances so both endpoints share one validation path."""
-    if spec.datatype == "BYTES":
-        return RequestInput(
-            name=spec.name, shape=[len(column), *([1] * (len(spec.shape) - 1))], datatype="BYTES", data=column
-        )
-    shape = _nested_shape(column)
-    fixed = [d for d in spec.shape[1:] if d != -1]
-    features = math.prod(shape[1:])
-    if shape[1:] != spec.shape[1:] and len(fixed) == len(spec.shape) - 1 and features == math.prod(fixed):
-        shape = [shape[0], *spec.shape[1:]]  # e.g. flat 64 features for a [-1, 1, 8, 8] input, or 8x8 for [-1, 64]
-    return RequestInput(name=spec.name, shape=shape, datatype=spec.datatype, data=column)
-
-
-def _nested_shape(data: list) -> list[int]:
-    """Shape of a nested list read along first elements; ragged data then fails the element count check."""
-    shape = []
-    node = data
-    while isinstance(node, list):
-        shape.append(len(node))
-        if not node:
-            break
-        node = node[0]
-    return shape
-
-
-def _preprocess(served: ServedModel, arr: np.ndarray) -> np.ndarray:
-    pre = served.manifest.preprocessing
-    if pre.type != "standardize" or pre.mean is None or pre.std is None:
-        return arr
-    flat = arr.reshape(arr.shape[0], -1).astype(np.float64)
-    if flat.shape[1] != len(pre.mean):
-        raise BadRequestError(f"input has {flat.shape[1]} features per instance, preprocessing expects {len(pre.mean)}")
-    std = np.asarray(pre.std, dtype=np.float64)
-    std = np.where(std == 0, 1.0, std)  # a constant feature must not divide by zero
-    out = (flat - np.asarray(pre.mean, dtype=np.float64)) / std
-    return out.astype(arr.dtype).reshape(arr.shape)
-
-
-def _v1_predictions(served: ServedModel, outputs: dict[str, np.ndarray]) -> list:
-    m = served.manifest
-    if m.task == "classification" and "logits" in outputs:
-        probs = softmax(outputs["logits"].reshape(outputs["logits"].shape[0], -1))
-        labels = m.labels or [str(i) for i in range(probs.shape[1])]
-        return [
-            {"label": labels[int(row.argmax())], "probabilities": dict(zip(labels, row.tolist(), strict=False))}
-            for row in probs
-        ]
-    if len(outputs) == 1:
-        return _rows_of(next(iter(outputs.values())))
-    per_output = {n: _rows_of(a) for n, a in outputs.items()}
-    count = len(next(iter(per_output.values())))
-    return [{n: v[i] for n, v in per_output.items()} for i in range(count)]
-
-
-def _rows_of(arr: np.ndarray) -> list:
-    if arr.dtype.kind in "OS":
-        arr = np.vectorize(lambda v: v.decode() if isinstance(v, bytes) else v, otypes=[object])(arr)
-    return arr.tolist()
