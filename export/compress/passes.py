@@ -42,10 +42,15 @@ class _TorchPass(Pass):
     @staticmethod
     def _training(ctx: PassContext, epochs: int, lr: float | None, seed: int) -> Any:
         """The checkpoint's own training settings, with this pass's epochs, learning rate and seed."""
+        from pydantic import ValidationError
+
         from training.recipe import TrainingConfig
 
         raw = dict(ctx.meta.recipe.get("training") or {})
-        cfg = TrainingConfig.model_validate(raw)
+        try:
+            cfg = TrainingConfig.model_validate(raw)
+        except ValidationError as e:
+            raise ExportError(f"the checkpoint's recorded training settings are invalid: {e.errors()[0]['msg']}") from e
         optimizer = cfg.optimizer if lr is None else cfg.optimizer.model_copy(update={"lr": lr})
         return cfg.model_copy(update={"epochs": epochs, "optimizer": optimizer, "seed": seed})
 
