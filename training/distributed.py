@@ -54,6 +54,15 @@ def agree(flag: bool) -> bool:
     return bool(t.item())
 
 
+def global_mean(total: float, count: int) -> float:
+    """``total / count`` summed over every rank (the loss of the whole epoch, not of this shard)."""
+    if is_distributed():
+        t = torch.tensor([total, float(count)], dtype=torch.float64)
+        dist.all_reduce(t)
+        total, count = t[0].item(), int(t[1].item())
+    return total / max(count, 1)
+
+
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

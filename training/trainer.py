@@ -237,7 +237,7 @@ class _Run:
             self.scheduler.step()
             total += float(loss.detach()) * len(idx)
             count += len(idx)
-        return total / max(count, 1)
+        return distributed.global_mean(total, count)
 
     def _validate(self) -> dict[str, float]:
         outputs = predict(self.model, self.splits.X_val, device=self.device)

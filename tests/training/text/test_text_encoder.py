@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from serving.text import TextTokenizer
+from training.text.corpus import CorpusError, load_corpus, split_sentences
+from training.text.distill import DistillConfig, DistillError, build_student, distill
+from training.text.encoder import SentenceEncoder, mean_pool
+from training.text.source import TextModelError, load_encoder, resolve_source
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_bert: Path) -> SentenceEncoder:
+    return SentenceEncoder(load_encoder(resolve_source(tiny_bert))).eval()
+
+
+@pytest.fixture(scope="module")
+def tokenize(tiny_bert: Path):
+    tokenizer = TextTokenizer(tiny_bert / "tokenizer.json", 32)
+
+    def run(texts):
+        encoded = tokenizer.encode(list(texts))
+        return encoded.input_ids, encoded.attention_mask
+
+    return run
+
+
+def test_mean_pool_ignores_padding():
+    tokens = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    pooled = mean_pool(tokens, torch.tensor([[1, 1, 0]]))
+    torch.testing.assert_close(pooled, torch.tensor([[2.0, 3.0]]))
+
+
+def test_encoder_outputs_unit_vectors_independent_of_padding(encoder, tokenize):
+    ids, mask = tokenize(["the value of a list", "python"])
+    with torch.no_grad():
+        batch = encoder(torch.from_numpy(ids), torch.from_numpy(mask))
+        alone = encoder(*(torch.from_numpy(a) for a in tokenize(["python"])))
+    torch.testing.assert_close(batch.norm(dim=1), torch.ones(2))
+    torch.testing.assert_close(batch[1], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_resolve_source_reads_the_folder_and_rejects_what_is_not_a_model(tiny_bert: Path, tmp_path: Path):
+    source = resolve_source(tiny_bert)
+    assert source.tokenizer_file.is_file()
+    assert source.max_length == 256  # no sentence-transformers config and no truncation in the file: the default
+    with pytest.raises(TextModelError, match="not a local folder nor an installed package"):
+        resolve_source(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TextModelError, match="no config.json"):
+        resolve_source(tmp_path / "empty")
+
+
+def test_corpus_holds_out_by_sentence_and_is_deterministic(tiny_corpus: Path):
+    a = load_corpus(tiny_corpus, calibration_size=16)
+    b = load_corpus(tiny_corpus, calibration_size=40, seed=3)
+    assert a.heldout == b.heldout  # the held-out set does not depend on other settings
+    assert not set(a.heldout) & (set(a.train) | set(a.calibration))
+    assert not set(a.calibration) & set(a.train)
+    assert len(a.calibration) == 16 and a.source == str(tiny_corpus)
+
+
+def test_default_corpus_is_cpython_documentation():
+    splits = load_corpus(None)
+    assert splits.source == "pydoc_data.topics"
+    assert len(splits.train) > 500 and len(splits.heldout) >= 100
+    assert all(4 <= len(s.split()) <= 80 for s in splits.heldout)
+
+
+def test_corpus_errors_name_the_problem(tmp_path: Path):
+    with pytest.raises(CorpusError, match="does not exist"):
+        load_corpus(tmp_path / "nope.txt")
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\xe9 au lait is here today.".encode("latin-1"))
+    with pytest.raises(CorpusError, match="not UTF-8"):
+        load_corpus(bad)
+    short = tmp_path / "short.txt"
+    short.write_text("Only one sentence is here.")
+    with pytest.raises(CorpusError, match="need at least 8"):
+        load_corpus(short)
+
+
+def test_split_sentences_drops_code_and_rules():
+    text = "Heading\n*******\n\nA sentence about code here. Another one follows it!\n\n   x = 1\n   y = 2\n"
+    assert split_sentences(text) == ["A sentence about code here.", "Another one follows it!"]
+
+
+def test_student_keeps_the_chosen_layers_with_teacher_weights(encoder):
+    student = build_student(encoder, [1])
+    assert student.num_layers == 1 and encoder.num_layers == 2
+    torch.testing.assert_close(
+        student.transformer.encoder.layer[0].output.dense.weight, encoder.transformer.encoder.layer[1].output.dense.weight
+    )
+    with pytest.raises(DistillError, match=r"layers \[5\] do not exist"):
+        build_student(encoder, [0, 5])
+
+
+def test_distillation_brings_the_student_closer_to_the_teacher(encoder, tokenize, tiny_corpus: Path):
+    # A random tiny BERT barely changes its input; larger layer weights make each layer matter, as in a real one.
+    encoder = copy.deepcopy(encoder)
+    with torch.no_grad():
+        for p in encoder.transformer.encoder.layer.parameters():
+            p.mul_(4.0)
+    corpus = load_corpus(tiny_corpus)
+    config = DistillConfig(layers=[0], epochs=3, batch_size=16, lr=1e-3)
+    ids, mask = (torch.from_numpy(a) for a in tokenize(corpus.heldout))
+    with torch.no_grad():
+        target = encoder(ids, mask)
+        before = torch.cosine_similarity(build_student(encoder, [0])(ids, mask), target).mean()
+    student, report = distill(encoder, corpus.train, tokenize, config, progress=False)
+    with torch.no_grad():
+        after = torch.cosine_similarity(student(ids, mask), target).mean()
+    assert report.steps == 3 * int(np.ceil(len(corpus.train) / 16))
+    assert report.last_loss < report.first_loss
+    assert after > before  # measured on held-out sentences the student never trained on
