@@ -28,6 +28,13 @@ def run_pipeline(
     Raises:
         training.recipe.RecipeError, training.data.DataError, training.api.TrainingError, ExportError.
     """
+    from export.text.dispatch import is_text_recipe
+
+    if is_text_recipe(recipe_path):  # a pretrained Hugging Face model (model.source: hf): nothing to train
+        from export.text.pipeline import run_text_pipeline
+
+        return run_text_pipeline(recipe_path, repository, workdir=workdir, overrides=overrides, force=force,
+                                 progress=progress)  # fmt: skip
     from training.api import train_recipe
     from training.recipe import load_recipe
 

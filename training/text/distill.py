@@ -38,6 +38,7 @@ class DistillConfig(BaseModel):
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
     mse_weight: float = Field(1.0, ge=0, description="weight of the MSE term beside (1 - cosine)")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
+    freeze_embeddings: bool = Field(True, description="keep the teacher's token embeddings (half the weights) fixed")
     dropout: bool = Field(False, description="train with the encoder's dropout (off: faster to converge on short runs)")
     seed: int = 0
 
@@ -128,7 +129,10 @@ def distill(
         if config.max_steps is None
         else min(config.max_steps, steps_per_epoch * config.epochs)
     )
-    optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.freeze_embeddings:
+        student.transformer.embeddings.requires_grad_(False)
+    trainable = [p for p in student.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     warmup = max(1, int(total * config.warmup_fraction))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
@@ -149,7 +153,7 @@ def distill(
                 loss = distillation_loss(out, targets[torch.from_numpy(index)], config.mse_weight)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+                torch.nn.utils.clip_grad_norm_(trainable, 1.0)
                 optimizer.step()
                 schedule.step()
                 losses.append(float(loss.detach()))

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 GRAPH_INPUTS = ("input_ids", "attention_mask")
-GRAPH_OUTPUT = "sentence_embedding"
+GRAPH_OUTPUT = "embedding"
 
 
 def mean_pool(token_embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -52,7 +52,7 @@ def test_resolve_source_reads_the_folder_and_rejects_what_is_not_a_model(tiny_be
     with pytest.raises(TextModelError, match="not a local folder nor an installed package"):
         resolve_source(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(TextModelError, match="no config.json"):
+    with pytest.raises(TextModelError, match=r"no config\.json"):
         resolve_source(tmp_path / "empty")
 
 
@@ -62,13 +62,15 @@ def test_corpus_holds_out_by_sentence_and_is_deterministic(tiny_corpus: Path):
     assert a.heldout == b.heldout  # the held-out set does not depend on other settings
     assert not set(a.heldout) & (set(a.train) | set(a.calibration))
     assert not set(a.calibration) & set(a.train)
-    assert len(a.calibration) == 16 and a.source == str(tiny_corpus)
+    assert len(a.calibration) == 16
+    assert a.source == str(tiny_corpus)
 
 
 def test_default_corpus_is_cpython_documentation():
     splits = load_corpus(None)
     assert splits.source == "pydoc_data.topics"
-    assert len(splits.train) > 500 and len(splits.heldout) >= 100
+    assert len(splits.train) > 500
+    assert len(splits.heldout) >= 100
     assert all(4 <= len(s.split()) <= 80 for s in splits.heldout)
 
 
@@ -92,9 +94,11 @@ def test_split_sentences_drops_code_and_rules():
 
 def test_student_keeps_the_chosen_layers_with_teacher_weights(encoder):
     student = build_student(encoder, [1])
-    assert student.num_layers == 1 and encoder.num_layers == 2
+    assert student.num_layers == 1
+    assert encoder.num_layers == 2
     torch.testing.assert_close(
-        student.transformer.encoder.layer[0].output.dense.weight, encoder.transformer.encoder.layer[1].output.dense.weight
+        student.transformer.encoder.layer[0].output.dense.weight,
+        encoder.transformer.encoder.layer[1].output.dense.weight,
     )
     with pytest.raises(DistillError, match=r"layers \[5\] do not exist"):
         build_student(encoder, [0, 5])

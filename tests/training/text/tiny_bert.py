@@ -7,10 +7,49 @@ from __future__ import annotations
 
 from pathlib import Path
 
-WORDS = (
-    "the a an of to in is it that for on with as by this be are from or at which can not python function "
-    "class object value module name type error list string code returns called when if each new"
-).split()
+WORDS = [
+    "the",
+    "a",
+    "an",
+    "of",
+    "to",
+    "in",
+    "is",
+    "it",
+    "that",
+    "for",
+    "on",
+    "with",
+    "as",
+    "by",
+    "this",
+    "be",
+    "are",
+    "from",
+    "or",
+    "at",
+    "which",
+    "can",
+    "not",
+    "python",
+    "function",
+    "class",
+    "object",
+    "value",
+    "module",
+    "name",
+    "type",
+    "error",
+    "list",
+    "string",
+    "code",
+    "returns",
+    "called",
+    "when",
+    "if",
+    "each",
+    "new",
+]
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789.,;:'\"()-_")
 HIDDEN = 32

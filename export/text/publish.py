@@ -1,0 +1,56 @@
+"""Publishing text variants through the export stage's atomic publisher, with the tokenizer in each version."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from export.repository import Published, StagedVersion, retract
+from serving.manifest import ModelManifest
+
+
+class _StagedTextVersion(StagedVersion):
+    """A staged version that also carries the tokenizer file (hashed into the manifest with the model)."""
+
+    def __init__(self, repository: Path, manifest: ModelManifest, model_path: Path, extra_files: list[Path]):
+        self._extra_files = extra_files
+        super().__init__(repository, manifest, model_path)
+
+    def _write_manifest(self) -> None:
+        for path in self._extra_files:  # before the manifest lists and hashes the folder's files
+            shutil.copy2(path, self.path / path.name)
+        super()._write_manifest()
+
+
+@dataclass
+class BuiltTextVariant:
+    """A verified text variant waiting to be published: manifest, model and files that travel with it."""
+
+    variant: str
+    manifest: ModelManifest
+    model_path: Path
+    extra_files: list[Path] = field(default_factory=list)
+
+
+def publish_text_variants(
+    repository: Path, built: list[BuiltTextVariant], *, version: int | None = None
+) -> list[Published]:
+    """Stage and verify every variant, then commit them all; on any failure none of this run stays published."""
+    repository.mkdir(parents=True, exist_ok=True)
+    staged: list[StagedVersion] = []
+    published: list[Published] = []
+    try:
+        for item in built:
+            staged.append(_StagedTextVersion(repository, item.manifest, item.model_path, item.extra_files))
+            staged[-1].verify()
+        for stage in staged:
+            published.append(stage.commit(version))
+    except BaseException:
+        for done in reversed(published):
+            retract(done)
+        for stage in staged:
+            if stage.path.name.startswith("."):
+                stage.discard()
+        raise
+    return published
