@@ -171,8 +171,11 @@ def test_python_m_serving_has_no_torch_in_sys_modules(repo, tmp_path):
     url = f"http://127.0.0.1:{port}"
     report = tmp_path / "modules.json"
     probe = (
-        "import json, signal, sys; from pathlib import Path\n"
-        f"signal.signal(signal.SIGUSR1, lambda *a: Path({str(report)!r}).write_text(json.dumps(sorted(sys.modules))))\n"
+        # Written to a temporary name then renamed, so the test never reads a half-written file.
+        "import json, os, signal, sys; from pathlib import Path\n"
+        f"def dump(*a): Path({str(report)!r} + '.tmp').write_text(json.dumps(sorted(sys.modules))); "
+        f"os.replace({str(report)!r} + '.tmp', {str(report)!r})\n"
+        "signal.signal(signal.SIGUSR1, dump)\n"
         "from serving.__main__ import main\n"
         "sys.exit(main())\n"
     )
