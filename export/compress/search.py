@@ -119,7 +119,7 @@ def search(
         _run(baseline, chain, ctx, ref, spec, threads, quick)
         if baseline.status != "ok":
             raise ExportError(f"the fp32 baseline could not be exported: {baseline.reason}")
-        eager = eager_latency_ms(module, data.test_x[:1], threads, quick=quick)
+        eager = eager_latency_ms(Path(checkpoint), threads, quick=quick)
         result = SearchResult(str(Path(checkpoint).resolve()), max_accuracy_drop, threads, baseline, eager)
         bar.advance(task)
         for name, steps in candidates:

@@ -39,6 +39,7 @@ def test_loss_mixes_soft_and_hard_terms():
     assert float(soft_target_loss(s, t, 3.0)) > 0
 
 
+@pytest.mark.slow
 def test_distillation_lowers_the_students_loss_against_the_teacher(digits, teacher):
     cfg = DistillConfig(architecture="mlp", config={"hidden": [8], "dropout": 0.0}, temperature=2.0, alpha=0.9)
     torch.manual_seed(1)

@@ -103,6 +103,9 @@ def test_search_keeps_failed_candidates_with_their_reason(searched):
     assert sparse.latency_p50_ms > 0
     assert sparse.smallest
     assert sparse.fastest
+    # PyTorch eager is timed in its own process, so the speed-up is a ratio of two real measurements
+    assert searched.eager_latency_p50_ms > 0
+    assert sparse.speedup_vs_eager == pytest.approx(searched.eager_latency_p50_ms / sparse.latency_p50_ms, rel=0.01)
 
 
 @pytest.mark.slow
