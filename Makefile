@@ -26,6 +26,7 @@ install: $(VENV)/.installed
 
 demo: install
 	$(BIN)/modelpress pipeline --recipe recipes/digits.yaml --repository $(DEMO_DIR)/repository --workdir $(DEMO_DIR)/work
+	$(BIN)/modelpress pipeline --recipe recipes/minilm.yaml --repository $(DEMO_DIR)/repository --workdir $(DEMO_DIR)/work
 	$(BIN)/modelpress compare $(DEMO_DIR)/repository --markdown $(DEMO_DIR)/report.md --plot $(DEMO_DIR)/report.png
 	$(BIN)/modelpress serve --repository $(DEMO_DIR)/repository --host $(HOST) --port $(PORT)
 

@@ -6,7 +6,8 @@ Three things make dynamic int8 both small and faithful on MiniLM:
 2. per-channel int8 weights on every MatMul and fused Attention, after activation smoothing whose strength
    ``alpha`` is chosen by measuring each candidate on the calibration sentences (:mod:`export.text.smoothing`);
 3. if the mean cosine to fp32 on the calibration sentences is still below the target, the most sensitive
-   nodes (measured one by one on the same sentences) stay fp32, a few at most.
+   nodes stay fp32, a few at most: sensitivity is measured one node at a time on the same sentences, for the
+   nodes whose inputs have the strongest outlier channels.
 
 Every measurement uses calibration sentences only; the held-out set is for the report.
 """
@@ -39,6 +40,9 @@ class Int8Config(BaseModel):
     )
     target_mean_cosine: float = Field(0.995, gt=0, le=1, description="on calibration sentences, vs fp32")
     max_fp32_nodes: int = Field(4, ge=0, description="at most this many sensitive nodes stay fp32")
+    probe_nodes: int = Field(
+        8, ge=0, description="sensitivity is measured on this many nodes with the most outlying inputs (0: all)"
+    )
 
 
 def _quantize(model, out_path: Path, exclude: Sequence[str], per_channel: bool) -> Path:
@@ -70,6 +74,21 @@ def _quiet():
         root.setLevel(level)
 
 
+def _most_outlying(targets: list, ranges: dict[str, np.ndarray], limit: int) -> list:
+    """Targets ordered by how far their input's largest channel stands above the median one (first ``limit``).
+
+    Per-tensor activation scales suffer most where one channel dwarfs the rest; on MiniLM the nodes this
+    ranks first are the ones whose fp32 fallback gains most when measured (FFN inputs of the early layers).
+    """
+
+    def ratio(target) -> float:
+        peaks = ranges[target.activation]
+        return float(peaks.max() / max(float(np.median(peaks)), 1e-12))
+
+    ordered = sorted(targets, key=ratio, reverse=True)
+    return ordered[:limit] if limit else ordered
+
+
 def quantize_encoder_int8(
     model_path: Path,
     out_dir: Path,
@@ -99,7 +118,7 @@ def quantize_encoder_int8(
     note = on_trial or (lambda _: None)
     base = onnx.load(str(model_path))
     targets = smooth_targets(base)
-    ranges = activation_ranges(base, targets, calibration) if config.smoothing_alphas else {}
+    ranges = activation_ranges(base, targets, calibration)
     tables = quantize_embedding_tables(base) if config.embedding_tables else []
     trials: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="modelpress-int8-") as tmp:
@@ -124,7 +143,7 @@ def quantize_encoder_int8(
         kept_fp32: list[str] = []
         if best < config.target_mean_cosine and config.max_fp32_nodes > 0:
             gains = {}
-            for target in targets:
+            for target in _most_outlying(targets, ranges, config.probe_nodes):
                 _, score = candidate(best_alpha, [target.node], f"sensitivity of {target.node}")
                 gains[target.node] = score - best
             for node in sorted(gains, key=gains.get, reverse=True)[: config.max_fp32_nodes]:

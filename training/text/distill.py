@@ -39,6 +39,9 @@ class DistillConfig(BaseModel):
     mse_weight: float = Field(1.0, ge=0, description="weight of the MSE term beside (1 - cosine)")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
     freeze_embeddings: bool = Field(True, description="keep the teacher's token embeddings (half the weights) fixed")
+    augment: bool = Field(
+        True, description="also train on random word spans and sentence pairs (teacher run on the fly): less overfit"
+    )
     dropout: bool = Field(False, description="train with the encoder's dropout (off: faster to converge on short runs)")
     seed: int = 0
 
@@ -97,6 +100,27 @@ def teacher_embeddings(teacher: SentenceEncoder, tokenize: Tokenize, sentences: 
     return torch.cat(out)
 
 
+def augment_texts(texts: list[str], pool: Sequence[str], rng: np.random.Generator) -> list[str]:
+    """Keep half the texts; replace the others by a random word span of themselves or a pair of sentences.
+
+    The student then sees far more distinct inputs than the corpus has sentences (its targets are the
+    teacher's embeddings of exactly those inputs), which keeps it from memorising a small corpus.
+    """
+    out = []
+    for text in texts:
+        words = text.split()
+        choice = rng.random()
+        if choice < 0.5 or len(words) < 4:
+            out.append(text)
+        elif choice < 0.8:
+            length = int(rng.integers(3, len(words)))
+            begin = int(rng.integers(0, len(words) - length + 1))
+            out.append(" ".join(words[begin : begin + length]))
+        else:
+            out.append(f"{text} {pool[int(rng.integers(0, len(pool)))]}")
+    return out
+
+
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, mse_weight: float) -> torch.Tensor:
     """``(1 - cosine)`` plus ``mse_weight`` × MSE scaled by the dimension (so both terms are O(1 - cos))."""
     cos = F.cosine_similarity(student, teacher, dim=1)
@@ -122,7 +146,8 @@ def distill(
         raise DistillError("no training sentences for distillation")
     torch.manual_seed(config.seed)
     student = build_student(teacher, config.layers)
-    targets = teacher_embeddings(teacher, tokenize, sentences)
+    targets = None if config.augment else teacher_embeddings(teacher, tokenize, sentences)
+    teacher.eval()
     steps_per_epoch = math.ceil(len(sentences) / config.batch_size)
     total = (
         steps_per_epoch * config.epochs
@@ -148,9 +173,18 @@ def distill(
                 if len(losses) >= total:
                     break
                 index = order[start : start + config.batch_size]
-                ids, mask = tokenize([sentences[i] for i in index])
+                texts = [sentences[i] for i in index]
+                if config.augment:
+                    texts = augment_texts(texts, sentences, rng)
+                    ids, mask = tokenize(texts)
+                    with torch.inference_mode():
+                        target = teacher(torch.from_numpy(ids), torch.from_numpy(mask))
+                    target = target.clone()  # inference tensors cannot enter autograd
+                else:
+                    ids, mask = tokenize(texts)
+                    target = targets[torch.from_numpy(index)]
                 out = student(torch.from_numpy(ids), torch.from_numpy(mask))
-                loss = distillation_loss(out, targets[torch.from_numpy(index)], config.mse_weight)
+                loss = distillation_loss(out, target, config.mse_weight)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(trainable, 1.0)

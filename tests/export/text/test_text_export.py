@@ -72,6 +72,7 @@ def test_parity_check_catches_a_wrong_model(exported: Path, tiny_bert: Path):
         check_against_torch(exported, other)
 
 
+@pytest.mark.slow
 def test_dynamo_exporter_is_also_correct(encoder, tmp_path: Path):
     _path, details = export_encoder(encoder, tmp_path, exporter="dynamo")
     assert details["exporter"] == "dynamo"

@@ -27,7 +27,7 @@ def write_recipe(path: Path, model: Path, corpus: Path, **export: object) -> Pat
         "data": {"corpus": str(corpus), "calibration_size": 24, "max_length": 24},
         "distill": {"layers": [1], "epochs": 1, "batch_size": 32, "lr": 0.001},
         "export": {
-            "int8": {"smoothing_alphas": [0.7], "max_fp32_nodes": 1},
+            "int8": {"smoothing_alphas": [0.7], "max_fp32_nodes": 1, "probe_nodes": 3},
             # A random tiny BERT is not a real encoder: the floors are for MiniLM, not this test.
             "min_mean_cosine": {"int8": 0.5, "student": 0.0, "student-int8": 0.0},
             **export,
