@@ -132,3 +132,23 @@ def test_cli_bad_input_is_one_line_and_exit_2(args, message):
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_cli_search_prints_every_candidate_and_writes_json(tmp_path):
+    checkpoint, _ = train_checkpoint("mlp", tmp_path / "checkpoint", epochs=2)
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("include_original: false\nchannel_ratios: []\nstudent_widths: []\nfinetune_epochs: 0\n")
+    out = tmp_path / "search.json"
+    args = [str(checkpoint), "--max-accuracy-drop", "0", "--grid", str(grid), "--sparsities", "0.5,0.95",
+            "--precisions", "fp32", "--threads", "1", "--quick", "--quiet", "--json", str(out)]  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "modelpress", "search", *args], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert [c["name"] for c in data["candidates"]] == ["sparse50-fp32", "sparse95-fp32"]
+    # 95 % of the weights gone without fine-tuning: beyond a zero-point tolerance, and said so
+    worst = data["candidates"][1]
+    assert worst["status"] == "rejected"
+    assert "exceeds the tolerance of 0" in worst["reason"]
+    assert "sparse95-fp32: rejected: accuracy drop" in proc.stdout
