@@ -56,6 +56,7 @@ class _Context:
     served_max_length: int
     note: Callable[[str], None]
     source: dict[str, Any]
+    progress: bool = True
 
 
 def _timed(name: str, config: dict[str, Any]) -> Callable[[float, dict[str, Any]], PassRecord]:
@@ -154,7 +155,7 @@ def _distilled(ctx: _Context, teacher: _Stage, corpus_train: list[str]) -> tuple
     ctx.note(f"student: distilling layers {ctx.recipe.distill.layers}")
     started = time.perf_counter()
     torch.manual_seed(ctx.recipe.seed)
-    student, report = distill(teacher.module, corpus_train, tokenize, ctx.recipe.distill, progress=True)
+    student, report = distill(teacher.module, corpus_train, tokenize, ctx.recipe.distill, progress=ctx.progress)
     record = _timed("distill", ctx.recipe.distill.model_dump(mode="json"))(started, report.as_dict())
     folder = ctx.work / "student-hf"
     student.transformer.save_pretrained(str(folder))  # a Hugging Face folder: a later recipe can start from it
@@ -232,6 +233,7 @@ def build_text_variants(
             heldout=heldout, reference=torch_embeddings(teacher_module, heldout),
             served_max_length=recipe.model.max_length or source.max_length,
             note=lambda text: bar.set_description(text), source={"model": source.spec, "corpus": corpus.describe()},
+            progress=progress,
         )  # fmt: skip
         bar.update(1)
         imported = PassRecord(name="import", config={"source": "hf", "path": source.spec})
