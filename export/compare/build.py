@@ -10,7 +10,17 @@ from rich.progress import Progress
 
 from export.compare.machine import describe_machine
 from export.compare.macs import count_macs
-from export.compare.runners import concrete_shape, ort_callable, ort_session, synthetic_inputs, torch_callable
+from export.compare.runners import (
+    TEXT_BATCH,
+    TEXT_SEQUENCE,
+    concrete_shape,
+    graph_inputs,
+    is_text,
+    ort_callable,
+    ort_session,
+    synthetic_inputs,
+    torch_callable,
+)
 from export.compare.schema import Report, TorchBaseline, VariantRow
 from export.compare.timing import STANDARD, TimingBudget, measure, rows_per_second
 from serving.manifest import (
@@ -100,8 +110,11 @@ def _measure_variant(
     except ValueError as e:
         row.notes.append(f"latency not measured: {e}")
         return
+    if is_text(manifest):
+        # A text model's batch of 64 sequences takes seconds; 8 is the size its benchmarks use.
+        batch = min(batch, TEXT_BATCH)
     if row.macs is None:
-        shapes = {spec.name: concrete_shape(spec, 1, 64) for spec in manifest.inputs}
+        shapes = {spec.name: concrete_shape(spec, 1, TEXT_SEQUENCE) for spec in graph_inputs(manifest)}
         row.macs = count_macs(model_path, shapes)
     session = ort_session(model_path, threads)
     stats = measure(ort_callable(session, single), budget)

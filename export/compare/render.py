@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from export.compare.runners import TEXT_BATCH, TEXT_SEQUENCE
 from export.compare.schema import Report, VariantRow
 
 
@@ -64,6 +65,9 @@ def footer(report: Report) -> list[str]:
         f"Machine: {machine.get('cpu_model')} ({machine.get('logical_cpus')} logical CPUs), "
         f"flags {', '.join(machine.get('cpu_flags', [])) or 'none listed'}; {report.threads} threads.",
     ]
+    if any(row.task == "embedding" for row in report.rows):
+        lines.append(f"Text models: sequences of {TEXT_SEQUENCE} tokens; throughput at batch "
+                     f"{min(report.throughput_batch, TEXT_BATCH)}.")  # fmt: skip
     for family, base in report.baselines.items():
         if base.latency_p50_ms is not None:
             lines.append(

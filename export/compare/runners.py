@@ -23,22 +23,48 @@ def concrete_shape(spec: TensorSpec, batch: int, dynamic: int) -> list[int]:
     return shape
 
 
-def synthetic_inputs(manifest: ModelManifest, batch: int, *, dynamic: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
-    """Inputs of the manifest's declared names, types and shapes.
+# Text models are served with a BYTES input and tokenised by the server; their ONNX graph takes token ids.
+TEXT_SEQUENCE = 64
+TEXT_BATCH = 8
 
-    Floats are standard normal, as the preprocessed features a trained model sees are.
+
+def graph_inputs(manifest: ModelManifest) -> list[TensorSpec]:
+    """The ONNX graph's own inputs: the served ones, or ``graph_inputs`` when the server tokenises text."""
+    extra = (manifest.model_extra or {}).get("graph_inputs")
+    if any(spec.datatype == "BYTES" for spec in manifest.inputs) and extra:
+        return [TensorSpec.model_validate(spec) for spec in extra]
+    return manifest.inputs
+
+
+def is_text(manifest: ModelManifest) -> bool:
+    return any(spec.datatype == "BYTES" for spec in manifest.inputs)
+
+
+def synthetic_inputs(
+    manifest: ModelManifest, batch: int, *, dynamic: int = TEXT_SEQUENCE, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Inputs of the graph's declared names, types and shapes.
+
+    Floats are standard normal, as the preprocessed features a trained model sees are; token ids are drawn
+    from the ordinary-word range of a BERT vocabulary, and attention masks are all ones (full sequences).
     """
     rng = np.random.default_rng(seed)
     feeds: dict[str, np.ndarray] = {}
-    for spec in manifest.inputs:
+    for spec in graph_inputs(manifest):
         if spec.datatype == "BYTES":
-            raise ValueError(f"input {spec.name!r} is BYTES (text); synthetic numeric inputs do not apply")
+            raise ValueError(f"input {spec.name!r} is BYTES (text) and the manifest records no graph inputs")
         shape = concrete_shape(spec, batch, dynamic)
         dtype = _NUMPY_DTYPES[spec.datatype]
         if np.issubdtype(dtype, np.floating):
             feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
         elif dtype is np.bool_:
             feeds[spec.name] = rng.integers(0, 2, shape).astype(np.bool_)
+        elif "mask" in spec.name:
+            feeds[spec.name] = np.ones(shape, dtype)
+        elif "type" in spec.name:
+            feeds[spec.name] = np.zeros(shape, dtype)
+        elif "ids" in spec.name:
+            feeds[spec.name] = rng.integers(2000, 8000, shape).astype(dtype)
         else:
             feeds[spec.name] = rng.integers(0, 8, shape).astype(dtype)
     return feeds

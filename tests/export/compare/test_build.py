@@ -114,3 +114,25 @@ def test_macs_of_a_gemm_graph(tmp_path):
 
     onnx.save(gemm_classifier(8, 4, 3, seed=0), str(tmp_path / "m.onnx"))
     assert count_macs(tmp_path / "m.onnx", {"input": [5, 8]}) == 5 * (8 * 4 + 4 * 3)
+
+
+def test_text_models_are_fed_their_graph_inputs():
+    from export.compare.runners import graph_inputs, synthetic_inputs
+    from serving.manifest import ModelManifest, TensorSpec
+
+    manifest = ModelManifest(
+        name="enc",
+        version=1,
+        task="embedding",
+        inputs=[TensorSpec(name="text", datatype="BYTES", shape=[-1])],
+        outputs=[TensorSpec(name="embedding", datatype="FP32", shape=[-1, 8])],
+        graph_inputs=[
+            {"name": "input_ids", "datatype": "INT64", "shape": [-1, -1]},
+            {"name": "attention_mask", "datatype": "INT64", "shape": [-1, -1]},
+        ],
+    )
+    assert [s.name for s in graph_inputs(manifest)] == ["input_ids", "attention_mask"]
+    feeds = synthetic_inputs(manifest, 8)
+    assert feeds["input_ids"].shape == (8, 64)
+    assert feeds["input_ids"].min() >= 2000
+    assert (feeds["attention_mask"] == 1).all()
