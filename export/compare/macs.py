@@ -7,6 +7,8 @@ not change the figure. Element-wise ops are left out, as is conventional (thop, 
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from pathlib import Path
 
 import onnx
@@ -41,12 +43,19 @@ def _shape_table(model: onnx.ModelProto) -> dict[str, list[int]]:
 
 
 def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
-    try:
-        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-        return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
-    except Exception:  # contrib ops it cannot infer; plain ONNX inference is the fallback
-        return onnx.shape_inference.infer_shapes(model)
+    # When it cannot finish, ORT's symbolic inference saves its partial model (and external data) into the
+    # current directory; run it in a scratch one so nothing lands in the user's folder.
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="modelpress-shapes-") as scratch:
+        os.chdir(scratch)
+        try:
+            return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+        except Exception:  # contrib ops it cannot infer; plain ONNX inference is the fallback
+            return onnx.shape_inference.infer_shapes(model)
+        finally:
+            os.chdir(cwd)
 
 
 def count_macs(model_path: Path, input_shapes: dict[str, list[int]]) -> int | None:
