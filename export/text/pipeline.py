@@ -301,7 +301,7 @@ def run_text_pipeline(
     """
     from training.text.corpus import CorpusError
     from training.text.distill import DistillError
-    from training.text.source import TextModelError
+    from training.text.source import TextModelError, resolve_source
 
     recipe = load_text_recipe(recipe_path, overrides)
     for variant in recipe.export.variants:
@@ -310,6 +310,7 @@ def run_text_pipeline(
     if workdir is not None and workdir.exists() and not workdir.is_dir():
         raise ExportError(f"--workdir {workdir} is a file, expected a folder")
     try:
+        resolve_source(recipe.model.path)  # a missing model fails before any folder is created
         with _work_dir(workdir) as work:
             built, student = build_text_variants(recipe, work, force=force, progress=progress)
             published = publish_text_variants(Path(repository), built, version=version)

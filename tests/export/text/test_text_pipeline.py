@@ -144,3 +144,4 @@ def test_cli_reports_a_missing_model_in_one_line(tmp_path: Path, tiny_corpus: Pa
     assert output.startswith("error: model source")
     assert len(output.splitlines()) == 1
     assert list_models(tmp_path / "r") == []
+    assert not (Path.cwd() / "modelpress-work").exists()  # nothing created on bad input
