@@ -81,7 +81,9 @@ def _row_from_manifest(manifest: ModelManifest, version_dir: Path) -> VariantRow
     size = manifest.size
     quality = manifest.quality
     fidelity = {k: float(v) for k, v in quality.items() if k.startswith(("cosine", "mean_cosine", "min_cosine", "nn_"))}
+    notes = [f"published with --force: {warning}" for warning in quality.get("forced") or []]
     return VariantRow(
+        notes=notes,
         model=manifest.name,
         version=manifest.version,
         family=family_of(manifest),

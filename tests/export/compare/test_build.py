@@ -136,3 +136,14 @@ def test_text_models_are_fed_their_graph_inputs():
     assert feeds["input_ids"].shape == (8, 64)
     assert feeds["input_ids"].min() >= 2000
     assert (feeds["attention_mask"] == 1).all()
+
+
+def test_a_forced_variant_says_so(tmp_path):
+    import json
+
+    version_dir = publish(tmp_path, "tiny", gemm_classifier(8, 4, 3, seed=0), accuracy=0.9)
+    manifest = json.loads((version_dir / "manifest.json").read_text())
+    manifest["quality"]["forced"] = ["a drop of 1.11 points exceeds the tolerance of 0.50"]
+    (version_dir / "manifest.json").write_text(json.dumps(manifest))
+    report = build_report(tmp_path, threads=1, throughput_batch=2, budget=FAST, progress=False)
+    assert report.rows[0].notes == ["published with --force: a drop of 1.11 points exceeds the tolerance of 0.50"]
