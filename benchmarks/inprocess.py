@@ -39,9 +39,6 @@ def bench_repository(repository: Path, *, threads: int = 2, batch: int = 64, qui
         except ManifestError as e:
             models.append({"model": name, "error": str(e)})
             continue
-        if any(spec.datatype == "BYTES" for spec in manifest.inputs):
-            models.append({"model": name, "error": "text model: synthetic numeric inputs do not apply"})
-            continue
         family = family_of(manifest)
         checkpoint = manifest.source.get("checkpoint")
         if family not in baselines and checkpoint and Path(checkpoint).is_dir():

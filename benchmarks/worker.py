@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.processes import rss_bytes
-from export.compare.runners import ort_callable, ort_session, synthetic_inputs, torch_callable
+from export.compare.runners import TEXT_BATCH, is_text, ort_callable, ort_session, synthetic_inputs, torch_callable
 from export.compare.timing import QUICK, STANDARD, measure, rows_per_second
 from serving.manifest import read_manifest
 
@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rss_start = rss_bytes(os.getpid())
     manifest = read_manifest(args.version_dir)
-    single, batched = synthetic_inputs(manifest, 1), synthetic_inputs(manifest, args.batch)
+    batch = min(args.batch, TEXT_BATCH) if is_text(manifest) else args.batch  # text: batch 8 × 64 tokens
+    single, batched = synthetic_inputs(manifest, 1), synthetic_inputs(manifest, batch)
     if args.kind == "ort":
         session = ort_session(args.version_dir / manifest.model_file, args.threads)
         run_one, run_batch = ort_callable(session, single), ort_callable(session, batched)
@@ -47,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         run_one = torch_callable(module, single, args.threads)
         run_batch = torch_callable(module, batched, args.threads)
     latency = measure(run_one, budget)
-    throughput = rows_per_second(measure(run_batch, budget), args.batch)
-    json.dump({"latency": latency.as_dict(), "throughput_rows_s": throughput, "batch": args.batch,
+    throughput = rows_per_second(measure(run_batch, budget), batch)
+    json.dump({"latency": latency.as_dict(), "throughput_rows_s": throughput, "batch": batch,
                "rss_start_bytes": rss_start, "peak_rss_bytes": _peak_rss_bytes()}, sys.stdout)  # fmt: skip
     return 0
 

@@ -53,7 +53,7 @@ COLUMNS: list[tuple[str, Callable[[VariantRow], str]]] = [
     ("p99 ms b1", lambda r: _num(r.latency_p99_ms, ".3f")),
     ("rows/s", lambda r: _num(r.throughput_rows_s, ",.0f")),
     ("vs torch ×", lambda r: _num(r.speedup_vs_torch, ".1f")),
-    ("status", lambda r: r.status if not r.notes else f"{r.status}: {'; '.join(r.notes)}"),
+    ("status", lambda r: r.status + (" (notes below)" if r.notes else "")),
 ]
 
 
@@ -68,6 +68,7 @@ def footer(report: Report) -> list[str]:
     if any(row.task == "embedding" for row in report.rows):
         lines.append(f"Text models: sequences of {TEXT_SEQUENCE} tokens; throughput at batch "
                      f"{min(report.throughput_batch, TEXT_BATCH)}.")  # fmt: skip
+    lines += [f"{row.model}: {note}" for row in report.rows for note in row.notes]
     for family, base in report.baselines.items():
         if base.latency_p50_ms is not None:
             lines.append(
