@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -18,7 +19,7 @@ from export.data import EvalData, eval_data_for_checkpoint
 from export.errors import ExportError
 from export.manifest_builder import build_manifest
 from export.passes import PassContext, build_pass
-from export.repository import Published, StagedVersion, check_repository, check_version_free, retract
+from export.repository import Published, StagedVersion, check_repository, check_version_free, commit_all
 from export.spec import ExportSpec, parse_spec, variant_model_name
 from export.verify import Reference, check_structure, judge, measure_quality, reference
 from serving.manifest import ModelManifest, PassRecord
@@ -172,23 +173,8 @@ def _build_variant(
 
 def publish_all(repository: Path, built: list[BuiltVariant], *, version: int | None = None) -> list[Published]:
     """Stage and verify every variant, then commit them; on any failure nothing of this run stays published."""
-    repository.mkdir(parents=True, exist_ok=True)
-    staged: list[StagedVersion] = []
-    published: list[Published] = []
-    try:
-        for item in built:
-            staged.append(StagedVersion(repository, item.manifest, item.model_path))
-            staged[-1].verify()
-        for stage in staged:
-            published.append(stage.commit(version))
-    except BaseException:
-        for done in reversed(published):
-            retract(done)
-        for stage in staged:
-            if stage.path.name.startswith("."):
-                stage.discard()
-        raise
-    return published
+    stages = [functools.partial(StagedVersion, repository, item.manifest, item.model_path) for item in built]
+    return commit_all(repository, stages, version=version)
 
 
 def _load(checkpoint: Path):

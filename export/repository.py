@@ -12,6 +12,7 @@ import errno
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,6 +120,35 @@ def retract(published: Published) -> None:
     os.rename(published.path, hidden)
     shutil.rmtree(hidden, ignore_errors=True)
     _remove_if_empty(published.path.parent)
+
+
+def commit_all(
+    repository: Path, stages: Sequence[Callable[[], StagedVersion]], *, version: int | None = None
+) -> list[Published]:
+    """Stage and verify every version, then commit them; on any failure nothing of this run stays published.
+
+    Args:
+        repository: the model repository (created if missing).
+        stages: one factory per model version; each builds its staged folder when called.
+        version: the version number to publish under, or None for each model's next free number.
+    """
+    repository.mkdir(parents=True, exist_ok=True)
+    staged: list[StagedVersion] = []
+    published: list[Published] = []
+    try:
+        for make_stage in stages:
+            staged.append(make_stage())
+            staged[-1].verify()
+        for stage in staged:
+            published.append(stage.commit(version))
+    except BaseException:
+        for done in reversed(published):
+            retract(done)
+        for stage in staged:
+            if stage.path.name.startswith("."):
+                stage.discard()
+        raise
+    return published
 
 
 def _umask() -> int:

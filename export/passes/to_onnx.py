@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +11,7 @@ from pydantic import Field
 from export.errors import VerificationError
 from export.onnx_files import save_model, strip_node_metadata
 from export.passes.base import Pass, PassConfig, PassContext, PassOutput
+from export.quiet import quiet_exporters
 
 INPUT_NAME = "input"
 OUTPUT_NAMES = {"classification": "logits", "regression": "predictions"}
@@ -83,29 +80,13 @@ def _example_input(ctx: PassContext):
     return torch.as_tensor(sample, dtype=torch.float32)
 
 
-@contextlib.contextmanager
-def _quiet():
-    """The exporters print progress and warn about unrelated optional packages (torchvision); keep the CLI clean."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
-
-
 def _export_dynamo(module, example, path: Path, output_name: str, opset: int, sequence: bool) -> None:
     import torch
 
     dims = {0: torch.export.Dim("batch")}
     if sequence:
         dims[1] = torch.export.Dim("sequence")
-    with _quiet():
+    with quiet_exporters():
         torch.onnx.export(
             module,
             (example,),
@@ -122,7 +103,7 @@ def _export_torchscript(module, example, path: Path, output_name: str, opset: in
     import torch
 
     in_axes = {0: "batch", 1: "sequence"} if sequence else {0: "batch"}
-    with _quiet():
+    with quiet_exporters():
         torch.onnx.export(
             module,
             (example,),

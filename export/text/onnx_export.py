@@ -9,10 +9,6 @@ ONNX Runtime and compared with PyTorch on several batch and sequence sizes befor
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -20,6 +16,7 @@ import numpy as np
 
 from export.errors import VerificationError
 from export.onnx_files import save_model, strip_node_metadata
+from export.quiet import quiet_exporters
 from training.text.encoder import GRAPH_INPUTS, GRAPH_OUTPUT
 
 if TYPE_CHECKING:
@@ -31,23 +28,6 @@ Exporter = Literal["torchscript", "dynamo"]
 EXPORT_OUTPUT = "sentence_embedding_output"
 # (batch, sequence) pairs the parity check runs; the middle one has padding in its first row.
 PARITY_SHAPES = ((1, 5), (3, 17), (8, 64))
-
-
-@contextlib.contextmanager
-def _quiet():
-    """The exporters print progress and warn (e.g. tracer warnings on constant-folded mask code): keep CLIs clean."""
-    names = ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "transformers")
-    loggers = [logging.getLogger(n) for n in names]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
 
 
 def example_tokens(batch: int, seq: int, vocab: int, *, seed: int = 0, pad_first: bool = True):
@@ -88,7 +68,7 @@ def export_encoder(
     out_dir.mkdir(parents=True, exist_ok=True)
     raw = out_dir / ".raw.onnx"
     try:
-        with _quiet(), torch.no_grad():
+        with quiet_exporters("transformers"), torch.no_grad():
             _export(encoder, (torch.from_numpy(ids), torch.from_numpy(mask)), raw, opset, exporter)
         proto = _rename_output(strip_node_metadata(onnx.load(str(raw))), EXPORT_OUTPUT, GRAPH_OUTPUT)
     except Exception as e:  # the exporters raise many kinds; each means "this model did not export"

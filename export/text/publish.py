@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from export.repository import Published, StagedVersion, retract
+from export.repository import Published, StagedVersion, commit_all
 from serving.manifest import ModelManifest
 
 
@@ -37,20 +38,8 @@ def publish_text_variants(
     repository: Path, built: list[BuiltTextVariant], *, version: int | None = None
 ) -> list[Published]:
     """Stage and verify every variant, then commit them all; on any failure none of this run stays published."""
-    repository.mkdir(parents=True, exist_ok=True)
-    staged: list[StagedVersion] = []
-    published: list[Published] = []
-    try:
-        for item in built:
-            staged.append(_StagedTextVersion(repository, item.manifest, item.model_path, item.extra_files))
-            staged[-1].verify()
-        for stage in staged:
-            published.append(stage.commit(version))
-    except BaseException:
-        for done in reversed(published):
-            retract(done)
-        for stage in staged:
-            if stage.path.name.startswith("."):
-                stage.discard()
-        raise
-    return published
+    stages = [
+        functools.partial(_StagedTextVersion, repository, item.manifest, item.model_path, item.extra_files)
+        for item in built
+    ]
+    return commit_all(repository, stages, version=version)
