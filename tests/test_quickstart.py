@@ -36,6 +36,8 @@ def repository(tmp_path_factory):
     result = modelpress("pipeline", "--recipe", "recipes/digits.yaml", "--repository", str(work / "repo"),
                         "--workdir", str(work / "work"), "--quiet", *TINY)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "trained cnn" in result.stdout  # the training metrics table, split by split
+    assert "test" in result.stdout
     return work / "repo"
 
 

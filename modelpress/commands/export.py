@@ -97,5 +97,20 @@ def register(app: typer.Typer) -> None:
             checkpoint, published = run_pipeline(
                 recipe, repository, workdir=workdir, overrides=overrides, force=force, progress=not quiet
             )
+        _print_training_metrics(checkpoint)
         print(f"checkpoint: {checkpoint}")
         _print_summary(published)
+
+
+def _print_training_metrics(checkpoint: Path | None) -> None:
+    """The trained model's metrics on each split, as `modelpress train` prints them (recipes that train)."""
+    if checkpoint is None or not (checkpoint / "checkpoint.json").is_file():
+        return  # a pretrained text model: its fidelity is in the summary below
+    from rich.console import Console
+
+    from training.checkpoint import read_meta
+    from training.report import metrics_table
+
+    meta = read_meta(checkpoint)
+    parameters = meta.training.get("parameters", "?")
+    Console().print(metrics_table(meta.metrics, title=f"trained {meta.architecture} ({parameters} parameters)"))
