@@ -70,7 +70,8 @@ class CheckpointMeta(BaseModel):
     created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes (weights, user data files)."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -111,7 +112,7 @@ def save_checkpoint(
             if Path(name).name != name or name in (WEIGHTS_FILE, META_FILE):
                 raise CheckpointError(f"extra checkpoint file name {name!r} must be a plain, new file name")
             (tmp / name).write_bytes(blob)
-        meta = meta.model_copy(update={"weights_sha256": _sha256(tmp / WEIGHTS_FILE)})
+        meta = meta.model_copy(update={"weights_sha256": file_sha256(tmp / WEIGHTS_FILE)})
         if not meta.tool_versions:
             meta.tool_versions = tool_versions()
         (tmp / META_FILE).write_text(meta.model_dump_json(indent=2) + "\n")
@@ -141,7 +142,7 @@ def read_meta(ckpt_dir: Path) -> CheckpointMeta:
         meta = CheckpointMeta.model_validate(json.loads((ckpt_dir / META_FILE).read_text()))
     except (ValidationError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{ckpt_dir / META_FILE}: invalid checkpoint metadata: {e}") from e
-    digest = _sha256(ckpt_dir / WEIGHTS_FILE)
+    digest = file_sha256(ckpt_dir / WEIGHTS_FILE)
     if meta.weights_sha256 and digest != meta.weights_sha256:
         raise CheckpointError(
             f"{ckpt_dir / WEIGHTS_FILE}: sha256 does not match checkpoint.json (the weights were edited)"

@@ -9,7 +9,6 @@ by the seed; standardisation statistics come from the training split only and tr
 from __future__ import annotations
 
 import csv
-import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from training.checkpoint import PreprocessingSpec
+from training.checkpoint import PreprocessingSpec, file_sha256
 from training.recipe import DataConfig
 
 if TYPE_CHECKING:
@@ -84,7 +83,7 @@ def splits_for_checkpoint(meta: CheckpointMeta) -> Splits:
     path = data.get("path")
     if path and not Path(path).is_file():
         raise DataError(f"the checkpoint's data file {path} no longer exists")
-    if path and data.get("sha256") and _sha256(Path(path)) != data["sha256"]:
+    if path and data.get("sha256") and file_sha256(Path(path)) != data["sha256"]:
         raise DataError(f"the checkpoint's data file {path} changed since training (sha256 differs)")
     cfg = DataConfig.model_validate({k: v for k, v in data.items() if k in DataConfig.model_fields})
     splits = _make_splits(cfg, int(data.get("seed", 0)), meta.task, preprocessing=meta.preprocessing)
@@ -102,7 +101,7 @@ def _make_splits(cfg: DataConfig, seed: int, task: str, preprocessing: Preproces
     meta = {**cfg.model_dump(), "seed": seed, "task": task, "num_samples": len(dataset.y)}
     if cfg.path:
         meta["path"] = str(Path(cfg.path).resolve())
-        meta["sha256"] = _sha256(Path(cfg.path))
+        meta["sha256"] = file_sha256(Path(cfg.path))
     meta["split_sizes"] = {k: len(v) for k, v in parts.items()}
     arrays = {k: (apply_preprocessing(dataset.X[idx], spec), dataset.y[idx]) for k, idx in parts.items()}
     return Splits(
@@ -329,7 +328,3 @@ def _check_split_size(y: np.ndarray, held_out: float, stratify: bool) -> None:
             raise DataError(f"{len(y)} samples are too few for {len(counts)} classes with these split fractions")
     elif len(y) < 3:
         raise DataError(f"{len(y)} samples are too few to split into train/val/test")
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
