@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import json
 import re
 import shlex
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
@@ -192,6 +194,30 @@ def read_requirements(path: Path) -> dict[str, str]:
 
 def normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def dependency_closure(requirements: dict[str, str]) -> set[str]:
+    """The listed distributions and everything they depend on at run time (this environment's metadata).
+
+    Distributions not installed here (GPU-only ones such as onnxruntime-gpu, which cannot sit beside
+    onnxruntime) end the walk on their branch.
+    """
+    seen: set[str] = set()
+    todo = list(requirements)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = md.requires(name) or []
+        except md.PackageNotFoundError:
+            continue
+        for text in requires:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(normalise(req.name))
+    return seen
 
 
 # -------------------------------------------------------------------------------------------------- kustomize

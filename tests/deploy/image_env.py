@@ -12,31 +12,9 @@ import importlib.metadata as md
 import shutil
 from pathlib import Path
 
-from packaging.requirements import Requirement
-
-from tests.deploy.files import ROOT, normalise
+from tests.deploy.files import ROOT, dependency_closure
 
 IMAGE_PACKAGES = ("serving", "modelpress")
-
-
-def resolve(requirements: dict[str, str]) -> set[str]:
-    """The listed distributions and their runtime dependencies, as installed here."""
-    seen: set[str] = set()
-    todo = list(requirements)
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        try:
-            requires = md.requires(name) or []
-        except md.PackageNotFoundError:
-            continue  # GPU-only distributions are not installed beside the CPU ones
-        for text in requires:
-            req = Requirement(text)
-            if req.marker is None or req.marker.evaluate({"extra": ""}):
-                todo.append(normalise(req.name))
-    return seen
 
 
 def _top_level_entries(dist: md.Distribution) -> set[str]:
@@ -53,7 +31,7 @@ def _top_level_entries(dist: md.Distribution) -> set[str]:
 def build(target: Path, requirements: dict[str, str]) -> Path:
     """Lay out the image's importable world in ``target`` and return it (for PYTHONPATH with ``python -S``)."""
     target.mkdir(parents=True, exist_ok=True)
-    for name in sorted(resolve(requirements)):
+    for name in sorted(dependency_closure(requirements)):
         try:
             dist = md.distribution(name)
         except md.PackageNotFoundError:

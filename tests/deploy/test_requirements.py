@@ -10,31 +10,11 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from tests.deploy.files import REQUIREMENTS, ROOT, normalise, read_requirements
+from tests.deploy.files import REQUIREMENTS, ROOT, dependency_closure, normalise, read_requirements
 
 # Code that goes into the serving images (Dockerfile stages serve-build / serve-gpu-build).
 SERVED_PACKAGES = ("serving", "modelpress")
 FORBIDDEN = {"torch", "torchvision", "onnx", "onnxscript", "optuna", "scikit-learn", "transformers", "matplotlib"}
-
-
-def closure(requirements: dict[str, str]) -> set[str]:
-    """The listed distributions and everything they depend on (read from this environment's metadata)."""
-    seen: set[str] = set()
-    todo = list(requirements)
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        try:
-            requires = md.requires(name) or []
-        except md.PackageNotFoundError:
-            continue  # e.g. onnxruntime-gpu, not installable beside onnxruntime
-        for text in requires:
-            req = Requirement(text)
-            if req.marker is None or req.marker.evaluate({"extra": ""}):
-                todo.append(normalise(req.name))
-    return seen
 
 
 def _import_names(dists: set[str]) -> set[str]:
@@ -97,7 +77,7 @@ def served_imports() -> dict[str, tuple[str, bool]]:
 def test_no_torch_in_the_server_images(name: str) -> None:
     listed = read_requirements(REQUIREMENTS / name)
     assert not FORBIDDEN & set(listed)
-    assert not FORBIDDEN & closure(listed), "a serving dependency pulls in torch-side packages"
+    assert not FORBIDDEN & dependency_closure(listed), "a serving dependency pulls in torch-side packages"
 
 
 def test_one_onnxruntime_flavour_per_image() -> None:
@@ -112,7 +92,7 @@ def test_one_onnxruntime_flavour_per_image() -> None:
 
 @pytest.mark.parametrize("name", ["serve.txt", "serve-gpu.txt"])
 def test_every_serving_import_is_installed(name: str) -> None:
-    provided = _import_names(closure(read_requirements(REQUIREMENTS / name)))
+    provided = _import_names(dependency_closure(read_requirements(REQUIREMENTS / name)))
     missing = {
         module: where
         for module, (where, optional) in served_imports().items()
