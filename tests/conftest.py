@@ -1,0 +1,22 @@
+"""Fixtures shared across test folders, built once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer BERT folder with its tokenizer (text tests in training and export)."""
+    from tests.training.text.tiny_bert import build_tiny_bert_folder
+
+    return build_tiny_bert_folder(tmp_path_factory.mktemp("tiny-bert") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.training.text.tiny_bert import write_corpus
+
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "corpus.txt")
