@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,13 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from benchmarks.processes import free_port
 from tests.deploy.files import PREFIX, ROOT, Stage, one
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _image_env(stage: Stage, configmap: dict, image_path: Path, **overrides: str) -> dict[str, str]:
@@ -86,7 +80,7 @@ def test_serve_entrypoint_runs_healthcheck_passes_and_drains(
 ) -> None:
     stage = stages["serve"]
     configmap = next(c for c in rendered["overlays/cpu"] if c["kind"] == "ConfigMap")
-    port = _free_port()
+    port = free_port()
     env = _image_env(
         stage,
         configmap,
@@ -143,7 +137,7 @@ def test_gpu_settings_refuse_to_start_without_cuda(
         serve_image_path,
         MODELPRESS_REPOSITORY=str(tiny_repository),
         MODELPRESS_HOST="127.0.0.1",
-        MODELPRESS_PORT=str(_free_port()),
+        MODELPRESS_PORT=str(free_port()),
     )
     import onnxruntime
 

@@ -59,12 +59,6 @@ async def client_for(repository: Path, **overrides: object) -> AsyncIterator[htt
         yield client
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def uvicorn_server(settings: Settings) -> Iterator[str]:
     """A real uvicorn on a free 127.0.0.1 port in a thread; yields its base URL."""

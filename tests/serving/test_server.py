@@ -15,7 +15,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.serving.conftest import free_port, settings_for, uvicorn_server
+from benchmarks.processes import free_port
+from tests.serving.conftest import settings_for, uvicorn_server
 from tests.serving.models import CLASSES, FEATURES, classifier_reference
 
 BIN = Path(sys.executable).parent
