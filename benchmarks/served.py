@@ -52,7 +52,7 @@ def echo_target() -> Target:
                   lambda port: python_module("benchmarks.baselines.echo_server", "--port", str(port)))  # fmt: skip
 
 
-def _payload(kind: str, model: str, features: int, seed: int = 0) -> Payload:
+def payload_for(kind: str, model: str, features: int, seed: int = 0) -> Payload:
     sample = np.random.default_rng(seed).standard_normal((1, features)).astype(np.float32)
     return v2_binary(model, "input", sample, output="logits") if kind == "binary" else v2_json(model, "input", sample)
 
@@ -70,7 +70,7 @@ def run_target(
         plan = [(kind, c) for kind in target.payload_kinds for c in concurrencies]
         for kind, concurrency in tqdm(plan, desc=target.label, unit="step"):
             before = scrape(base, model)
-            result = asyncio.run(run_step(base, _payload(kind, model, features), concurrency=concurrency,
+            result = asyncio.run(run_step(base, payload_for(kind, model, features), concurrency=concurrency,
                                           duration=duration))  # fmt: skip
             result.server = step_split(before, scrape(base, model))
             steps.append(result.as_dict())

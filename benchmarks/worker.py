@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 from pathlib import Path
 
 from benchmarks.processes import rss_bytes
-from export.compare.runners import TEXT_BATCH, is_text, ort_callable, ort_session, synthetic_inputs, torch_callable
+from export.compare.runners import ort_callable, ort_session, synthetic_inputs, throughput_batch, torch_callable
 from export.compare.timing import QUICK, STANDARD, measure, rows_per_second
 from serving.manifest import read_manifest
 
@@ -32,11 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     budget = QUICK if args.quick else STANDARD
-    import os
-
     rss_start = rss_bytes(os.getpid())
     manifest = read_manifest(args.version_dir)
-    batch = min(args.batch, TEXT_BATCH) if is_text(manifest) else args.batch  # text: batch 8 × 64 tokens
+    batch = throughput_batch(manifest, args.batch)
     single, batched = synthetic_inputs(manifest, 1), synthetic_inputs(manifest, batch)
     if args.kind == "ort":
         session = ort_session(args.version_dir / manifest.model_file, args.threads)

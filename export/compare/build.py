@@ -11,14 +11,13 @@ from rich.progress import Progress
 from export.compare.machine import describe_machine
 from export.compare.macs import count_macs
 from export.compare.runners import (
-    TEXT_BATCH,
     TEXT_SEQUENCE,
     concrete_shape,
     graph_inputs,
-    is_text,
     ort_callable,
     ort_session,
     synthetic_inputs,
+    throughput_batch,
     torch_callable,
 )
 from export.compare.schema import Report, TorchBaseline, VariantRow
@@ -112,9 +111,7 @@ def _measure_variant(
     except ValueError as e:
         row.notes.append(f"latency not measured: {e}")
         return
-    if is_text(manifest):
-        # A text model's batch of 64 sequences takes seconds; 8 is the size its benchmarks use.
-        batch = min(batch, TEXT_BATCH)
+    batch = throughput_batch(manifest, batch)
     if row.macs is None:
         shapes = {spec.name: concrete_shape(spec, 1, TEXT_SEQUENCE) for spec in graph_inputs(manifest)}
         row.macs = count_macs(model_path, shapes)

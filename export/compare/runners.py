@@ -40,6 +40,14 @@ def is_text(manifest: ModelManifest) -> bool:
     return any(spec.datatype == "BYTES" for spec in manifest.inputs)
 
 
+def throughput_batch(manifest: ModelManifest, batch: int) -> int:
+    """The batch a throughput figure uses.
+
+    ``batch``, but at most :data:`TEXT_BATCH` for a text model, whose batch of 64 sequences takes seconds.
+    """
+    return min(batch, TEXT_BATCH) if is_text(manifest) else batch
+
+
 def synthetic_inputs(
     manifest: ModelManifest, batch: int, *, dynamic: int = TEXT_SEQUENCE, seed: int = 0
 ) -> dict[str, np.ndarray]:

@@ -66,14 +66,14 @@ def register(app: typer.Typer) -> None:
 
         from benchmarks.loadgen import run_step
         from benchmarks.scrape import scrape, step_split
-        from benchmarks.served import _payload
+        from benchmarks.served import payload_for
 
         if payload not in ("json", "binary"):
             fail(f"--payload {payload!r}: expected json or binary")
         url = url.rstrip("/")
         for level in _levels(concurrency):
             before = scrape(url, model)
-            result = asyncio.run(run_step(url, _payload(payload, model, features), concurrency=level,
+            result = asyncio.run(run_step(url, payload_for(payload, model, features), concurrency=level,
                                           duration=duration))  # fmt: skip
             result.server = step_split(before, scrape(url, model))
             typer.echo(json.dumps(result.as_dict()))
