@@ -85,7 +85,7 @@ def train_recipe(recipe: Recipe, out_dir: Path, *, progress: bool = True) -> Pat
     distributed.init_from_env(recipe.training.device)
     seed_everything(recipe.seed)
     splits = load_splits(recipe.data, recipe.seed, task=recipe.task)
-    model = _build(recipe, splits)
+    model = build_for_recipe(recipe, splits)
     return _train_and_save(model, splits, recipe, out_dir, progress=progress, resume_state=None)
 
 
@@ -118,7 +118,7 @@ def resume_checkpoint(
         )
     distributed.init_from_env(recipe.training.device)
     splits = splits_for_checkpoint(meta)
-    model = _build(recipe, splits)
+    model = build_for_recipe(recipe, splits)
     return _train_and_save(model, splits, recipe, out_dir, progress=progress, resume_state=state)
 
 
@@ -142,7 +142,12 @@ def evaluate_checkpoint(ckpt_dir: Path, data_file: str | Path | None = None, lab
     return {"data": what, "samples": len(y), "metrics": metrics}
 
 
-def _build(recipe: Recipe, splits: Splits) -> torch.nn.Module:
+def build_for_recipe(recipe: Recipe, splits: Splits) -> torch.nn.Module:
+    """The recipe's untrained model, shaped for the data, after checking its monitor and device.
+
+    Raises:
+        TrainingError: the architecture does not fit the data, or the monitor or device is invalid.
+    """
     try:
         check_monitor(recipe.training.early_stopping.metric, recipe.task)
         resolve_device(recipe.training.device)

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.api import TrainingError, check_out_dir, seed_everything, train_recipe
+from training.api import TrainingError, build_for_recipe, check_out_dir, seed_everything, train_recipe
 from training.data import Splits, cv_splits, load_splits
-from training.models import ARCHITECTURES, build_model
+from training.models import ARCHITECTURES
 from training.recipe import ParamSpec, Recipe, RecipeError, recipe_from_dict, set_dotted
 from training.trainer import evaluate_outputs, fit, monitor_names, predict
 
@@ -226,16 +226,7 @@ def _apply(raw: dict[str, Any], recipe: Recipe, values: dict[str, Any], specs: d
 
 
 def _train_once(recipe: Recipe, splits: Splits, report: Any) -> float:
-    try:
-        model = build_model(
-            recipe.model.architecture,
-            recipe.model.config,
-            input_shape=splits.input_shape,
-            num_outputs=splits.num_outputs,
-            task=recipe.task,
-        )
-    except ValueError as e:
-        raise TrainingError(str(e)) from e
+    model = build_for_recipe(recipe, splits)
     cfg = recipe.training.model_copy(update={"seed": recipe.seed})
     fit(model, splits, cfg, progress=False, on_epoch_end=report)
     metrics = evaluate_outputs(
