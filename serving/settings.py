@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     max_queue_size: int = Field(default=256, ge=1, description="Requests waiting per model; beyond it: 503.")
     request_timeout_s: float = Field(default=30.0, gt=0, description="Longest an inference may take; then 504.")
     max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0, description="Largest request body; beyond: 413.")
+    max_tensor_elements: int = Field(
+        default=16 * 1024 * 1024, gt=0, description="Most elements in one input tensor (shape product); beyond: 413."
+    )
+    max_batch_rows: int = Field(
+        default=4096, gt=0, description="Most rows in one request (first dimension, or V1 instances); beyond: 413."
+    )
     repository_api: bool = Field(
         default=False, description="Enable POST /v2/repository/... (load, unload); refused without auth."
     )
