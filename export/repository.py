@@ -3,15 +3,25 @@
 A reader never sees half a version: the version folder appears by one ``rename`` of a complete, verified
 folder. The version number is taken at rename time: ``rename`` onto an existing non-empty folder fails,
 so two publishers racing for the same number cannot both win; the loser retries with the next one.
+
+A run of several versions is all or nothing, even under ``kill -9``: each version is listed in the run's
+journal before its rename, and readers ignore listed versions until the journal is deleted (see
+``serving.manifest.pending_versions``). The journal is locked while its run lives; the next publish finds a
+journal nobody holds, retracts its versions and removes stale staging folders, so the repository is back to
+its bytes before the interrupted run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
+import json
+import logging
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +30,19 @@ from export.errors import ExportError, VerificationError
 from export.onnx_files import copy_model
 from export.ort_session import cpu_session
 from serving.manifest import (
+    JOURNAL_PREFIX,
+    JOURNAL_SUFFIX,
     ManifestError,
     ModelManifest,
     file_records,
-    list_versions,
+    read_journal,
     read_manifest,
+    taken_versions,
     verify_files,
     write_manifest,
 )
+
+log = logging.getLogger("export.repository")
 
 STAGING_PREFIX = ".staging-"
 MAX_VERSION_ATTEMPTS = 100
@@ -84,14 +99,20 @@ class StagedVersion:
         except Exception as e:  # onnxruntime's load errors
             raise VerificationError(f"staged {self.manifest.name}: ONNX Runtime cannot load it: {e}") from e
 
-    def commit(self, version: int | None = None) -> Published:
-        """Rename into the next free version (or exactly ``version``) and return where it landed."""
-        number = version or (max(list_versions(self.model_dir), default=0) + 1)
+    def commit(self, version: int | None = None, *, journal: PublishJournal | None = None) -> Published:
+        """Rename into the next free version (or exactly ``version``) and return where it landed.
+
+        With a ``journal``, each target is listed in it before the rename, so it stays unpublished until the
+        run finishes.
+        """
+        number = version or (max(taken_versions(self.model_dir), default=0) + 1)
         for _ in range(MAX_VERSION_ATTEMPTS):
             if number != self.manifest.version:
                 self.manifest = self.manifest.model_copy(update={"version": number})
                 write_manifest(self.manifest, self.path)
             target = self.model_dir / str(number)
+            if journal is not None:
+                journal.intend(self.manifest.name, number)
             try:
                 if target.exists():  # rename() would replace an empty folder; a version number is never reused
                     raise FileExistsError(errno.EEXIST, "version exists", str(target))
@@ -103,7 +124,7 @@ class StagedVersion:
                     raise ExportError(
                         f"{self.manifest.name} version {version} already exists; versions are never overwritten"
                     ) from e
-                number = max([number, *list_versions(self.model_dir)]) + 1
+                number = max([number, *taken_versions(self.model_dir)]) + 1
                 continue
             self.path = target
             return Published(self.manifest.name, number, target, self.manifest)
@@ -116,10 +137,78 @@ class StagedVersion:
 
 def retract(published: Published) -> None:
     """Undo a commit of this run (a later variant failed): hide the folder first, then delete it."""
-    hidden = published.path.with_name(f"{STAGING_PREFIX}retract-{published.version}")
-    os.rename(published.path, hidden)
+    _retract_folder(published.path)
+
+
+def _retract_folder(path: Path) -> None:
+    hidden = path.with_name(f"{STAGING_PREFIX}retract-{path.name}-{uuid.uuid4().hex[:8]}")
+    os.rename(path, hidden)
     shutil.rmtree(hidden, ignore_errors=True)
-    _remove_if_empty(published.path.parent)
+    _remove_if_empty(path.parent)
+
+
+class PublishJournal:
+    """The versions one run is renaming into place; held locked (``flock``) while the run lives.
+
+    The kernel drops the lock when the process dies, even by SIGKILL: a journal nobody holds belongs to a dead
+    run. ``flock``, not ``lockf``: a POSIX lock is released when the process closes *any* descriptor of the
+    file, and readers in the same process (``list_versions``) open and close the journal.
+    """
+
+    def __init__(self, repository: Path) -> None:
+        self.path = repository / f"{JOURNAL_PREFIX}{uuid.uuid4().hex}{JOURNAL_SUFFIX}"
+        self._fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_APPEND, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def intend(self, name: str, version: int) -> None:
+        """List ``name`` v``version`` durably before it is renamed into place."""
+        os.write(self._fd, (json.dumps({"name": name, "version": version}) + "\n").encode())
+        os.fsync(self._fd)
+
+    def finish(self) -> None:
+        """The commit point: once the journal is gone, every version it listed is published."""
+        if self._fd < 0:
+            return
+        self.path.unlink(missing_ok=True)
+        os.close(self._fd)
+        self._fd = -1
+
+
+def recover_interrupted(repository: Path, *, own: PublishJournal | None = None) -> list[Path]:
+    """Roll back publish runs that died half-way; returns the version folders removed.
+
+    A journal whose lock can be taken belongs to a dead run: its versions are retracted, then the journal is
+    deleted. Staging folders are swept only when no other run is alive (a live run's staging looks the same).
+    """
+    removed: list[Path] = []
+    alive = False
+    for journal in sorted(repository.glob(f"{JOURNAL_PREFIX}*{JOURNAL_SUFFIX}")):
+        if own is not None and journal == own.path:
+            continue
+        try:
+            fd = os.open(journal, os.O_RDWR)
+        except FileNotFoundError:  # finished meanwhile
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                alive = True
+                continue
+            for name, version in sorted(read_journal(journal), reverse=True):
+                folder = repository / name / str(version)
+                if folder.is_dir():
+                    _retract_folder(folder)
+                    removed.append(folder)
+            journal.unlink()
+            log.warning("rolled back an interrupted publish run: %s", [str(p) for p in removed] or "nothing committed")
+        finally:
+            os.close(fd)
+    if not alive:
+        for stale in repository.glob(f"*/{STAGING_PREFIX}*"):
+            shutil.rmtree(stale, ignore_errors=True)
+            _remove_if_empty(stale.parent)
+    return removed
 
 
 def commit_all(
@@ -133,6 +222,8 @@ def commit_all(
         version: the version number to publish under, or None for each model's next free number.
     """
     repository.mkdir(parents=True, exist_ok=True)
+    journal = PublishJournal(repository)  # taken before staging, so a later run can tell our staging is alive
+    recover_interrupted(repository, own=journal)
     staged: list[StagedVersion] = []
     published: list[Published] = []
     try:
@@ -140,13 +231,15 @@ def commit_all(
             staged.append(make_stage())
             staged[-1].verify()
         for stage in staged:
-            published.append(stage.commit(version))
+            published.append(stage.commit(version, journal=journal))
+        journal.finish()
     except BaseException:
         for done in reversed(published):
             retract(done)
         for stage in staged:
             if stage.path.name.startswith("."):
                 stage.discard()
+        journal.finish()
         raise
     return published
 

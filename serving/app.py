@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
 
+from serving.auth import AuthConfigError, BearerAuthMiddleware, TokenSource
 from serving.dataplane import DataPlane
 from serving.drain import Drain, InflightMiddleware
 from serving.errors import HANDLERS, CatchAllMiddleware
@@ -31,6 +32,7 @@ from serving.repository import ModelRepository, RuntimeFactory
 from serving.rest import metrics as metrics_routes
 from serving.rest import repository as repository_routes
 from serving.rest import v1, v2
+from serving.rest.common import errors
 from serving.runtime.onnx import OnnxModel, RuntimeOptions
 from serving.runtime.providers import ProviderConfig
 from serving.settings import Settings, SettingsError, load_settings
@@ -91,6 +93,10 @@ def create_app(
             settings = load_settings()
         except SettingsError as e:
             raise SystemExit(f"error: {e}") from e
+    try:
+        tokens = TokenSource.from_settings(settings)
+    except AuthConfigError as e:
+        raise SystemExit(f"error: {e}") from e
     metrics = Metrics(registry, settings.duration_buckets())
     compute = ThreadPoolExecutor(max_workers=settings.compute_threads, thread_name_prefix="modelpress-run")
     loads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelpress-load")
@@ -132,10 +138,14 @@ def create_app(
     app.state.metrics = metrics
     app.state.dataplane = dataplane
     app.state.drain = drain
+    unauthorized = errors(401) if tokens is not None else None
     for router in (v2.router, v1.router, repository_routes.router, metrics_routes.router):
-        app.include_router(router)
+        app.include_router(router, responses=unauthorized)
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(InflightMiddleware, drain=drain)
+    if tokens is not None:  # outermost: a request without the token touches nothing else
+        guard = {"health": settings.auth_health, "metrics": settings.auth_metrics}
+        app.add_middleware(BearerAuthMiddleware, tokens=tokens, **guard)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

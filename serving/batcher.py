@@ -177,7 +177,10 @@ class Batcher:
             try:
                 result = await self._run(merged, names)
             except Exception as e:
-                _fail(batch, e)
+                if len(batch) == 1:
+                    _fail(batch, e)
+                else:  # one request that breaks the model must not fail the others joined with it
+                    await self._run_each(batch)
                 return
             compute_s = self._clock() - started
             rows = sum(item.rows for item in batch)
@@ -186,6 +189,22 @@ class Batcher:
             self._split(batch, result, started, compute_s, rows)
         finally:
             self._slots.release()
+
+    async def _run_each(self, batch: list[Pending]) -> None:
+        """After a failed batch: run its requests one by one, so only the ones that fail alone get the error."""
+        for item in batch:
+            if item.future.done():
+                continue
+            started = self._clock()
+            try:
+                result = await self._run(item.inputs, item.outputs)
+            except Exception as e:
+                _fail([item], e)
+                continue
+            compute_s = self._clock() - started
+            if self._stats.on_batch:
+                self._stats.on_batch(item.rows, compute_s)
+            self._split([item], result, started, compute_s, item.rows)
 
     def _split(
         self, batch: list[Pending], result: dict[str, np.ndarray], started: float, compute_s: float, rows: int

@@ -215,11 +215,52 @@ def verify_files(manifest: ModelManifest, version_dir: Path) -> None:
             raise ManifestError(f"{path}: sha256 {digest[:12]}… does not match the manifest's {record.sha256[:12]}…")
 
 
-def list_versions(model_dir: Path) -> list[int]:
-    """Numeric version folders of one model, ascending; hidden and non-numeric entries are ignored."""
+# A publish run that renames several versions into place lists each one in its journal,
+# <repository>/.publish-<id>.journal (one JSON line per version, written before the rename), and deletes the
+# journal once all of them are in place: that deletion is the run's commit point. Until then its versions are
+# not published, so a run killed half-way never shows half of itself; the next publish rolls it back.
+JOURNAL_PREFIX = ".publish-"
+JOURNAL_SUFFIX = ".journal"
+
+
+def read_journal(path: Path) -> set[tuple[str, int]]:
+    """The (model, version) pairs a publish journal lists; a torn last line (the run died writing it) is skipped."""
+    try:
+        text = path.read_text()
+    except OSError:  # the run finished meanwhile
+        return set()
+    entries = set()
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+            entries.add((str(entry["name"]), int(entry["version"])))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return entries
+
+
+def pending_versions(repository: Path) -> set[tuple[str, int]]:
+    """Versions renamed into place by publish runs that have not finished (or died): not published."""
+    pending: set[tuple[str, int]] = set()
+    for journal in repository.glob(f"{JOURNAL_PREFIX}*{JOURNAL_SUFFIX}"):
+        pending |= read_journal(journal)
+    return pending
+
+
+def taken_versions(model_dir: Path) -> list[int]:
+    """Every numeric version folder of one model, published or still pending (a publisher never reuses one)."""
     if not model_dir.is_dir():
         return []
     return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def list_versions(model_dir: Path) -> list[int]:
+    """Published versions of one model, ascending: numeric folders not pending in a publish journal.
+
+    Hidden and non-numeric entries are ignored.
+    """
+    pending = {version for name, version in pending_versions(model_dir.parent) if name == model_dir.name}
+    return [v for v in taken_versions(model_dir) if v not in pending]
 
 
 def list_models(repository: Path) -> list[str]:

@@ -6,6 +6,8 @@ import copy
 import functools
 import os
 
+from pydantic import SecretStr
+
 from serving.runtime.providers import ProviderConfig, preflight
 from serving.settings import Settings
 
@@ -15,11 +17,12 @@ class ServeError(Exception):
 
 
 def check(settings: Settings) -> None:
-    """Fail fast, before binding a port: repository folder and execution providers (``--require-gpu``).
+    """Fail fast, before binding a port: repository folder, execution providers (``--require-gpu``), auth token.
 
     Raises:
         ServeError: naming the problem.
     """
+    from serving.auth import AuthConfigError, TokenSource
     from serving.runtime.providers import ProviderError
 
     if not settings.repository.is_dir():
@@ -28,12 +31,18 @@ def check(settings: Settings) -> None:
         preflight(ProviderConfig(requested=tuple(settings.providers), require_gpu=settings.require_gpu))
     except ProviderError as e:
         raise ServeError(str(e)) from e
+    try:
+        TokenSource.from_settings(settings)
+    except AuthConfigError as e:
+        raise ServeError(str(e)) from e
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The settings as ``MODELPRESS_*`` variables, so worker processes started by uvicorn rebuild them."""
     env = {}
     for name, value in settings.model_dump(exclude_none=True).items():
+        if isinstance(value, SecretStr):  # model_dump masks it; the workers need the real token
+            value = value.get_secret_value()
         text = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
         env[f"MODELPRESS_{name.upper()}"] = text
     return env

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -66,7 +66,23 @@ class Settings(BaseSettings):
     max_queue_size: int = Field(default=256, ge=1, description="Requests waiting per model; beyond it: 503.")
     request_timeout_s: float = Field(default=30.0, gt=0, description="Longest an inference may take; then 504.")
     max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0, description="Largest request body; beyond: 413.")
-    repository_api: bool = Field(default=False, description="Enable POST /v2/repository/... (load, unload).")
+    max_tensor_elements: int = Field(
+        default=16 * 1024 * 1024, gt=0, description="Most elements in one input tensor (shape product); beyond: 413."
+    )
+    max_batch_rows: int = Field(
+        default=4096, gt=0, description="Most rows in one request (first dimension, or V1 instances); beyond: 413."
+    )
+    repository_api: bool = Field(
+        default=False, description="Enable POST /v2/repository/... (load, unload); refused without auth."
+    )
+    auth_token: SecretStr | None = Field(
+        default=None, description="Bearer token clients must send (Authorization: Bearer <token>); unset: no auth."
+    )
+    auth_token_file: Path | None = Field(
+        default=None, description="File holding the bearer token (e.g. a mounted Kubernetes Secret), re-read on change."
+    )
+    auth_health: bool = Field(default=False, description="Require the token on /v2/health/* too (probes send none).")
+    auth_metrics: bool = Field(default=False, description="Require the token on /metrics too.")
     metrics_buckets: Annotated[list[float] | None, NoDecode] = Field(
         default=None, description="Buckets (seconds) of the duration histograms (comma-separated in env)."
     )
@@ -101,6 +117,19 @@ class Settings(BaseSettings):
             raise ValueError(f"metrics buckets must be a non-empty strictly increasing list, got {value}")
         return value
 
+    @model_validator(mode="after")
+    def _auth_consistent(self) -> Settings:
+        if self.auth_token is not None and self.auth_token_file is not None:
+            raise ValueError("set auth_token or auth_token_file, not both")
+        if self.repository_api and not self.auth_enabled():
+            raise ValueError(
+                "the repository API (load/unload) needs auth: set MODELPRESS_AUTH_TOKEN or MODELPRESS_AUTH_TOKEN_FILE"
+            )
+        return self
+
+    def auth_enabled(self) -> bool:
+        return self.auth_token is not None or self.auth_token_file is not None
+
     def duration_buckets(self) -> tuple[float, ...]:
         return tuple(self.metrics_buckets) if self.metrics_buckets else DEFAULT_DURATION_BUCKETS
 
@@ -119,4 +148,7 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as e:
         first = e.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        raise SettingsError(f"setting '{field}' (MODELPRESS_{field.upper()}): {first['msg']}") from e
+        message = first["msg"].removeprefix("Value error, ")
+        if not field:  # a rule across several settings (e.g. the repository API without auth)
+            raise SettingsError(f"settings: {message}") from e
+        raise SettingsError(f"setting '{field}' (MODELPRESS_{field.upper()}): {message}") from e

@@ -15,6 +15,9 @@ def register(app: typer.Typer) -> None:
         require_gpu: bool = typer.Option(False, "--require-gpu", help="Fail instead of falling back to CPU."),
         repository_api: bool = typer.Option(False, "--repository-api", help="Enable the load/unload API."),
         log_level: str = typer.Option(None, help="critical, error, warning, info, debug \\[default: info]."),
+        auth_token_file: Path = typer.Option(
+            None, "--auth-token-file", help="Require 'Authorization: Bearer <token>' with the token in this file."
+        ),
     ) -> None:
         """Serve a model repository over KServe V2 / V1 REST with Prometheus metrics (also MODELPRESS_* env)."""
         from modelpress.errors import user_errors
@@ -25,6 +28,7 @@ def register(app: typer.Typer) -> None:
         given = {
             "repository": repository, "host": host, "port": port, "workers": workers, "log_level": log_level,
             "require_gpu": require_gpu or None, "repository_api": repository_api or None,
+            "auth_token_file": auth_token_file,
         }  # fmt: skip
         with user_errors(SettingsError, ServeError):
             run(load_settings(**{k: v for k, v in given.items() if v is not None}))

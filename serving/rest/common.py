@@ -27,6 +27,7 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for the error statuses a route can answer."""
     text = {
         400: "Bad request: the message names the input and expected vs received",
+        401: "Missing or wrong bearer token (auth on): WWW-Authenticate tells how to authenticate",
         403: "Repository API disabled",
         404: "Unknown model or version",
         413: "Body over max_body_bytes",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -10,8 +10,9 @@ from serving.errors import ForbiddenError
 from serving.protocol.types import RepositoryIndexEntry, RepositoryIndexRequest
 from serving.rest.body import parse_json_model, read_body, require_json
 from serving.rest.common import dataplane_of, errors, json_response
+from serving.rest.limits import valid_path_names
 
-router = APIRouter(tags=["repository"])
+router = APIRouter(tags=["repository"], dependencies=[Depends(valid_path_names)])
 
 
 def _enabled(request: Request) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -10,8 +10,9 @@ from serving.errors import UnavailableError
 from serving.protocol.types import PredictRequest, PredictResponse
 from serving.rest.body import parse_json_model, read_body, require_json
 from serving.rest.common import dataplane_of, errors, json_response, tracked
+from serving.rest.limits import check_rows, valid_path_names
 
-router = APIRouter(tags=["v1"])
+router = APIRouter(tags=["v1"], dependencies=[Depends(valid_path_names)])
 
 _BODY = {
     "requestBody": {
@@ -45,6 +46,7 @@ async def predict(request: Request, model_name: str) -> Response:
         require_json(request)
         body = await read_body(request, dataplane.settings.max_body_bytes)
         parsed = parse_json_model(PredictRequest, body, "predict request")
+        check_rows(len(parsed.instances), dataplane.settings, "instances")
         served, predictions, parameters = await dataplane.predict(model_name, None, parsed.instances)
         track.served, track.rows = served, len(parsed.instances)
         return json_response({"predictions": predictions, **({"parameters": parameters} if parameters else {})})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -20,8 +20,9 @@ from serving.protocol.types import (
 )
 from serving.rest.body import read_infer_request
 from serving.rest.common import dataplane_of, errors, json_response, tracked
+from serving.rest.limits import check_infer_limits, valid_path_names
 
-router = APIRouter(tags=["v2"])
+router = APIRouter(tags=["v2"], dependencies=[Depends(valid_path_names)])
 
 _INFER_BODY = {
     "requestBody": {
@@ -135,6 +136,7 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     dataplane = dataplane_of(request)
     async with tracked(dataplane, name, "v2") as track:
         parsed, binary = await read_infer_request(request, dataplane.settings.max_body_bytes)
+        check_infer_limits(parsed, dataplane.settings)
         result = await dataplane.infer(name, version, parsed, binary)
         track.served, track.rows = result.served, result.rows
         return _response(parsed, result)

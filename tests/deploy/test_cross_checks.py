@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -118,6 +119,24 @@ def test_grace_period_covers_the_drain(
     pre_stop = float(pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][1])
     needed = pre_stop + settings.drain_grace_s + settings.drain_timeout_s
     assert pod["terminationGracePeriodSeconds"] > needed, f"SIGKILL would cut the drain ({needed:.0f} s needed)"
+
+
+@pytest.mark.parametrize("name", SERVER_OVERLAYS)
+def test_auth_token_comes_from_the_mounted_secret(
+    rendered: dict[str, list[dict]], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MODELPRESS_AUTH_TOKEN_FILE names a file inside a read-only mount of a Secret item; probes stay open."""
+    settings = _settings_from(_settings_env(_server_configmap(rendered[name])), monkeypatch)
+    assert settings.auth_token is None
+    assert settings.auth_token_file is not None
+    assert not settings.auth_health, "kubelet probes send no token: health must stay open"
+    pod = one(rendered[name], "Deployment")["spec"]["template"]["spec"]
+    token_file = settings.auth_token_file
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if token_file.parent == Path(m["mountPath"]))
+    assert mount.get("readOnly") is True
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert token_file.name in [item["path"] for item in volume["secret"]["items"]]
+    assert settings.repository_api is False or settings.auth_enabled()
 
 
 def test_gpu_image_env_parses(stages: dict[str, Stage], monkeypatch: pytest.MonkeyPatch) -> None:

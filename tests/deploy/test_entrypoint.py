@@ -76,11 +76,13 @@ def test_image_has_no_torch_and_imports_all_of_serving(serve_image_path: Path) -
 
 
 def test_serve_entrypoint_runs_healthcheck_passes_and_drains(
-    stages: dict[str, Stage], rendered: dict[str, list[dict]], tiny_repository, serve_image_path: Path
+    stages: dict[str, Stage], rendered: dict[str, list[dict]], tiny_repository, serve_image_path: Path, tmp_path: Path
 ) -> None:
     stage = stages["serve"]
     configmap = next(c for c in rendered["overlays/cpu"] if c["kind"] == "ConfigMap")
     port = free_port()
+    secret = tmp_path / "token"  # stands in for the Secret the Deployment mounts
+    secret.write_text("entrypoint-test-token\n")
     env = _image_env(
         stage,
         configmap,
@@ -88,6 +90,7 @@ def test_serve_entrypoint_runs_healthcheck_passes_and_drains(
         MODELPRESS_REPOSITORY=str(tiny_repository),
         MODELPRESS_HOST="127.0.0.1",
         MODELPRESS_PORT=str(port),
+        MODELPRESS_AUTH_TOKEN_FILE=str(secret),
     )
     healthcheck = _healthcheck(stage)
     proc = subprocess.Popen(_entrypoint(stage), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -107,7 +110,9 @@ def test_serve_entrypoint_runs_healthcheck_passes_and_drains(
         check = subprocess.run(healthcheck, env=env, capture_output=True, text=True, timeout=30)
         assert check.returncode == 0, check.stderr
         body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
-        answer = httpx.post(f"{base}/v2/models/tiny/infer", json=body, timeout=10)
+        assert httpx.post(f"{base}/v2/models/tiny/infer", json=body, timeout=10).status_code == 401
+        token = {"Authorization": "Bearer entrypoint-test-token"}
+        answer = httpx.post(f"{base}/v2/models/tiny/infer", json=body, headers=token, timeout=10)
         assert answer.status_code == 200
         assert answer.json()["outputs"][0]["shape"] == [1, 3]
         # What the kubelet sends after preStop: a graceful shutdown (uvicorn re-raises SIGTERM once it is done,

@@ -53,11 +53,11 @@ def test_a_failure_after_some_variants_were_committed_rolls_them_back(checkpoint
     real_commit = StagedVersion.commit
     calls = []
 
-    def commit_then_fail(self, version=None):
+    def commit_then_fail(self, version=None, **kwargs):
         calls.append(self.manifest.name)
         if len(calls) == 3:
             raise OSError("disk full")
-        return real_commit(self, version)
+        return real_commit(self, version, **kwargs)
 
     monkeypatch.setattr(StagedVersion, "commit", commit_then_fail)
     with pytest.raises(OSError, match="disk full"):
@@ -80,7 +80,7 @@ def test_racing_publishers_take_different_versions(checkpoint_for, tmp_path, mon
     export_checkpoint(checkpoint, tmp_path, "digits", variants=["fp32"], data=data, progress=False)
     first, second = staged
     # Both computed "next = 1" before either renamed: the loser's rename fails and it moves on.
-    monkeypatch.setattr("export.repository.list_versions", lambda model_dir: [])
+    monkeypatch.setattr("export.repository.taken_versions", lambda model_dir: [])
     assert first.commit().version == 1
     assert second.commit().version == 2
     for version in (1, 2):

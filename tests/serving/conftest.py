@@ -43,19 +43,28 @@ def settings_for(repository: Path, **overrides: object) -> Settings:
     return Settings(repository=repository, warmup_runs=1, **overrides)
 
 
+# The token tests give the repository API (which refuses to start without auth).
+ADMIN_TOKEN = "test-admin-token"
+ADMIN = {"repository_api": True, "auth_token": ADMIN_TOKEN}
+
+
 @asynccontextmanager
-async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def running(app: FastAPI, headers: dict[str, str] | None = None) -> AsyncIterator[httpx.AsyncClient]:
     """In-process client; ASGITransport does not run the lifespan, so run it here."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", timeout=30, headers=headers
+        ) as client:
             yield client
 
 
 @asynccontextmanager
 async def client_for(repository: Path, **overrides: object) -> AsyncIterator[httpx.AsyncClient]:
+    """In-process client; with ``auth_token`` among the overrides it sends that token on every request."""
     app = create_app(settings_for(repository, **overrides), handle_signals=False)
-    async with running(app) as client:
+    token = overrides.get("auth_token")
+    async with running(app, {"Authorization": f"Bearer {token}"} if token else None) as client:
         yield client
 
 

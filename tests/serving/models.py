@@ -193,3 +193,45 @@ def publish_encoder(repository: Path, name: str = "encoder", version: int = 1) -
         inputs=[TensorSpec(name="text", datatype="BYTES", shape=[-1])],
         outputs=[TensorSpec(name="embedding", datatype="FP32", shape=[-1, EMBED])],
     )  # fmt: skip
+
+
+FRAGILE_FEATURES = 4
+FRAGILE_TRIGGER = 1e6  # an input value above it makes the graph fail inside ONNX Runtime
+
+
+def fragile_graph() -> onnx.GraphProto:
+    """``y = x * 2`` on [-1, 4], except that a value above FRAGILE_TRIGGER makes a Reshape fail at run time.
+
+    The graph is valid and loads (warm-up inputs are small): the Reshape's target is ``[-1, 4 - (max(x) >
+    trigger)]``, so a triggering batch of one row asks ORT to fit 4 elements into rows of 3, which only fails
+    when the kernel runs. That is the shape of a real fault: a model that passes every check and then breaks
+    on some inputs.
+    """
+    nodes = [
+        helper.make_node("ReduceMax", ["x"], ["peak"], keepdims=0),
+        helper.make_node("Greater", ["peak", "trigger"], ["hot"]),
+        helper.make_node("Cast", ["hot"], ["hot_i"], to=TensorProto.INT64),
+        helper.make_node("Sub", ["four", "hot_i"], ["width"]),
+        helper.make_node("Reshape", ["width", "one_dim"], ["width1"]),
+        helper.make_node("Concat", ["minus_one", "width1"], ["target"], axis=0),
+        helper.make_node("Reshape", ["x", "target"], ["reshaped"]),
+        helper.make_node("Mul", ["reshaped", "two"], ["y"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array(FRAGILE_TRIGGER, dtype=np.float32), "trigger"),
+        numpy_helper.from_array(np.array(FRAGILE_FEATURES, dtype=np.int64), "four"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "one_dim"),
+        numpy_helper.from_array(np.array([-1], dtype=np.int64), "minus_one"),
+        numpy_helper.from_array(np.array(2.0, dtype=np.float32), "two"),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", FRAGILE_FEATURES])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "width"])
+    return helper.make_graph(nodes, "fragile", [x], [y], initializer=inits)
+
+
+def publish_fragile(repository: Path, name: str = "fragile", version: int = 1) -> None:
+    publish(
+        repository, name, version, fragile_graph(), task="regression",
+        inputs=[TensorSpec(name="x", datatype="FP32", shape=[-1, FRAGILE_FEATURES])],
+        outputs=[TensorSpec(name="y", datatype="FP32", shape=[-1, FRAGILE_FEATURES])],
+    )  # fmt: skip

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.serving.conftest import client_for
+from tests.serving.conftest import ADMIN, client_for
 from tests.serving.models import FEATURES, classifier_reference, publish_classifier, publish_multi
 
 pytestmark = pytest.mark.anyio
@@ -32,7 +32,7 @@ def logits_of(response) -> np.ndarray:
 
 async def test_index_lists_versions_with_state(own_repo):
     root, _ = own_repo
-    async with client_for(root, repository_api=True) as c:
+    async with client_for(root, **ADMIN) as c:
         r = await c.post("/v2/repository/index")
         assert r.status_code == 200
         assert {(e["name"], e["version"], e["state"]) for e in r.json()} == {
@@ -45,7 +45,7 @@ async def test_index_lists_versions_with_state(own_repo):
 
 async def test_hot_reload_under_load_has_zero_failures(own_repo):
     root, w1 = own_repo
-    async with client_for(root, repository_api=True, max_queue_delay_us=1000) as c:
+    async with client_for(root, **ADMIN, max_queue_delay_us=1000) as c:
         stop = asyncio.Event()
         answers: list = []
 
@@ -87,7 +87,7 @@ async def test_hot_reload_under_load_has_zero_failures(own_repo):
 
 async def test_tampered_version_is_refused_and_old_keeps_serving(own_repo):
     root, w1 = own_repo
-    async with client_for(root, repository_api=True) as c:
+    async with client_for(root, **ADMIN) as c:
         v2 = publish_classifier(root, version=2, seed=3) and root / "digits" / "2"
         model = v2 / "model.onnx"
         data = bytearray(model.read_bytes())
@@ -108,7 +108,7 @@ async def test_tampered_version_is_refused_and_old_keeps_serving(own_repo):
 
 async def test_truncated_and_invalid_versions_are_refused_with_reason(own_repo):
     root, _ = own_repo
-    async with client_for(root, repository_api=True) as c:
+    async with client_for(root, **ADMIN) as c:
         publish_classifier(root, version=2, seed=3)
         model = root / "digits" / "2" / "model.onnx"
         model.write_bytes(model.read_bytes()[:-10])
@@ -128,7 +128,7 @@ async def test_manifest_that_lies_about_the_model_is_refused(own_repo):
     root, _ = own_repo
     from serving.manifest import read_manifest, write_manifest
 
-    async with client_for(root, repository_api=True) as c:
+    async with client_for(root, **ADMIN) as c:
         publish_classifier(root, version=2, seed=4)
         manifest = read_manifest(root / "digits" / "2")
         manifest.inputs[0].name = "pixels"
@@ -140,7 +140,7 @@ async def test_manifest_that_lies_about_the_model_is_refused(own_repo):
 
 async def test_unload_then_load_again(own_repo):
     root, _ = own_repo
-    async with client_for(root, repository_api=True) as c:
+    async with client_for(root, **ADMIN) as c:
         assert (await c.post("/v2/repository/models/multi/unload")).status_code == 200
         r = await c.get("/v2/models/multi")
         assert r.status_code == 404
@@ -154,7 +154,7 @@ async def test_a_model_that_fails_at_startup_keeps_the_server_not_ready(tmp_path
     publish_classifier(tmp_path)
     publish_classifier(tmp_path, name="broken")
     (tmp_path / "broken" / "1" / "model.onnx").write_bytes(b"not onnx")
-    async with client_for(tmp_path, repository_api=True) as c:
+    async with client_for(tmp_path, **ADMIN) as c:
         assert (await c.get("/v2/health/ready")).status_code == 503
         assert (await c.post("/v2/models/digits/infer", json=BODY)).status_code == 200
         r = await c.get("/v2/models/broken")

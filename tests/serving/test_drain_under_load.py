@@ -1,0 +1,88 @@
+"""SIGTERM while clients keep sending: readiness turns false first, every in-flight request completes, then exit."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+
+from benchmarks.processes import free_port
+from tests.serving.test_server import BODY, _env, _wait_ready
+
+CLIENTS = 6
+
+
+@pytest.mark.slow
+def test_sigterm_under_load_drains_in_order(repo):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    # Each request waits 200 ms for company (also when idle), so several are always in flight.
+    env = _env(
+        MODELPRESS_MAX_QUEUE_DELAY_US="200000",
+        MODELPRESS_WAIT_WHEN_IDLE="true",
+        MODELPRESS_DRAIN_GRACE_S="1",
+        MODELPRESS_LOG_LEVEL="warning",
+    )
+    cmd = [sys.executable, "-m", "serving", "--repository", str(repo), "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results: list[tuple[float, float, object]] = []  # (sent, answered, status or exception name)
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(timeout=30) as session:
+            for _ in range(300):  # bounded
+                if stop.is_set():
+                    return
+                sent = time.monotonic()
+                try:
+                    outcome: object = session.post(f"{url}/v2/models/digits/infer", json=BODY).status_code
+                except httpx.TransportError as e:
+                    outcome = type(e).__name__
+                results.append((sent, time.monotonic(), outcome))
+                if not isinstance(outcome, int):
+                    return
+
+    try:
+        _wait_ready(url, proc)
+        workers = [threading.Thread(target=client) for _ in range(CLIENTS)]
+        for w in workers:
+            w.start()
+        time.sleep(1.5)
+        term_at = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        unready_at = None
+        for _ in range(300):  # readiness polled until it turns false (bounded: ~6 s)
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 503:
+                    unready_at = time.monotonic()
+                    break
+            except httpx.TransportError:
+                break
+            time.sleep(0.02)
+        proc.wait(timeout=60)
+        exited_at = time.monotonic()
+        stop.set()
+        for w in workers:
+            w.join(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _, stderr = proc.communicate()
+
+    assert proc.returncode in (0, -signal.SIGTERM), stderr
+    assert unready_at is not None, "readiness never answered 503 before the exit"
+    assert term_at < unready_at < exited_at
+    before = [r for r in results if r[0] < term_at]
+    assert len(before) >= CLIENTS
+    assert all(status == 200 for _, _, status in before), before  # in flight at SIGTERM: completed
+    inflight_at_term = [r for r in before if r[1] > term_at]
+    assert inflight_at_term, "no request was in flight when SIGTERM came"
+    after = [status for sent, _, status in results if sent >= term_at]
+    assert set(after) <= {200, 503, "ConnectError", "RemoteProtocolError", "ReadError"}, after
+    assert 503 in after  # new work was refused while draining, before the exit
+    assert "Traceback" not in stderr
