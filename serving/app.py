@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
 
+from serving.compute import ComputePool
 from serving.dataplane import DataPlane
 from serving.drain import Drain, InflightMiddleware
 from serving.errors import HANDLERS, CatchAllMiddleware
@@ -92,7 +93,7 @@ def create_app(
         except SettingsError as e:
             raise SystemExit(f"error: {e}") from e
     metrics = Metrics(registry, settings.duration_buckets())
-    compute = ThreadPoolExecutor(max_workers=settings.compute_threads, thread_name_prefix="modelpress-run")
+    compute = ComputePool(settings.compute_threads, name="modelpress-run")
     loads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelpress-load")
     repository = ModelRepository(
         settings.repository, settings, metrics, compute, runtime_factory or onnx_runtime_factory(settings), loads

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from serving.batcher import Batcher, BatchStats
+from serving.compute import ComputePool
 from serving.errors import ModelLoadError, ModelNotFoundError, ServingError
 from serving.manifest import ManifestError, ModelManifest, list_models, list_versions, read_manifest, verify_files
 from serving.memory import rss_bytes
@@ -37,15 +38,15 @@ class ModelRepository:
         root: Path,
         settings: Settings,
         metrics: Metrics,
-        executor: Executor,
+        compute: ComputePool,
         runtime_factory: RuntimeFactory,
         load_executor: Executor | None = None,
     ) -> None:
         self.root = root
         self.settings = settings
         self.metrics = metrics
-        self.executor = executor  # session.run
-        self.load_executor = load_executor or executor  # loads and warm-ups, kept off the compute threads
+        self.compute = compute  # session.run
+        self.load_executor = load_executor  # loads and warm-ups, off the compute threads (None: loop default)
         self.runtime_factory = runtime_factory
         self._served: dict[str, ServedModel] = {}
         self._failures: dict[str, str] = {}  # model -> why its last load failed
@@ -210,10 +211,10 @@ class ModelRepository:
 
     def _make_batcher(self, served: ServedModel) -> Batcher:
         labels = (served.name, served.version)
-        executor = self.executor
+        submit, predict = self.compute.submit, served.runtime.predict
 
-        async def run(inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
-            return await asyncio.get_running_loop().run_in_executor(executor, served.runtime.predict, inputs, outputs)
+        def run(inputs: dict[str, np.ndarray], outputs: list[str]) -> asyncio.Future[dict[str, np.ndarray]]:
+            return submit(predict, inputs, outputs)  # a future, not a coroutine: no task per batch
 
         def on_batch(rows: int, seconds: float) -> None:
             served.stats.batch_done(rows, seconds)
