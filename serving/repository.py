@@ -135,6 +135,7 @@ class ModelRepository:
                 raise
             size = sum(record.bytes for record in manifest.files.values())
             served = ServedModel(manifest, version_dir, runtime, size_bytes=size, memory_bytes=memory)
+            served.series = self.metrics.series(served.name, served.version)
             served.batcher = self._make_batcher(served)
             served.batcher.start()
             self._swap_in(served)
@@ -210,7 +211,7 @@ class ModelRepository:
         return manifest, runtime, max(0, rss_bytes() - before)
 
     def _make_batcher(self, served: ServedModel) -> Batcher:
-        labels = (served.name, served.version)
+        series = served.series or self.metrics.series(served.name, served.version)
         submit, predict = self.compute.submit, served.runtime.predict
 
         def run(inputs: dict[str, np.ndarray], outputs: list[str]) -> asyncio.Future[dict[str, np.ndarray]]:
@@ -218,11 +219,11 @@ class ModelRepository:
 
         def on_batch(rows: int, seconds: float) -> None:
             served.stats.batch_done(rows, seconds)
-            self.metrics.compute_duration.labels(*labels).observe(seconds)
-            self.metrics.batch_size.labels(*labels).observe(rows)
+            series.compute_duration.observe(seconds)
+            series.batch_size.observe(rows)
 
         def on_depth(depth: int) -> None:
-            self.metrics.queue_depth.labels(*labels).set(depth)
+            series.queue_depth.set(depth)
 
         return Batcher(
             run,

@@ -240,3 +240,12 @@ async def test_openapi_describes_every_endpoint(repo):
     for name in ("InferenceRequest", "RequestInput", "InferenceResponse", "PredictRequest", "ModelMetadata"):
         assert name in schemas
     assert "inputs" in schemas["InferenceRequest"]["properties"]
+
+
+def test_inference_routes_are_matched_first():
+    """FastAPI tries routes in order; the hot path must not pay for every metadata route before it."""
+    from serving.rest import v2
+
+    paths = [route.path for route in v2.router.routes]
+    assert paths[:2] == ["/v2/models/{model_name}/infer", "/v2/models/{model_name}/versions/{model_version}/infer"]
+    assert paths.index("/v2/models/stats") < paths.index("/v2/models/{model_name}")  # order otherwise kept
