@@ -58,6 +58,9 @@ def onnx_runtime_factory(settings: Settings) -> RuntimeFactory:
         intra_op_threads=settings.intra_op_threads,
         inter_op_threads=settings.inter_op_threads,
         allow_spinning=settings.allow_spinning,
+        cpu_mem_arena=settings.cpu_mem_arena,
+        mem_pattern=settings.mem_pattern,
+        shared_cpu_allocator=settings.shared_cpu_allocator,
         warmup_runs=settings.warmup_runs,
         warmup_batch_sizes=tuple(sorted({1, settings.max_batch_size})),
     )
