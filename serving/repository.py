@@ -20,7 +20,7 @@ from serving.batcher import Batcher, BatchStats
 from serving.compute import ComputePool
 from serving.errors import ModelLoadError, ModelNotFoundError, ServingError
 from serving.manifest import ManifestError, ModelManifest, list_models, list_versions, read_manifest, verify_files
-from serving.memory import rss_bytes
+from serving.memory import release_free_heap, rss_bytes
 from serving.metrics import Metrics
 from serving.protocol.types import RepositoryIndexEntry
 from serving.runtime.base import ModelRuntime
@@ -208,6 +208,7 @@ class ModelRepository:
         except Exception as e:  # warm-up failures and anything ORT raises: the version is not servable
             reason = e.message if isinstance(e, ServingError) else f"{type(e).__name__}: {e}"
             raise ModelLoadError(f"refused {name} v{version_dir.name}: {reason}") from e
+        release_free_heap()  # the parsed model file's memory, freed by ORT, back to the system
         return manifest, runtime, max(0, rss_bytes() - before)
 
     def _make_batcher(self, served: ServedModel) -> Batcher:

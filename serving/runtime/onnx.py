@@ -33,7 +33,7 @@ class RuntimeOptions:
     allow_spinning: bool = False
     warmup_runs: int = 2
     warmup_batch_sizes: tuple[int, ...] = (1,)
-    cpu_mem_arena: bool = True
+    cpu_mem_arena: bool = False
     mem_pattern: bool = True
     shared_cpu_allocator: bool = False
 

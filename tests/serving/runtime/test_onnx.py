@@ -29,7 +29,7 @@ def test_onnx_model_reports_providers_threads_and_predicts(repo):
     assert model.providers == ["CPUExecutionProvider"]
     assert model.session_options() == {
         "intra_op_threads": "1", "inter_op_threads": "2", "intra_op_spinning": "0",
-        "cpu_mem_arena": "1", "mem_pattern": "1", "shared_cpu_allocator": "0",
+        "cpu_mem_arena": "0", "mem_pattern": "1", "shared_cpu_allocator": "0",
     }  # fmt: skip
     feeds = warmup_inputs(manifest.inputs, rows=3)
     assert feeds["ids"].shape == (3, 1)
@@ -76,8 +76,9 @@ def test_memory_options_reach_the_session_and_answers_do_not_change(repo):
     """Arena off, memory patterns off, the shared allocator on: applied to the session, same outputs."""
     manifest = read_manifest(repo / "digits" / "1")
     feeds = warmup_inputs(manifest.inputs, rows=5)
-    plain = OnnxModel(manifest, repo / "digits" / "1", RuntimeOptions(warmup_runs=0))
+    plain = OnnxModel(manifest, repo / "digits" / "1", RuntimeOptions(cpu_mem_arena=True, warmup_runs=0))
     plain.load()
+    assert plain.session_options()["cpu_mem_arena"] == "1"
     lean_options = RuntimeOptions(cpu_mem_arena=False, mem_pattern=False, shared_cpu_allocator=True, warmup_runs=0)
     lean = OnnxModel(manifest, repo / "digits" / "1", lean_options)
     lean.load()
