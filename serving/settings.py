@@ -67,8 +67,8 @@ class Settings(BaseSettings):
     )
     shared_cpu_allocator: bool = Field(
         default=False,
-        description="One CPU arena for every session of the process instead of one per session, so memory a "
-        "warm-up or a burst leaves in an arena is held once, not once per model.",
+        description="One CPU arena for every session of the process (ORT's environment allocator; it replaces "
+        "cpu_mem_arena's per-session choice), so memory a warm-up or a burst leaves in an arena is held once.",
     )
     compute_threads: int = Field(default=2, ge=1, description="Thread pool running session.run (bounded).")
     max_batch_size: int = Field(default=64, ge=1, description="Most rows joined into one session.run.")
