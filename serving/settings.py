@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     cpu_mem_arena: bool = Field(
         default=False,
         description="ONNX Runtime's CPU memory arena per session (ORT's own default is on). Off, a session's "
-        "run buffers are malloc'd and freed per run instead of kept for good in an arena per model: 38 MiB "
+        "run buffers are malloc'd and freed per run instead of kept for good in an arena per model: 40 MiB "
         "less RSS over the demo repository, no latency cost measured at batch 1 or 32 (docs/benchmarks.md).",
     )
     mem_pattern: bool = Field(
