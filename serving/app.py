@@ -22,6 +22,7 @@ from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
 
 from serving.auth import AuthConfigError, BearerAuthMiddleware, TokenSource
+from serving.compute import ComputePool
 from serving.dataplane import DataPlane
 from serving.drain import Drain, InflightMiddleware
 from serving.errors import HANDLERS, CatchAllMiddleware
@@ -59,6 +60,9 @@ def onnx_runtime_factory(settings: Settings) -> RuntimeFactory:
         intra_op_threads=settings.intra_op_threads,
         inter_op_threads=settings.inter_op_threads,
         allow_spinning=settings.allow_spinning,
+        cpu_mem_arena=settings.cpu_mem_arena,
+        mem_pattern=settings.mem_pattern,
+        shared_cpu_allocator=settings.shared_cpu_allocator,
         warmup_runs=settings.warmup_runs,
         warmup_batch_sizes=tuple(sorted({1, settings.max_batch_size})),
     )
@@ -98,7 +102,7 @@ def create_app(
     except AuthConfigError as e:
         raise SystemExit(f"error: {e}") from e
     metrics = Metrics(registry, settings.duration_buckets())
-    compute = ThreadPoolExecutor(max_workers=settings.compute_threads, thread_name_prefix="modelpress-run")
+    compute = ComputePool(settings.compute_threads, name="modelpress-run")
     loads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelpress-load")
     repository = ModelRepository(
         settings.repository, settings, metrics, compute, runtime_factory or onnx_runtime_factory(settings), loads

@@ -5,13 +5,16 @@ and dtypes), up to ``max_batch_size`` rows. A batch runs when it is full or when
 waited ``max_queue_delay``. Each request gets back its own rows of its own requested outputs. With
 ``eager_when_idle`` a request that finds the model idle (no batch running) runs at once instead of waiting.
 The decision is :meth:`Batcher.plan`, a pure function of the queue, the running batches and a clock reading,
-so tests drive it with a fake clock.
+so tests drive it with a fake clock. There is no batcher task: arrivals, finished batches and one timer for
+the oldest request's deadline call the dispatcher, so a lone request on an idle model starts at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
+import itertools
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -36,7 +39,7 @@ class BatchResult:
     batch_rows: int
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: its fields hold numpy arrays
 class Pending:
     inputs: dict[str, np.ndarray]
     outputs: list[str]
@@ -80,20 +83,28 @@ class Batcher:
         self.eager_when_idle = eager_when_idle
         self._clock = clock
         self._stats = stats or BatchStats()
+        self.max_concurrent_batches = max_concurrent_batches
         self._queue: deque[Pending] = deque()
-        self._wakeup = asyncio.Event()
-        self._slots = asyncio.Semaphore(max_concurrent_batches)
-        self._running: set[asyncio.Task] = set()
+        self._running: set[asyncio.Future] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._started = False
         self._closed = False
-        self._loop_task: asyncio.Task | None = None
+        self._drained: asyncio.Event | None = None
 
     @property
     def depth(self) -> int:
         return len(self._queue)
 
+    @property
+    def running(self) -> int:
+        """Batches in flight."""
+        return len(self._running)
+
     def start(self) -> None:
-        if self._loop_task is None:
-            self._loop_task = asyncio.get_running_loop().create_task(self._loop())
+        """Begin dispatching on the running loop (until then, :meth:`submit` only queues)."""
+        if not self._started:
+            self._started = True
+            self._dispatch()
 
     def submit(self, inputs: dict[str, np.ndarray], outputs: list[str], rows: int) -> asyncio.Future:
         """Queue one request; await the returned future for its :class:`BatchResult`.
@@ -110,11 +121,12 @@ class Batcher:
             )
         future = asyncio.get_running_loop().create_future()
         self._queue.append(Pending(inputs, outputs, rows, compat_key(inputs), self._clock(), future))
-        self._changed()
+        self._depth_changed()
+        if self._started:
+            self._dispatch()
         return future
 
-    def _changed(self) -> None:
-        self._wakeup.set()
+    def _depth_changed(self) -> None:
         if self._stats.on_depth:
             self._stats.on_depth(len(self._queue))
 
@@ -128,7 +140,7 @@ class Batcher:
         if not self.batchable or head.rows >= self.max_batch_size:
             return [head]
         batch, rows, full = [head], head.rows, False
-        for item in list(self._queue)[1:]:
+        for item in itertools.islice(self._queue, 1, None):
             if item.future.done() or item.key != head.key:
                 continue
             if rows + item.rows > self.max_batch_size:
@@ -144,51 +156,78 @@ class Batcher:
             return batch
         return head.enqueued + self.max_queue_delay_s - now
 
-    async def _loop(self) -> None:
-        while True:
-            await self._slots.acquire()
-            batch = await self._next_batch()
-            if batch is None:
-                self._slots.release()
-                return
-            for item in batch:
-                self._queue.remove(item)
-            self._changed()
-            task = asyncio.get_running_loop().create_task(self._run_batch(batch))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+    def _dispatch(self) -> None:
+        """Start every batch that is due while a slot is free; else arm one timer for when the oldest is due.
 
-    async def _next_batch(self) -> list[Pending] | None:
-        while True:
-            decision = self.plan(self._clock())
-            if isinstance(decision, list):
-                return decision
-            if decision is None and self._closed:
-                return None
-            self._wakeup.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), decision)
+        Called when a request arrives, when a batch finishes and when the timer fires, so an idle model
+        starts a lone request within the same event-loop step as its arrival (no batcher task to wake).
+        """
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while len(self._running) < self.max_concurrent_batches:
+            # Closing: nothing more will join, so what is queued runs now rather than after its delay.
+            decision = self.plan(math.inf if self._closed else self._clock())
+            if decision is None:
+                break
+            if not isinstance(decision, list):
+                self._timer = asyncio.get_running_loop().call_later(decision, self._dispatch)
+                break
+            self._start_batch(decision)
+        if self._closed and not self._queue and not self._running and self._drained is not None:
+            self._drained.set()
 
-    async def _run_batch(self, batch: list[Pending]) -> None:
+    def _start_batch(self, batch: list[Pending]) -> None:
+        self._take(batch)
+        started = self._clock()
+        names = list(dict.fromkeys(n for item in batch for n in item.outputs))
+        merged = batch[0].inputs if len(batch) == 1 else _concat([item.inputs for item in batch])
         try:
-            started = self._clock()
-            names = list(dict.fromkeys(n for item in batch for n in item.outputs))
-            merged = batch[0].inputs if len(batch) == 1 else _concat([item.inputs for item in batch])
-            try:
-                result = await self._run(merged, names)
-            except Exception as e:
-                if len(batch) == 1:
-                    _fail(batch, e)
-                else:  # one request that breaks the model must not fail the others joined with it
-                    await self._run_each(batch)
+            running = asyncio.ensure_future(self._run(merged, names))
+        except Exception as e:  # the run could not even start (e.g. the compute pool is shut down)
+            _fail(batch, e)
+            return
+        self._running.add(running)
+        running.add_done_callback(functools.partial(self._batch_done, batch, started))
+
+    def _take(self, batch: list[Pending]) -> None:
+        """Remove the batch from the queue: usually its head, in order; otherwise by identity."""
+        if all(self._queue[i] is item for i, item in enumerate(batch)):
+            for _ in batch:
+                self._queue.popleft()
+        else:
+            chosen = {id(item) for item in batch}
+            self._queue = deque(p for p in self._queue if id(p) not in chosen)
+        self._depth_changed()
+
+    def _batch_done(self, batch: list[Pending], started: float, running: asyncio.Future) -> None:
+        self._running.discard(running)
+        if running.cancelled():
+            _fail(batch, InternalError("the batch was cancelled"))
+        elif (error := running.exception()) is not None:
+            if len(batch) > 1:  # one request that breaks the model must not fail the others joined with it
+                self._retry_alone(batch)
                 return
+            _fail(batch, error)
+        else:
             compute_s = self._clock() - started
             rows = sum(item.rows for item in batch)
             if self._stats.on_batch:
                 self._stats.on_batch(rows, compute_s)
-            self._split(batch, result, started, compute_s, rows)
-        finally:
-            self._slots.release()
+            self._split(batch, running.result(), started, compute_s, rows)
+        self._dispatch()
+
+    def _retry_alone(self, batch: list[Pending]) -> None:
+        """Re-run a failed batch request by request; it holds a batch slot until the last one is done."""
+        retry = asyncio.ensure_future(self._run_each(batch))
+        self._running.add(retry)
+        retry.add_done_callback(functools.partial(self._retry_done, batch))
+
+    def _retry_done(self, batch: list[Pending], retry: asyncio.Future) -> None:
+        self._running.discard(retry)
+        if retry.cancelled() or retry.exception() is not None:  # no request may be left waiting forever
+            _fail(batch, InternalError("re-running the failed batch request by request did not finish"))
+        self._dispatch()
 
     async def _run_each(self, batch: list[Pending]) -> None:
         """After a failed batch: run its requests one by one, so only the ones that fail alone get the error."""
@@ -221,13 +260,13 @@ class Batcher:
                 item.future.set_result(BatchResult(part, started - item.enqueued, compute_s, rows))
 
     async def close(self) -> None:
-        """Refuse new requests, finish the queued and running ones, then stop the loop."""
+        """Refuse new requests, run what is queued without waiting for more, finish the running batches."""
         self._closed = True
-        self._wakeup.set()
-        if self._loop_task is not None:
-            await self._loop_task
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
+        if not self._started:
+            return
+        self._drained = asyncio.Event()
+        self._dispatch()
+        await self._drained.wait()
 
 
 def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -69,6 +69,41 @@ def _init_nvml():
         return None
 
 
+class ModelSeries:
+    """The labelled series of one model version, looked up once at load instead of on every request.
+
+    ``labels(...)`` takes a lock and builds a key each call (about 2 µs); a request touches nine series.
+    The request-labelled ones (protocol x outcome) are looked up on first use and kept.
+    """
+
+    def __init__(self, metrics: Metrics, model: str, version: str) -> None:
+        self._metrics = metrics
+        self._labels = (model, version)
+        self.queue_duration = metrics.queue_duration.labels(model, version)
+        self.compute_duration = metrics.compute_duration.labels(model, version)
+        self.batch_size = metrics.batch_size.labels(model, version)
+        self.queue_depth = metrics.queue_depth.labels(model, version)
+        self.inflight = metrics.inflight.labels(model, version)
+        self._requests: dict[tuple[str, str], tuple[Counter, Histogram, Counter]] = {}
+
+    def request_done(self, protocol: str, outcome: str, seconds: float, rows: int) -> None:
+        """Count one finished request: requests, request duration, and its rows as inferences."""
+        key = (protocol, outcome)
+        series = self._requests.get(key)
+        if series is None:
+            m, labels = self._metrics, self._labels
+            series = (
+                m.requests.labels(*labels, protocol, outcome),
+                m.request_duration.labels(*labels, protocol, outcome),
+                m.inferences.labels(*labels, outcome),
+            )
+            self._requests[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
+        if rows:
+            series[2].inc(rows)
+
+
 class Metrics:
     """Every metric of the server; ``registry`` is exposed at ``/metrics``."""
 
@@ -129,6 +164,10 @@ class Metrics:
         )
         self.inflight.labels(model, version).set(0)
         self.queue_depth.labels(model, version).set(0)
+
+    def series(self, model: str, version: str) -> ModelSeries:
+        """The series of one served version, for the hot path (see :class:`ModelSeries`)."""
+        return ModelSeries(self, model, version)
 
     def model_unloaded(self, model: str, version: str) -> None:
         """Drop the per-version series of a version no longer served (so dashboards do not show ghosts)."""

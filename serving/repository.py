@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from serving.batcher import Batcher, BatchStats
+from serving.compute import ComputePool
 from serving.errors import ModelLoadError, ModelNotFoundError, ServingError
 from serving.manifest import ManifestError, ModelManifest, list_models, list_versions, read_manifest, verify_files
-from serving.memory import rss_bytes
+from serving.memory import release_free_heap, rss_bytes
 from serving.metrics import Metrics
 from serving.protocol.types import RepositoryIndexEntry
 from serving.runtime.base import ModelRuntime
@@ -37,15 +38,15 @@ class ModelRepository:
         root: Path,
         settings: Settings,
         metrics: Metrics,
-        executor: Executor,
+        compute: ComputePool,
         runtime_factory: RuntimeFactory,
         load_executor: Executor | None = None,
     ) -> None:
         self.root = root
         self.settings = settings
         self.metrics = metrics
-        self.executor = executor  # session.run
-        self.load_executor = load_executor or executor  # loads and warm-ups, kept off the compute threads
+        self.compute = compute  # session.run
+        self.load_executor = load_executor  # loads and warm-ups, off the compute threads (None: loop default)
         self.runtime_factory = runtime_factory
         self._served: dict[str, ServedModel] = {}
         self._failures: dict[str, str] = {}  # model -> why its last load failed
@@ -134,6 +135,7 @@ class ModelRepository:
                 raise
             size = sum(record.bytes for record in manifest.files.values())
             served = ServedModel(manifest, version_dir, runtime, size_bytes=size, memory_bytes=memory)
+            served.series = self.metrics.series(served.name, served.version)
             served.batcher = self._make_batcher(served)
             served.batcher.start()
             self._swap_in(served)
@@ -206,22 +208,23 @@ class ModelRepository:
         except Exception as e:  # warm-up failures and anything ORT raises: the version is not servable
             reason = e.message if isinstance(e, ServingError) else f"{type(e).__name__}: {e}"
             raise ModelLoadError(f"refused {name} v{version_dir.name}: {reason}") from e
+        release_free_heap()  # the parsed model file's memory, freed by ORT, back to the system
         return manifest, runtime, max(0, rss_bytes() - before)
 
     def _make_batcher(self, served: ServedModel) -> Batcher:
-        labels = (served.name, served.version)
-        executor = self.executor
+        series = served.series or self.metrics.series(served.name, served.version)
+        submit, predict = self.compute.submit, served.runtime.predict
 
-        async def run(inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
-            return await asyncio.get_running_loop().run_in_executor(executor, served.runtime.predict, inputs, outputs)
+        def run(inputs: dict[str, np.ndarray], outputs: list[str]) -> asyncio.Future[dict[str, np.ndarray]]:
+            return submit(predict, inputs, outputs)  # a future, not a coroutine: no task per batch
 
         def on_batch(rows: int, seconds: float) -> None:
             served.stats.batch_done(rows, seconds)
-            self.metrics.compute_duration.labels(*labels).observe(seconds)
-            self.metrics.batch_size.labels(*labels).observe(rows)
+            series.compute_duration.observe(seconds)
+            series.batch_size.observe(rows)
 
         def on_depth(depth: int) -> None:
-            self.metrics.queue_depth.labels(*labels).set(depth)
+            series.queue_depth.set(depth)
 
         return Batcher(
             run,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from serving.batcher import Batcher
 from serving.manifest import ModelManifest
+from serving.metrics import ModelSeries
 from serving.runtime.base import ModelRuntime
 
 PLATFORM = "onnx_onnxv1"
@@ -59,6 +60,7 @@ class ServedModel:
     memory_bytes: int
     batcher: Batcher | None = None
     stats: ModelStats = field(default_factory=ModelStats)
+    series: ModelSeries | None = None  # its metric series, looked up once
 
     @property
     def name(self) -> str:

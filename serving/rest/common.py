@@ -61,7 +61,8 @@ async def tracked(dataplane: DataPlane, name: str, protocol: str) -> AsyncIterat
     try:
         try:
             served = dataplane.repository.get(name)
-            gauge = dataplane.metrics.inflight.labels(served.name, served.version)
+            series = served.series
+            gauge = series.inflight if series else dataplane.metrics.inflight.labels(served.name, served.version)
             gauge.inc()
             info.served = served  # failures before the run are still this version's
         except ServingError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,9 @@ class RuntimeOptions:
     allow_spinning: bool = False
     warmup_runs: int = 2
     warmup_batch_sizes: tuple[int, ...] = (1,)
+    cpu_mem_arena: bool = False
+    mem_pattern: bool = True
+    shared_cpu_allocator: bool = False
 
 
 def warmup_inputs(specs: list[TensorSpec], rows: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -81,6 +85,9 @@ class OnnxModel(ModelRuntime):
             "intra_op_threads": str(so.intra_op_num_threads),
             "inter_op_threads": str(so.inter_op_num_threads),
             "intra_op_spinning": so.get_session_config_entry("session.intra_op.allow_spinning"),
+            "cpu_mem_arena": str(int(so.enable_cpu_mem_arena)),
+            "mem_pattern": str(int(so.enable_mem_pattern)),
+            "shared_cpu_allocator": _config_entry(so, USE_ENV_ALLOCATORS) or "0",
         }
 
     @property
@@ -102,6 +109,11 @@ class OnnxModel(ModelRuntime):
         spin = "1" if self.options.allow_spinning else "0"
         so.add_session_config_entry("session.intra_op.allow_spinning", spin)
         so.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        so.enable_cpu_mem_arena = self.options.cpu_mem_arena
+        so.enable_mem_pattern = self.options.mem_pattern
+        if self.options.shared_cpu_allocator:
+            register_shared_cpu_allocator()
+            so.add_session_config_entry(USE_ENV_ALLOCATORS, "1")
         path = self.version_dir / self.manifest.model_file
         try:
             available, known = ort_available()
@@ -176,6 +188,35 @@ class OnnxModel(ModelRuntime):
     def unload(self) -> None:
         self._session = None
         self._providers = []
+
+
+USE_ENV_ALLOCATORS = "session.use_env_allocators"
+_shared_allocator = threading.Lock()
+_shared_allocator_registered: list[bool] = []
+
+
+def register_shared_cpu_allocator() -> None:
+    """Register one CPU arena allocator in ONNX Runtime's environment (once per process).
+
+    Sessions created with ``session.use_env_allocators=1`` then take their CPU buffers from it instead of an
+    arena each: the memory a warm-up (or a burst at batch 64) leaves in an arena is kept once, not once per
+    model. ORT's environment is process-wide, hence the process-wide flag.
+    """
+    import onnxruntime as ort
+
+    with _shared_allocator:
+        if _shared_allocator_registered:
+            return
+        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, -1))  # ORT's default arena settings
+        _shared_allocator_registered.append(True)
+
+
+def _config_entry(so, key: str) -> str:
+    try:
+        return so.get_session_config_entry(key)
+    except Exception:  # ORT raises when the key was never set
+        return ""
 
 
 def _run_plain(session, feeds: dict[str, np.ndarray], names: list[str]) -> list[np.ndarray]:

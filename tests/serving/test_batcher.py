@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from serving.batcher import Batcher
+from serving.batcher import Batcher, BatcherClosedError
 from serving.errors import OverloadedError
 from tests.serving.conftest import client_for
 from tests.serving.models import FEATURES
@@ -202,3 +202,84 @@ async def test_client_timeout_parameter_shortens_the_wait(repo):
         r = await c.post("/v2/models/digits/infer", json=body | {"parameters": {"timeout": "soon"}})
         assert r.status_code == 400
         assert "parameters.timeout must be a positive integer of microseconds" in r.json()["error"]
+
+
+async def test_a_lone_request_on_an_idle_model_starts_within_submit():
+    """No batcher task to wake: the run is handed over before submit returns (what concurrency 1 sees)."""
+    started = []
+
+    def run(inputs, outputs):
+        started.append(inputs["x"].shape[0])
+        future = asyncio.get_running_loop().create_future()
+        future.set_result({"y": inputs["x"]})
+        return future
+
+    b = Batcher(run, max_batch_size=8, max_queue_delay_s=10.0, max_queue_size=8, eager_when_idle=True)
+    b.start()
+    pending = b.submit(rows(2), ["y"], 2)
+    assert started == [2]  # before any await: no wait for the 10 s delay, no extra loop step
+    assert b.depth == 0
+    assert (await pending).outputs["y"].shape == (2, 4)
+    await b.close()
+
+
+async def test_a_waiting_batch_runs_when_its_delay_expires():
+    calls = []
+
+    async def run(inputs, outputs):
+        calls.append(inputs["x"].shape[0])
+        return {"y": inputs["x"]}
+
+    b = Batcher(run, max_batch_size=64, max_queue_delay_s=0.03, max_queue_size=8)
+    b.start()
+    t0 = asyncio.get_running_loop().time()
+    first = b.submit(rows(1), ["y"], 1)
+    second = b.submit(rows(2), ["y"], 2)
+    await asyncio.gather(first, second)
+    assert asyncio.get_running_loop().time() - t0 >= 0.025  # waited for the delay (the timer), then ran once
+    assert calls == [3]
+    await b.close()
+
+
+async def test_concurrent_batches_never_exceed_the_limit_and_results_stay_per_request():
+    active, peak = [0], [0]
+
+    async def run(inputs, outputs):
+        active[0] += 1
+        peak[0] = max(peak[0], active[0])
+        await asyncio.sleep(0.005)
+        active[0] -= 1
+        return {"y": inputs["x"] * 10}
+
+    b = Batcher(run, max_batch_size=2, max_queue_delay_s=0.0, max_queue_size=64, max_concurrent_batches=2)
+    b.start()
+    futures = [b.submit({"x": np.full((1, 1), float(i))}, ["y"], 1) for i in range(20)]
+    results = await asyncio.gather(*futures)
+    await b.close()
+    assert peak[0] == 2
+    assert [r.outputs["y"].item() for r in results] == [10.0 * i for i in range(20)]
+
+
+async def test_close_runs_what_is_queued_without_waiting_for_the_delay():
+    async def run(inputs, outputs):
+        return {"y": inputs["x"]}
+
+    b = Batcher(run, max_batch_size=64, max_queue_delay_s=30.0, max_queue_size=8)
+    b.start()
+    queued = b.submit(rows(1), ["y"], 1)
+    await asyncio.wait_for(b.close(), 2)  # a 30 s delay would time this out
+    assert (await queued).batch_rows == 1
+    with pytest.raises(BatcherClosedError):
+        b.submit(rows(1), ["y"], 1)
+
+
+async def test_a_batch_skipping_an_incompatible_request_leaves_it_queued():
+    """The batch is not a prefix of the queue here: the skipped request must stay, in order."""
+    clock = FakeClock()
+    b = make(clock, max_queue_delay_s=0.0)
+    b.submit(rows(1, width=4), ["y"], 1)
+    other = b.submit(rows(1, width=5), ["y"], 1)
+    b.submit(rows(1, width=4), ["y"], 1)
+    b._take(b.plan(clock()))
+    assert b.depth == 1
+    assert b._queue[0].future is other

@@ -240,3 +240,31 @@ async def test_openapi_describes_every_endpoint(repo):
     for name in ("InferenceRequest", "RequestInput", "InferenceResponse", "PredictRequest", "ModelMetadata"):
         assert name in schemas
     assert "inputs" in schemas["InferenceRequest"]["properties"]
+
+
+def test_inference_routes_are_matched_first():
+    """FastAPI tries routes in order; the hot path must not pay for every metadata route before it."""
+    from serving.rest import v2
+
+    paths = [route.path for route in v2.router.routes]
+    assert paths[:2] == ["/v2/models/{model_name}/infer", "/v2/models/{model_name}/versions/{model_version}/infer"]
+    assert paths.index("/v2/models/stats") < paths.index("/v2/models/{model_name}")  # order otherwise kept
+
+
+async def test_memory_settings_reach_every_served_session(repo, digits_weights):
+    from serving.app import create_app
+    from tests.serving.conftest import running, settings_for
+
+    settings = settings_for(repo, cpu_mem_arena=False, mem_pattern=False, shared_cpu_allocator=True)
+    app = create_app(settings, handle_signals=False)
+    async with running(app) as c:
+        for name in ("digits", "multi"):
+            options = app.state.dataplane.repository.get(name).runtime.session_options()
+            memory = (options["cpu_mem_arena"], options["mem_pattern"], options["shared_cpu_allocator"])
+            assert memory == ("0", "0", "1")
+        x = np.random.default_rng(3).standard_normal((3, FEATURES)).astype(np.float32)
+        body = {"inputs": [{"name": "input", "shape": [3, FEATURES], "datatype": "FP32", "data": x.ravel().tolist()}]}
+        r = await c.post("/v2/models/digits/infer", json=body)
+    assert r.status_code == 200, r.text
+    got = np.array(r.json()["outputs"][0]["data"], dtype=np.float32).reshape(3, CLASSES)
+    np.testing.assert_allclose(got, classifier_reference(x, *digits_weights), rtol=1e-5, atol=1e-5)

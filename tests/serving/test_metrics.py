@@ -108,3 +108,25 @@ async def test_names_pass_promtool(repo):
         text = await _traffic(c)
     result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_model_series_write_the_same_series_as_labels():
+    """The hot path's cached series are the registry's own children, so /metrics shows what they count."""
+    from prometheus_client import generate_latest
+
+    from serving.metrics import Metrics
+
+    metrics = Metrics(process=False, gpu=False)
+    series = metrics.series("digits", "3")
+    assert series.queue_duration is metrics.queue_duration.labels("digits", "3")
+    series.request_done("v2", "success", 0.002, rows=4)
+    series.request_done("v2", "success", 0.004, rows=0)
+    series.request_done("v1", "client_error", 0.001, rows=1)
+    series.inflight.inc()
+    found = samples(generate_latest(metrics.registry).decode())
+    labels = {"model": "digits", "version": "3"}
+    assert value(found, "modelpress_requests_total", protocol="v2", outcome="success", **labels) == 2
+    assert value(found, "modelpress_request_duration_seconds_sum", protocol="v2", **labels) == pytest.approx(0.006)
+    assert value(found, "modelpress_inferences_total", outcome="success", **labels) == 4
+    assert value(found, "modelpress_inferences_total", outcome="client_error", **labels) == 1
+    assert value(found, "modelpress_inflight_requests", **labels) == 1

@@ -27,7 +27,10 @@ def test_onnx_model_reports_providers_threads_and_predicts(repo):
     model.load()
     assert model.ready
     assert model.providers == ["CPUExecutionProvider"]
-    assert model.session_options() == {"intra_op_threads": "1", "inter_op_threads": "2", "intra_op_spinning": "0"}
+    assert model.session_options() == {
+        "intra_op_threads": "1", "inter_op_threads": "2", "intra_op_spinning": "0",
+        "cpu_mem_arena": "0", "mem_pattern": "1", "shared_cpu_allocator": "0",
+    }  # fmt: skip
     feeds = warmup_inputs(manifest.inputs, rows=3)
     assert feeds["ids"].shape == (3, 1)
     assert feeds["ids"].dtype == np.int64
@@ -67,3 +70,32 @@ def test_spinning_can_be_allowed(repo):
     model = OnnxModel(manifest, repo / "digits" / "1", RuntimeOptions(allow_spinning=True, warmup_runs=0))
     model.load()
     assert model.session_options()["intra_op_spinning"] == "1"
+
+
+def test_memory_options_reach_the_session_and_answers_do_not_change(repo):
+    """Arena off, memory patterns off, the shared allocator on: applied to the session, same outputs."""
+    manifest = read_manifest(repo / "digits" / "1")
+    feeds = warmup_inputs(manifest.inputs, rows=5)
+    plain = OnnxModel(manifest, repo / "digits" / "1", RuntimeOptions(cpu_mem_arena=True, warmup_runs=0))
+    plain.load()
+    assert plain.session_options()["cpu_mem_arena"] == "1"
+    lean_options = RuntimeOptions(cpu_mem_arena=False, mem_pattern=False, shared_cpu_allocator=True, warmup_runs=0)
+    lean = OnnxModel(manifest, repo / "digits" / "1", lean_options)
+    lean.load()
+    options = lean.session_options()
+    assert (options["cpu_mem_arena"], options["mem_pattern"], options["shared_cpu_allocator"]) == ("0", "0", "1")
+    np.testing.assert_array_equal(lean.predict(feeds, ["logits"])["logits"], plain.predict(feeds, ["logits"])["logits"])
+
+
+def test_sessions_share_one_registered_allocator(repo):
+    """The allocator is registered once per process; every model with the option loads on it and runs."""
+    manifest = read_manifest(repo / "digits" / "1")
+    models = [
+        OnnxModel(manifest, repo / "digits" / "1", RuntimeOptions(shared_cpu_allocator=True, warmup_runs=1))
+        for _ in range(2)
+    ]
+    for model in models:
+        model.load()
+    feeds = warmup_inputs(manifest.inputs, rows=2)
+    first, second = (m.predict(feeds, ["logits"])["logits"] for m in models)
+    np.testing.assert_array_equal(first, second)
