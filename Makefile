@@ -58,7 +58,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 # Quick mode (a few minutes); the full mode and its figures are in docs/benchmarks.md.
-bench: install
+bench: install tools
 	test -d $(DEMO_DIR)/repository || $(BIN)/modelpress pipeline --recipe recipes/digits.yaml \
 	  --repository $(DEMO_DIR)/repository --workdir $(DEMO_DIR)/work
 	$(BIN)/modelpress bench $(DEMO_DIR)/repository --quick --out benchmarks/results

@@ -20,7 +20,7 @@ from benchmarks.loadgen import Payload, StepResult, run_wrk
 from benchmarks.payloads import v2_binary, v2_json
 from benchmarks.processes import free_port, python_module, rss_bytes, running_server
 from benchmarks.scrape import scrape, step_split
-from serving.manifest import TensorSpec, list_versions, read_manifest
+from serving.manifest import ModelManifest, TensorSpec, list_versions, read_manifest
 
 # One held-out-like sentence (17 words, ~20 tokens): every text request is the same, so runs compare.
 BATCHING_ON = "modelpress, batching on"
@@ -111,6 +111,12 @@ def echo_target(workload: Workload, config: SweepConfig) -> Target:
     return baseline_target(ECHO, python_module("benchmarks.baselines.echo_server"), workload, config)
 
 
+def latest_manifest(repository: Path, name: str) -> ModelManifest | None:
+    """The manifest of ``name``'s latest version, or None when the repository has no such model."""
+    versions = list_versions(repository / name) if (repository / name).is_dir() else []
+    return read_manifest(repository / name / str(versions[-1])) if versions else None
+
+
 def targets_for(repository: Path, models: Sequence[str], config: SweepConfig) -> tuple[list[Target], list[str]]:
     """Our server (batching on, off) over the present ``models``, each one's naive server, the echo ceiling.
 
@@ -121,11 +127,10 @@ def targets_for(repository: Path, models: Sequence[str], config: SweepConfig) ->
     naive: list[Target] = []
     notes: list[str] = []
     for name in models:
-        versions = list_versions(repository / name) if (repository / name).is_dir() else []
-        if not versions:
+        manifest = latest_manifest(repository, name)
+        if manifest is None:
             notes.append(f"{name}: not in {repository}, skipped")
             continue
-        manifest = read_manifest(repository / name / str(versions[-1]))
         workload = workload_for(name, manifest.inputs[0], manifest.outputs[0].name)
         workloads.append(workload)
         checkpoint, text_source = manifest.source.get("checkpoint"), manifest.source.get("model")
