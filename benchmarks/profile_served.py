@@ -15,6 +15,7 @@ import argparse
 import collections
 import shutil
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -46,9 +47,10 @@ def top_frames(collapsed: str, count: int = 25) -> tuple[list[tuple[str, float]]
 def profile(repository: Path, model: str, *, concurrency: int, seconds: int, batching: bool, kind: str,
             out: Path) -> tuple[StepResult, str]:  # fmt: skip
     """Run wrk against our server and py-spy on it at once; the wrk result and the collapsed stacks."""
-    py_spy = shutil.which("py-spy")
+    # beside this interpreter first: the project's .venv/bin need not be on PATH
+    py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if py_spy is None:
-        raise SystemExit("error: py-spy not found (pip install py-spy)")
+        raise SystemExit("error: py-spy not found (pip install py-spy; the dev extra has it)")
     config = SweepConfig(concurrencies=(concurrency,), duration=seconds, warmup=1)
     found = latest_manifest(repository, model)
     if found is None:
