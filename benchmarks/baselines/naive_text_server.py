@@ -8,12 +8,11 @@ our server and this one. Run: ``python -m benchmarks.baselines.naive_text_server
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from fastapi import FastAPI
 
-from benchmarks.baselines.naive_torch_server import V2Request
+from benchmarks.baselines.v2 import V2Request, serve, v2_response
 
 
 def create_app(source: str, threads: int) -> FastAPI:
@@ -43,28 +42,16 @@ def create_app(source: str, threads: int) -> FastAPI:
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         embedding = torch.nn.functional.normalize(pooled, p=2.0, dim=1)
-        return {
-            "model_name": name,
-            "outputs": [{"name": "embedding", "shape": list(embedding.shape), "datatype": "FP32",
-                         "data": embedding.flatten().tolist()}],
-        }  # fmt: skip
+        return v2_response(name, "embedding", embedding)
 
     return app
 
 
 def main() -> None:
-    import uvicorn
-
     from training.text.source import PACKAGED_MINILM
 
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--source", default=PACKAGED_MINILM, help="Installed package or local model folder.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8003)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    app = create_app(args.source, args.threads)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    serve(__doc__, 8003, lambda p: p.add_argument("--source", default=PACKAGED_MINILM, help="Package or folder."),
+          lambda args: create_app(args.source, args.threads))  # fmt: skip
 
 
 if __name__ == "__main__":
