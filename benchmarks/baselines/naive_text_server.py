@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from benchmarks.baselines.v2 import V2Request, serve, v2_response
+from benchmarks.baselines.v2 import V2Request, base_app, serve, v2_response
 
 
 def create_app(source: str, threads: int) -> FastAPI:
@@ -27,11 +27,7 @@ def create_app(source: str, threads: int) -> FastAPI:
     folder = resolve_source(source)
     tokenizer = AutoTokenizer.from_pretrained(str(folder.folder), local_files_only=True)
     model = AutoModel.from_pretrained(str(folder.folder), local_files_only=True).eval()
-    app = FastAPI(title="naive PyTorch text server")
-
-    @app.get("/v2/health/ready")
-    def ready() -> dict[str, bool]:
-        return {"ready": True}
+    app = base_app("naive PyTorch text server")
 
     @app.post("/v2/models/{name}/infer")
     def infer(name: str, request: V2Request) -> dict[str, Any]:

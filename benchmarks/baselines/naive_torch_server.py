@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from benchmarks.baselines.v2 import V2Request, serve, v2_response
+from benchmarks.baselines.v2 import V2Request, base_app, serve, v2_response
 
 
 def create_app(checkpoint: Path, threads: int) -> FastAPI:
@@ -22,11 +22,7 @@ def create_app(checkpoint: Path, threads: int) -> FastAPI:
 
     torch.set_num_threads(threads)
     model, _ = load_checkpoint(checkpoint)
-    app = FastAPI(title="naive PyTorch server")
-
-    @app.get("/v2/health/ready")
-    def ready() -> dict[str, bool]:
-        return {"ready": True}
+    app = base_app("naive PyTorch server")
 
     @app.post("/v2/models/{name}/infer")
     def infer(name: str, request: V2Request) -> dict[str, Any]:

@@ -24,6 +24,17 @@ class V2Request(BaseModel):
     inputs: list[V2Input]
 
 
+def base_app(title: str) -> FastAPI:
+    """A FastAPI app that answers ``GET /v2/health/ready`` (what the benchmark waits for)."""
+    app = FastAPI(title=title)
+
+    @app.get("/v2/health/ready")
+    def ready() -> dict[str, bool]:
+        return {"ready": True}
+
+    return app
+
+
 def v2_response(model: str, output: str, tensor: Any) -> dict[str, Any]:
     """A V2 JSON answer with one FP32 output from a torch tensor."""
     return {"model_name": model, "outputs": [{"name": output, "shape": list(tensor.shape), "datatype": "FP32",
