@@ -10,7 +10,8 @@ from modelpress.errors import fail
 
 # Quick mode: whole seconds per wrk step and warm-up (wrk's unit); a few minutes for the demo's two models.
 QUICK_DURATION, QUICK_WARMUP = 3, 1
-# Where wrk and the servers run by default (docs/benchmarks.md says why).
+# Where wrk and the servers run by default: not pinned. Measured on 2 cores (docs/benchmarks.md): pinning wrk to
+# one core cost every server 3-7 %, and pinning the servers to the other leaves MiniLM one core to compute on.
 CLIENT_CPUS, SERVER_CPUS = "", ""
 
 
