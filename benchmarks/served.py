@@ -22,7 +22,7 @@ from benchmarks.processes import free_port, python_module, rss_bytes, running_se
 from benchmarks.scrape import scrape, step_split
 from serving.manifest import ModelManifest, TensorSpec, list_versions, read_manifest
 
-# One held-out-like sentence (17 words, ~20 tokens): every text request is the same, so runs compare.
+# One held-out-like sentence (19 words, ~22 tokens): every text request is the same, so runs compare.
 BATCHING_ON = "modelpress, batching on"
 BATCHING_OFF = "modelpress, batching off"
 NAIVE = "naive FastAPI + PyTorch eager"
