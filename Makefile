@@ -33,16 +33,22 @@ demo: install
 	$(BIN)/modelpress compare $(DEMO_DIR)/repository --markdown $(DEMO_DIR)/report.md --plot $(DEMO_DIR)/report.png
 	$(BIN)/modelpress serve --repository $(DEMO_DIR)/repository --host $(HOST) --port $(PORT)
 
-# Tools some tests drive besides Python packages: promtool (checks our metric names) comes from
-# Debian's prometheus package. Installed only where missing and only when we may (root with apt-get);
-# elsewhere the test that needs it says it is skipped and why.
-tools:
-	@command -v promtool >/dev/null 2>&1 || { \
+# Tools some tests and the benchmarks drive besides Python packages, each installed only where missing and
+# only when we may (root with apt-get); elsewhere what needs it says it is skipped and why.
+#   promtool (checks our metric names) from Debian's prometheus package;
+#   wrk (the served benchmark's load generator) from Debian's wrk package.
+define apt_tool
+	@command -v $(1) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing promtool (Debian package prometheus)"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) >/dev/null \
-	      || echo "warning: could not install promtool; its test will be skipped"; \
-	  else echo "note: promtool not found; its test will be skipped (apt-get install prometheus)"; fi; }
+	    echo "installing $(1) (Debian package $(2))"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(2)) >/dev/null \
+	      || echo "warning: could not install $(1); $(3)"; \
+	  else echo "note: $(1) not found; $(3) (apt-get install $(2))"; fi; }
+endef
+
+tools:
+	$(call apt_tool,promtool,prometheus,its test will be skipped)
+	$(call apt_tool,wrk,wrk,the served benchmark and its tests will be skipped)
 
 test: install tools
 	$(BIN)/python -m pytest -q
@@ -52,7 +58,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 # Quick mode (a few minutes); the full mode and its figures are in docs/benchmarks.md.
-bench: install
+bench: install tools
 	test -d $(DEMO_DIR)/repository || $(BIN)/modelpress pipeline --recipe recipes/digits.yaml \
 	  --repository $(DEMO_DIR)/repository --workdir $(DEMO_DIR)/work
 	$(BIN)/modelpress bench $(DEMO_DIR)/repository --quick --out benchmarks/results

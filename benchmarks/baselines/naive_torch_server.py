@@ -7,23 +7,12 @@ It answers ``POST /v2/models/{model}/infer`` with V2 JSON too, so the same paylo
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from pydantic import BaseModel
 
-
-class V2Input(BaseModel):
-    name: str
-    shape: list[int]
-    datatype: str
-    data: list[Any]
-
-
-class V2Request(BaseModel):
-    inputs: list[V2Input]
+from benchmarks.baselines.v2 import V2Request, base_app, serve, v2_response
 
 
 def create_app(checkpoint: Path, threads: int) -> FastAPI:
@@ -33,11 +22,7 @@ def create_app(checkpoint: Path, threads: int) -> FastAPI:
 
     torch.set_num_threads(threads)
     model, _ = load_checkpoint(checkpoint)
-    app = FastAPI(title="naive PyTorch server")
-
-    @app.get("/v2/health/ready")
-    def ready() -> dict[str, bool]:
-        return {"ready": True}
+    app = base_app("naive PyTorch server")
 
     @app.post("/v2/models/{name}/infer")
     def infer(name: str, request: V2Request) -> dict[str, Any]:
@@ -45,26 +30,14 @@ def create_app(checkpoint: Path, threads: int) -> FastAPI:
         x = torch.tensor(tensor.data, dtype=torch.float32).reshape(tensor.shape)
         with torch.no_grad():
             logits = model(x)
-        return {
-            "model_name": name,
-            "outputs": [{"name": "logits", "shape": list(logits.shape), "datatype": "FP32",
-                         "data": logits.flatten().tolist()}],
-        }  # fmt: skip
+        return v2_response(name, "logits", logits)
 
     return app
 
 
 def main() -> None:
-    import uvicorn
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8002)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    app = create_app(args.checkpoint, args.threads)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    serve(__doc__, 8002, lambda p: p.add_argument("checkpoint", type=Path),
+          lambda args: create_app(args.checkpoint, args.threads))  # fmt: skip
 
 
 if __name__ == "__main__":

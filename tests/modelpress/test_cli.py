@@ -35,6 +35,8 @@ def test_every_verb_has_help():
         (["bench", "no-such-repository"], "not a model repository"),
         (["loadtest", "--url", "http://127.0.0.1:9", "--model", "m", "--concurrency", "1,x"], "comma-separated"),
         (["loadtest", "--url", "http://127.0.0.1:9", "--model", "m", "--payload", "xml"], "json or binary"),
+        (["loadtest", "--url", "http://127.0.0.1:9", "--model", "m", "--client-cpus", "0,x"], "CPU numbers"),
+        (["bench", ".", "--no-inprocess", "--server-cpus", "4096"], "not available"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message):
