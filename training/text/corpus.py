@@ -88,17 +88,29 @@ def _named_corpus(name: str) -> str:
     return _pydoc_topics() + "\n\n" + docstring_text(roots)
 
 
+def check_corpus_spec(path: str | Path | None) -> None:
+    """Fail early, before any work, on a corpus that is neither a named one nor an existing file.
+
+    Raises:
+        CorpusError: naming the file and the named corpora.
+    """
+    if path is None or str(path) == DEFAULT_CORPUS or str(path) in NAMED_CORPORA:
+        return
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise CorpusError(
+            f"corpus file {file} does not exist (or name one of: {', '.join([DEFAULT_CORPUS, *NAMED_CORPORA])})"
+        )
+
+
 def read_corpus_text(path: str | Path | None = None) -> tuple[str, str]:
     """The corpus text and a name for it: a named corpus (:data:`NAMED_CORPORA`), else a UTF-8 file."""
     if path is None or str(path) == DEFAULT_CORPUS:
         return _pydoc_topics(), "pydoc_data.topics"
     if str(path) in NAMED_CORPORA:
         return _named_corpus(str(path)), str(path)
+    check_corpus_spec(path)
     file = Path(path).expanduser()
-    if not file.is_file():
-        raise CorpusError(
-            f"corpus file {file} does not exist (or name one of: {', '.join([DEFAULT_CORPUS, *NAMED_CORPORA])})"
-        )
     try:
         return file.read_text(encoding="utf-8"), str(file)
     except UnicodeDecodeError as e:
