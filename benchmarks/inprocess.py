@@ -13,7 +13,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from export.compare.build import family_of
-from serving.manifest import ManifestError, list_models, list_versions, read_manifest
+from export.compare.runners import is_text
+from export.compare.torch_source import baseline_source
+from serving.manifest import ManifestError, ModelManifest, list_models, list_versions, read_manifest
 
 
 def _worker(args: list[str]) -> dict:
@@ -22,6 +24,11 @@ def _worker(args: list[str]) -> dict:
         lines = proc.stderr.strip().splitlines() or ["no output"]
         return {"error": lines[-1]}
     return json.loads(proc.stdout)
+
+
+def _has_baseline(manifest: ModelManifest, source: str | None) -> bool:
+    """A checkpoint folder exists, or a text model records the encoder it was imported from (loaded by name)."""
+    return bool(source) and (is_text(manifest) or Path(source).is_dir())
 
 
 def bench_repository(repository: Path, *, threads: int = 2, batch: int = 64, quick: bool = False) -> dict:
@@ -40,13 +47,11 @@ def bench_repository(repository: Path, *, threads: int = 2, batch: int = 64, qui
             models.append({"model": name, "error": str(e)})
             continue
         family = family_of(manifest)
-        checkpoint = manifest.source.get("checkpoint")
-        if family not in baselines and checkpoint and Path(checkpoint).is_dir():
+        source = baseline_source(manifest)
+        if family not in baselines and _has_baseline(manifest, source):
             baselines[family] = {
-                "checkpoint": checkpoint,
-                **_worker(
-                    ["--kind", "torch", "--version-dir", str(version_dir), "--checkpoint", str(checkpoint), *common]
-                ),
+                "checkpoint": source,
+                **_worker(["--kind", "torch", "--version-dir", str(version_dir), *common]),
             }
         result = _worker(["--kind", "ort", "--version-dir", str(version_dir), *common])
         models.append({"model": name, "family": family, "precision": manifest.precision, **result})

@@ -82,6 +82,7 @@ def _variants(repository: Path, family: str) -> dict[str, Path]:
 
 
 def run(repository: Path, *, family: str, threads: int, batch: int, seq: int, rounds: int, per_round: int) -> dict:
+    load_at_start = os.getloadavg()[0]
     variants = _variants(repository, family)
     if "fp32" not in variants:
         raise SystemExit(f"error: no {family!r} fp32 variant in {repository} (run the minilm pipeline first)")
@@ -118,7 +119,7 @@ def run(repository: Path, *, family: str, threads: int, batch: int, seq: int, ro
         "setup": {
             "threads": threads, "batch": batch, "seq": seq, "rounds": rounds, "batches_per_round": per_round,
             "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "load_average_at_end": os.getloadavg()[0],
+            "load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg()[0],
         },
         "rows": rows,
     }  # fmt: skip
@@ -128,7 +129,8 @@ def markdown(result: dict) -> str:
     s = result["setup"]
     lines = [
         f"{s['threads']} threads, batch {s['batch']}, sequence {s['seq']}, median of {s['rounds']} interleaved "
-        f"rounds × {s['batches_per_round']} batches; load average at the end {s['load_average_at_end']:.1f}.",
+        f"rounds × {s['batches_per_round']} batches; load average {s['load_average_at_start']:.2f} at the start, "
+        f"{s['load_average_at_end']:.2f} at the end.",
         "",
         "| model | MB | × smaller than fp32 ONNX | median ms / batch | × faster than eager "
         "| mean cos | min cos | NN@1 |",

@@ -27,7 +27,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--kind", choices=("ort", "torch"), required=True)
     parser.add_argument("--version-dir", type=Path, required=True, help="model version folder (inputs spec)")
-    parser.add_argument("--checkpoint", type=Path, help="torch: the checkpoint folder")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--quick", action="store_true")
@@ -41,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         session = ort_session(args.version_dir / manifest.model_file, args.threads)
         run_one, run_batch = ort_callable(session, single), ort_callable(session, batched)
     else:
-        from training.checkpoint import load_checkpoint
+        from export.compare.torch_source import load_baseline
 
-        module, _ = load_checkpoint(args.checkpoint)
+        module = load_baseline(manifest)  # the checkpoint, or a text model's recorded package / folder
         run_one = torch_callable(module, single, args.threads)
         run_batch = torch_callable(module, batched, args.threads)
     latency = measure(run_one, budget)

@@ -22,6 +22,7 @@ from export.compare.runners import (
 )
 from export.compare.schema import Report, TorchBaseline, VariantRow
 from export.compare.timing import STANDARD, TimingBudget, measure, rows_per_second
+from export.compare.torch_source import NoBaselineError, baseline_source, load_baseline
 from serving.manifest import (
     ManifestError,
     ModelManifest,
@@ -123,25 +124,18 @@ def _measure_variant(
 
 
 def _measure_torch(manifest: ModelManifest, threads: int, batch: int, budget: TimingBudget) -> TorchBaseline:
-    checkpoint = manifest.source.get("checkpoint")
-    baseline = TorchBaseline(checkpoint=str(checkpoint) if checkpoint else None)
-    if not checkpoint or not Path(checkpoint).is_dir():
-        baseline.notes.append(f"source checkpoint not found ({checkpoint!r}): no PyTorch baseline")
-        return baseline
+    source = baseline_source(manifest)
+    baseline = TorchBaseline(checkpoint=source)
     try:
-        from training.checkpoint import CheckpointError, load_checkpoint
-    except ImportError as e:  # a serving-only install has no torch
-        baseline.notes.append(f"PyTorch not installed ({e}): no baseline")
+        module = load_baseline(manifest)
+    except NoBaselineError as e:
+        baseline.notes.append(str(e))
         return baseline
-    try:
-        module, _ = load_checkpoint(Path(checkpoint))
-    except CheckpointError as e:
-        baseline.notes.append(f"checkpoint unusable: {e}")
-        return baseline
+    batch = throughput_batch(manifest, batch)  # a text model's eager baseline runs the batch its variants run
     stats = measure(torch_callable(module, synthetic_inputs(manifest, 1), threads), budget)
     baseline.latency_p50_ms, baseline.latency_p99_ms = stats.p50_ms, stats.p99_ms
     batched = measure(torch_callable(module, synthetic_inputs(manifest, batch), threads), budget)
-    baseline.throughput_rows_s = rows_per_second(batched, batch)
+    baseline.throughput_rows_s, baseline.throughput_batch = rows_per_second(batched, batch), batch
     return baseline
 
 

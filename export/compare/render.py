@@ -71,9 +71,10 @@ def footer(report: Report) -> list[str]:
     lines += [f"{row.model}: {note}" for row in report.rows for note in row.notes]
     for family, base in report.baselines.items():
         if base.latency_p50_ms is not None:
+            batch = base.throughput_batch or report.throughput_batch
             lines.append(
                 f"PyTorch eager fp32 [{family}]: p50 {base.latency_p50_ms:.3f} ms, p99 {base.latency_p99_ms:.3f} ms "
-                f"at batch 1; {base.throughput_rows_s:,.0f} rows/s at batch {report.throughput_batch}."
+                f"at batch 1; {base.throughput_rows_s:,.0f} rows/s at batch {batch}."
             )
         else:
             lines.append(f"PyTorch eager fp32 [{family}]: not measured ({'; '.join(base.notes)}).")

@@ -16,9 +16,10 @@ REPORT_SCHEMA_VERSION = 1
 
 
 class TorchBaseline(BaseModel):
-    """PyTorch eager fp32 of the family's source checkpoint, measured in the same run."""
+    """PyTorch eager fp32 of the family's source (checkpoint, or a text model's package / folder), same run."""
 
     checkpoint: str | None = None
+    throughput_batch: int | None = Field(default=None, description="batch of the throughput figure")
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
     throughput_rows_s: float | None = None

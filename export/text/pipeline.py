@@ -299,7 +299,7 @@ def run_text_pipeline(
     Raises:
         ExportError: bad recipe, source, corpus, a failed check or a refused variant; nothing is published.
     """
-    from training.text.corpus import CorpusError
+    from training.text.corpus import CorpusError, check_corpus_spec
     from training.text.distill import DistillError
     from training.text.source import TextModelError, resolve_source
 
@@ -310,7 +310,8 @@ def run_text_pipeline(
     if workdir is not None and workdir.exists() and not workdir.is_dir():
         raise ExportError(f"--workdir {workdir} is a file, expected a folder")
     try:
-        resolve_source(recipe.model.path)  # a missing model fails before any folder is created
+        resolve_source(recipe.model.path)  # a missing model or corpus fails before any folder is created
+        check_corpus_spec(recipe.data.corpus)
         with _work_dir(workdir) as work:
             built, student = build_text_variants(recipe, work, force=force, progress=progress)
             published = publish_text_variants(Path(repository), built, version=version)

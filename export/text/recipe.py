@@ -30,7 +30,11 @@ class TextModelConfig(_Section):
 
 
 class CorpusConfig(_Section):
-    corpus: str = Field("pydoc", description="'pydoc' (CPython's documentation) or a UTF-8 text file")
+    corpus: str = Field(
+        "pydoc",
+        description="'pydoc' (CPython's documentation), 'python-docs' (+ the stdlib's docstrings), "
+        "'python-docs+site' (+ installed packages') or a UTF-8 text file",
+    )
     heldout_fraction: float = Field(0.15, gt=0, lt=1)
     max_heldout: int = Field(256, ge=8)
     calibration_size: int = Field(128, ge=8)

@@ -1,7 +1,8 @@
 """An offline English corpus of sentences, split into training / calibration and a fixed held-out set.
 
 The default is the Python documentation that ships with CPython (``pydoc_data.topics``: 79 topics, ~465k
-characters); a UTF-8 text file the user names replaces it. Which sentence is held out depends only on the
+characters, ~1,450 sentences); ``python-docs`` adds every docstring of the standard library (~15k sentences),
+and a UTF-8 text file the user names replaces them. Which sentence is held out depends only on the
 sentence itself (a hash), so the held-out set never leaks into calibration or distillation, whatever sizes a
 recipe asks for.
 """
@@ -16,6 +17,9 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_CORPUS = "pydoc"
+# Larger corpora built from what ships with Python: the pydoc topics first, then every docstring of the
+# standard library's sources (~15k sentences; "+site" adds the installed packages', which vary by install).
+NAMED_CORPORA = ("python-docs", "python-docs+site")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
 _HEADING_RULE = re.compile(r"^[*=\-~^]{3,}\s*$")
 
@@ -70,15 +74,43 @@ def split_sentences(text: str, *, min_words: int = 4, max_words: int = 80) -> li
     return sentences
 
 
-def read_corpus_text(path: str | Path | None = None) -> tuple[str, str]:
-    """The corpus text and a name for it: the CPython docs by default, else a UTF-8 file."""
-    if path is None or str(path) == DEFAULT_CORPUS:
-        from pydoc_data.topics import topics
+def _pydoc_topics() -> str:
+    from pydoc_data.topics import topics
 
-        return "\n\n".join(topics[k] for k in sorted(topics)), "pydoc_data.topics"
+    return "\n\n".join(topics[k] for k in sorted(topics))
+
+
+def _named_corpus(name: str) -> str:
+    """The text of a corpus that ships with Python: see :data:`NAMED_CORPORA`."""
+    from training.text.python_docs import docstring_text, site_roots, stdlib_root
+
+    roots = [stdlib_root(), *(site_roots() if name == "python-docs+site" else [])]
+    return _pydoc_topics() + "\n\n" + docstring_text(roots)
+
+
+def check_corpus_spec(path: str | Path | None) -> None:
+    """Fail early, before any work, on a corpus that is neither a named one nor an existing file.
+
+    Raises:
+        CorpusError: naming the file and the named corpora.
+    """
+    if path is None or str(path) == DEFAULT_CORPUS or str(path) in NAMED_CORPORA:
+        return
     file = Path(path).expanduser()
     if not file.is_file():
-        raise CorpusError(f"corpus file {file} does not exist")
+        raise CorpusError(
+            f"corpus file {file} does not exist (or name one of: {', '.join([DEFAULT_CORPUS, *NAMED_CORPORA])})"
+        )
+
+
+def read_corpus_text(path: str | Path | None = None) -> tuple[str, str]:
+    """The corpus text and a name for it: a named corpus (:data:`NAMED_CORPORA`), else a UTF-8 file."""
+    if path is None or str(path) == DEFAULT_CORPUS:
+        return _pydoc_topics(), "pydoc_data.topics"
+    if str(path) in NAMED_CORPORA:
+        return _named_corpus(str(path)), str(path)
+    check_corpus_spec(path)
+    file = Path(path).expanduser()
     try:
         return file.read_text(encoding="utf-8"), str(file)
     except UnicodeDecodeError as e:

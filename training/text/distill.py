@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 from tqdm.auto import tqdm
 
-from training.text.encoder import SentenceEncoder
+from training.text.encoder import SentenceEncoder, mean_pool
 
 # texts -> (input_ids, attention_mask), int64 arrays [batch, seq]
 Tokenize = Callable[[Sequence[str]], tuple[np.ndarray, np.ndarray]]
@@ -37,6 +37,11 @@ class DistillConfig(BaseModel):
     weight_decay: float = Field(0.01, ge=0)
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
     mse_weight: float = Field(1.0, ge=0, description="weight of the MSE term beside (1 - cosine)")
+    hidden_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of matching each kept layer's token states to the teacher's same layer (0: off)",
+    )
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
     max_length: int = Field(64, gt=1, description="tokens per training text (the caller's tokenizer applies it)")
     freeze_embeddings: bool = Field(True, description="keep the teacher's token embeddings (half the weights) fixed")
@@ -129,6 +134,34 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, mse_weight: 
     return (1 - cos).mean() + mse_weight * mse.mean()
 
 
+def _encode(
+    encoder: SentenceEncoder, ids: torch.Tensor, mask: torch.Tensor, hidden: bool
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The sentence embedding and, when ``hidden``, every layer's token states (embeddings first)."""
+    out = encoder.transformer(input_ids=ids, attention_mask=mask, output_hidden_states=hidden)
+    pooled = mean_pool(out.last_hidden_state, mask)
+    embedding = F.normalize(pooled, p=2.0, dim=1) if encoder.normalize else pooled
+    return embedding, (out.hidden_states or ())
+
+
+def hidden_state_loss(
+    student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor], layers: Sequence[int], mask: torch.Tensor
+) -> torch.Tensor:
+    """Mean over the kept layers of the token-state MSE to the teacher's same layer, padding excluded.
+
+    Each term is divided by the teacher layer's mean square, so layers whose states differ in scale weigh
+    alike. ``student[j + 1]`` is the output of the student's j-th layer, the teacher's ``layers[j]``-th.
+    """
+    keep = mask.unsqueeze(-1).to(student[0].dtype)
+    tokens = keep.sum().clamp(min=1.0) * student[0].shape[-1]
+    terms = []
+    for j, layer in enumerate(layers):
+        target = teacher[layer + 1]
+        error = ((student[j + 1] - target) ** 2 * keep).sum() / tokens
+        terms.append(error / ((target**2 * keep).sum() / tokens).clamp(min=1e-6))
+    return torch.stack(terms).mean()
+
+
 def distill(
     teacher: SentenceEncoder,
     sentences: Sequence[str],
@@ -147,7 +180,9 @@ def distill(
         raise DistillError("no training sentences for distillation")
     torch.manual_seed(config.seed)
     student = build_student(teacher, config.layers)
-    targets = None if config.augment else teacher_embeddings(teacher, tokenize, sentences)
+    hidden = config.hidden_weight > 0
+    # Fixed inputs let the teacher run once; augmented ones (or layer targets) need it on every batch.
+    targets = None if config.augment or hidden else teacher_embeddings(teacher, tokenize, sentences)
     teacher.eval()
     steps_per_epoch = math.ceil(len(sentences) / config.batch_size)
     total = (
@@ -177,15 +212,18 @@ def distill(
                 texts = [sentences[i] for i in index]
                 if config.augment:
                     texts = augment_texts(texts, sentences, rng)
-                    ids, mask = tokenize(texts)
-                    with torch.inference_mode():
-                        target = teacher(torch.from_numpy(ids), torch.from_numpy(mask))
-                    target = target.clone()  # inference tensors cannot enter autograd
+                ids, mask = (torch.from_numpy(a) for a in tokenize(texts))
+                if targets is None:
+                    with torch.no_grad():  # not inference_mode: its tensors cannot enter the student's autograd
+                        target, teacher_states = _encode(teacher, ids, mask, hidden)
                 else:
-                    ids, mask = tokenize(texts)
-                    target = targets[torch.from_numpy(index)]
-                out = student(torch.from_numpy(ids), torch.from_numpy(mask))
+                    target, teacher_states = targets[torch.from_numpy(index)], ()
+                out, student_states = _encode(student, ids, mask, hidden)
                 loss = distillation_loss(out, target, config.mse_weight)
+                if hidden:
+                    loss = loss + config.hidden_weight * hidden_state_loss(
+                        student_states, teacher_states, config.layers, mask
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(trainable, 1.0)

@@ -145,3 +145,17 @@ def test_cli_reports_a_missing_model_in_one_line(tmp_path: Path, tiny_corpus: Pa
     assert len(output.splitlines()) == 1
     assert list_models(tmp_path / "r") == []
     assert not (Path.cwd() / "modelpress-work").exists()  # nothing created on bad input
+
+
+def test_cli_reports_an_unknown_corpus_before_creating_anything(tmp_path: Path, tiny_bert: Path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from modelpress.cli import build_app
+
+    monkeypatch.chdir(tmp_path)
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_bert, tmp_path / "no-such-corpus.txt")
+    result = CliRunner().invoke(build_app(), ["pipeline", "--recipe", str(recipe), "-r", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert result.output.strip().startswith("error: corpus file")
+    assert "python-docs" in result.output  # the named corpora are listed
+    assert not (tmp_path / "modelpress-work").exists()

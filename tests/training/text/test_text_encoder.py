@@ -9,7 +9,7 @@ import torch
 
 from serving.text import TextTokenizer
 from training.text.corpus import CorpusError, load_corpus, split_sentences
-from training.text.distill import DistillConfig, DistillError, build_student, distill
+from training.text.distill import DistillConfig, DistillError, build_student, distill, hidden_state_loss
 from training.text.encoder import SentenceEncoder, mean_pool
 from training.text.source import TextModelError, load_encoder, resolve_source
 
@@ -104,14 +104,15 @@ def test_student_keeps_the_chosen_layers_with_teacher_weights(encoder):
         build_student(encoder, [0, 5])
 
 
-def test_distillation_brings_the_student_closer_to_the_teacher(encoder, tokenize, tiny_corpus: Path):
+@pytest.mark.parametrize("hidden_weight", [0.0, 1.0], ids=["embeddings", "embeddings+layers"])
+def test_distillation_brings_the_student_closer_to_the_teacher(encoder, tokenize, tiny_corpus: Path, hidden_weight):
     # A random tiny BERT barely changes its input; larger layer weights make each layer matter, as in a real one.
     encoder = copy.deepcopy(encoder)
     with torch.no_grad():
         for p in encoder.transformer.encoder.layer.parameters():
             p.mul_(4.0)
     corpus = load_corpus(tiny_corpus)
-    config = DistillConfig(layers=[0], epochs=3, batch_size=16, lr=1e-3)
+    config = DistillConfig(layers=[0], epochs=3, batch_size=16, lr=1e-3, hidden_weight=hidden_weight)
     ids, mask = (torch.from_numpy(a) for a in tokenize(corpus.heldout))
     with torch.no_grad():
         target = encoder(ids, mask)
@@ -122,3 +123,17 @@ def test_distillation_brings_the_student_closer_to_the_teacher(encoder, tokenize
     assert report.steps == 3 * int(np.ceil(len(corpus.train) / 16))
     assert report.last_loss < report.first_loss
     assert after > before  # measured on held-out sentences the student never trained on
+
+
+def test_hidden_state_loss_matches_kept_layers_and_ignores_padding():
+    torch.manual_seed(0)
+    teacher = [torch.randn(2, 5, 8) for _ in range(4)]  # embeddings + 3 layers
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    student = [teacher[0], teacher[1].clone(), teacher[3].clone()]  # keeps teacher layers 0 and 2
+    assert float(hidden_state_loss(student, teacher, [0, 2], mask)) == pytest.approx(0.0)
+    student[2][0, 3:] += 100.0  # padding positions do not count
+    assert float(hidden_state_loss(student, teacher, [0, 2], mask)) == pytest.approx(0.0)
+    student[2][0, 0] += 1.0
+    assert float(hidden_state_loss(student, teacher, [0, 2], mask)) > 0
+    # matched against the wrong teacher layer, the loss is large: states are compared layer to layer
+    assert float(hidden_state_loss(student, teacher, [1, 2], mask)) > 0.5

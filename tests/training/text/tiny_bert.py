@@ -53,6 +53,7 @@ WORDS = [
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789.,;:'\"()-_")
 HIDDEN = 32
+SYNTHETIC_VOCAB = 8192
 LAYERS = 2
 HEADS = 4
 
@@ -82,7 +83,9 @@ def build_tiny_bert_folder(folder: Path, seed: int = 0) -> Path:
     from transformers import BertConfig, BertModel
 
     config = BertConfig(
-        vocab_size=len(vocabulary()),
+        # Rows past the tokenizer's words, as in a real BERT's 30k vocabulary: compare and bench feed synthetic
+        # token ids from 2000-8000, which must exist in the embedding table.
+        vocab_size=max(len(vocabulary()), SYNTHETIC_VOCAB),
         hidden_size=HIDDEN,
         num_hidden_layers=LAYERS,
         num_attention_heads=HEADS,

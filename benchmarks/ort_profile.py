@@ -1,0 +1,105 @@
+"""Where an ONNX model's time goes: ONNX Runtime's profiler, summed per operator type and per node.
+
+    python -m benchmarks.ort_profile MODEL.onnx [--threads 2 --batch 8 --seq 64 --runs 20]
+
+Answers "which kernels run and which take the time" (e.g. whether ORT fused the int8 graph into
+``DynamicQuantizeMatMul`` / ``QAttention``, and what the fp32 nodes left around them cost). The model is a text
+encoder fed token ids and a full attention mask (``input_ids``, ``attention_mask``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """Mean milliseconds per run: by operator type (with node counts) and by node."""
+
+    runs: int
+    by_op: dict[str, float]
+    nodes_per_op: dict[str, int]
+    by_node: dict[str, float]
+
+    @property
+    def total_ms(self) -> float:
+        return sum(self.by_op.values())
+
+    def markdown(self, top: int = 8) -> str:
+        lines = ["| operator | nodes | ms / run | share |", "|---|---:|---:|---:|"]
+        for op, ms in sorted(self.by_op.items(), key=lambda kv: -kv[1]):
+            lines.append(f"| {op} | {self.nodes_per_op[op]} | {ms:.2f} | {ms / self.total_ms:.0%} |")
+        lines += ["", f"Kernel time {self.total_ms:.2f} ms / run over {self.runs} runs. Slowest nodes:"]
+        for node, ms in sorted(self.by_node.items(), key=lambda kv: -kv[1])[:top]:
+            lines.append(f"- {node}: {ms:.2f} ms")
+        return "\n".join(lines)
+
+
+def text_feeds(batch: int, seq: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Token ids from the ordinary-word range of a BERT vocabulary and a full attention mask."""
+    rng = np.random.default_rng(seed)
+    return {
+        "input_ids": rng.integers(2000, 8000, (batch, seq)).astype(np.int64),
+        "attention_mask": np.ones((batch, seq), np.int64),
+    }
+
+
+def profile(
+    model_path: Path, feeds: dict[str, np.ndarray], *, threads: int = 2, runs: int = 20, warmup: int = 3
+) -> Breakdown:
+    """Run ``model_path`` ``warmup + runs`` times and sum the kernel times of the last ``runs`` runs."""
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="modelpress-profile-") as tmp:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "ort")
+        session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        names = {i.name for i in session.get_inputs()}
+        feeds = {k: v for k, v in feeds.items() if k in names}
+        for _ in range(warmup + runs):
+            session.run(None, feeds)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    starts = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+    cutoff = starts[warmup] if len(starts) > warmup else 0  # the first runs allocate and pick kernels
+    by_op: Counter[str] = Counter()
+    by_node: Counter[str] = Counter()
+    counts: Counter[str] = Counter()
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time") and event["ts"] >= cutoff:
+            op = event["args"]["op_name"]
+            by_op[op] += event["dur"]
+            by_node[event["name"].removesuffix("_kernel_time")] += event["dur"]
+            counts[op] += 1
+    return Breakdown(
+        runs=runs,
+        by_op={op: us / runs / 1000 for op, us in by_op.items()},
+        nodes_per_op={op: n // runs for op, n in counts.items()},
+        by_node={node: us / runs / 1000 for node, us in by_node.items()},
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq", type=int, default=64)
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    if not args.model.is_file():
+        raise SystemExit(f"error: {args.model} is not a file")
+    print(profile(args.model, text_feeds(args.batch, args.seq), threads=args.threads, runs=args.runs).markdown())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Where a family's PyTorch eager fp32 baseline comes from, and loading it.
+
+A model trained by a recipe records its checkpoint folder (``source.checkpoint``). A pretrained text encoder
+(MiniLM) has no checkpoint: its manifest records the package or local Hugging Face folder it was imported from
+(``source.model``), and the baseline is that encoder wrapped with pooling and normalisation, exactly the module
+the ONNX graph was exported from, fed the same token ids and mask.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from export.compare.runners import is_text
+from serving.manifest import ModelManifest
+
+
+class NoBaselineError(Exception):
+    """Why no PyTorch baseline can be loaded for a model (the message is shown in the report)."""
+
+
+def baseline_source(manifest: ModelManifest) -> str | None:
+    """The checkpoint folder, or for a text model the package / Hugging Face folder, it was made from."""
+    key = "model" if is_text(manifest) and manifest.source.get("model") else "checkpoint"
+    value = manifest.source.get(key)
+    return str(value) if value else None
+
+
+def load_baseline(manifest: ModelManifest) -> Any:
+    """The eager fp32 ``torch.nn.Module`` of the model's source, in eval mode.
+
+    Raises:
+        NoBaselineError: the source is not recorded, not found, unusable, or PyTorch is not installed.
+    """
+    source = baseline_source(manifest)
+    if is_text(manifest) and manifest.source.get("model"):
+        return _load_text_encoder(str(source))
+    if not source or not Path(source).is_dir():
+        raise NoBaselineError(f"source checkpoint not found ({source!r}): no PyTorch baseline")
+    try:
+        from training.checkpoint import CheckpointError, load_checkpoint
+    except ImportError as e:  # a serving-only install has no torch
+        raise NoBaselineError(f"PyTorch not installed ({e}): no baseline") from e
+    try:
+        module, _ = load_checkpoint(Path(source))
+    except CheckpointError as e:
+        raise NoBaselineError(f"checkpoint unusable: {e}") from e
+    return module
+
+
+def _load_text_encoder(spec: str) -> Any:
+    try:
+        from training.text.encoder import SentenceEncoder
+        from training.text.source import TextModelError, load_encoder, resolve_source
+    except ImportError as e:  # no torch / transformers in this install
+        raise NoBaselineError(f"PyTorch or transformers not installed ({e}): no baseline") from e
+    try:
+        return SentenceEncoder(load_encoder(resolve_source(spec))).eval()
+    except TextModelError as e:
+        raise NoBaselineError(f"text model source unusable: {e}") from e
