@@ -83,6 +83,9 @@ class DistillPassConfig(PassConfig):
     alpha: float = Field(0.7, ge=0.0, le=1.0, description="weight of the soft targets; 1 - alpha: hard labels")
     feature_weight: float = Field(0.0, ge=0.0, description="intermediate-feature MSE weight (0: off)")
     mixup: float = Field(0.0, ge=0.0, description="Beta concentration of mixed inputs the teacher labels (0: off)")
+    shift: float = Field(0.0, ge=0.0, description="random image shifts up to this many pixels (0: off)")
+    rotate: float = Field(0.0, ge=0.0, le=45.0, description="random image rotations up to this many degrees")
+    scale: float = Field(0.0, ge=0.0, lt=0.5, description="random image zoom within 1 ± scale")
     noise_std: float | None = Field(None, ge=0.0, description="input noise (default: the checkpoint's training)")
     epochs: int = Field(60, ge=1)
     lr: float | None = Field(None, gt=0.0, description="default: the checkpoint's training lr")
@@ -103,9 +106,7 @@ class Distill(_TorchPass):
         from export.compress.sizes import count_parameters
 
         self._check_position(model_path)
-        cfg = DistillConfig(architecture=self.config.architecture, config=self.config.config,
-                            temperature=self.config.temperature, alpha=self.config.alpha,
-                            feature_weight=self.config.feature_weight, mixup=self.config.mixup)  # fmt: skip
+        cfg = DistillConfig(**self.config.model_dump(include=set(DistillConfig.model_fields)))
         splits = self._splits(ctx)
         torch.manual_seed(self.config.seed)
         try:
