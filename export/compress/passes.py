@@ -163,7 +163,8 @@ class Prune(_TorchPass):
 
 
 class PruneStructuredConfig(PassConfig):
-    ratio: float = Field(0.5, gt=0.0, lt=1.0, description="fraction of channels/neurons removed per layer")
+    ratio: float = Field(0.5, ge=0.0, lt=1.0, description="fraction of channels/neurons removed per layer")
+    heads: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of attention heads removed per block")
     iterative_steps: int = Field(2, ge=1, le=20)
     importance: Literal["l1", "l2", "bn"] = "l2"
     global_ranking: bool = False
@@ -183,6 +184,7 @@ class PruneStructured(_TorchPass):
     def run(self, model_path: Path | None, out_dir: Path, ctx: PassContext) -> PassOutput:
         import torch
 
+        from export.compress.heads import head_counts
         from export.compress.sizes import count_parameters
         from export.compress.structured import StructuredConfig, layer_widths, prune_structured
 
@@ -198,7 +200,7 @@ class PruneStructured(_TorchPass):
         except ValueError as e:
             raise ExportError(f"prune-structured: {e}") from e
         details = {"steps": records, "parameters_before": before, "parameters": count_parameters(module),
-                   "layer_widths": layer_widths(module)}  # fmt: skip
+                   "layer_widths": layer_widths(module), "attention_heads": head_counts(module)}  # fmt: skip
         return PassOutput(self._save(module, out_dir), details=details, module=module)
 
 
