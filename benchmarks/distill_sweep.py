@@ -29,39 +29,10 @@ def _accuracy(module: Any, x: Any, y: Any) -> tuple[float, Any]:
     return float((pred == y).mean()), pred
 
 
-def held_out_probe(x_val: Any, copies: int = 20, noise: float = 0.2, seed: int = 1234) -> Any:
-    """Validation images, noisy copies and mixtures of pairs: ~40x more points of the teacher's function.
-
-    A selection signal with more points than the 270 validation labels: how closely a student follows the
-    teacher there (never the test split).
-    """
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.as_tensor(x_val, dtype=torch.float32)
-    noisy = [x + noise * torch.randn(x.shape, generator=gen) for _ in range(copies)]
-    mixed = []
-    for _ in range(copies):
-        w = torch.rand(len(x), 1, generator=gen)
-        mixed.append(w * x + (1 - w) * x[torch.randperm(len(x), generator=gen)])
-    return torch.cat([x, *noisy, *mixed])
-
-
-def teacher_fidelity(student: Any, teacher: Any, probe: Any) -> dict[str, float]:
-    """Top-1 agreement and KL(teacher ‖ student) at T=1 on the probe."""
-    import torch
-
-    from export.compress.distill import soft_target_loss
-
-    with torch.no_grad():
-        s, t = student.eval()(probe), teacher.eval()(probe)
-    return {"probe_agree": float((s.argmax(1) == t.argmax(1)).float().mean()),
-            "probe_kl": float(soft_target_loss(s, t, 1.0))}  # fmt: skip
-
-
 def run_setting(checkpoint: Path, setting: dict[str, Any], seeds: list[int]) -> list[dict[str, Any]]:
     """One row per seed: test/val accuracy, teacher agreement on the test split, parameters, seconds."""
     from export.api import _load
+    from export.compress.distill import held_out_probe, teacher_fidelity
     from export.compress.passes import Distill, DistillPassConfig
     from export.data import eval_data_for_checkpoint
     from export.passes import PassContext
