@@ -20,8 +20,14 @@ STEPS = {
     ],
     # two students, images rotated and zoomed for the teacher to label; the one closest to the teacher is kept
     "student-picked": [
-        {"pass": "distill", "config": {"hidden": [4], "dropout": 0.0}, "epochs": 1, "candidates": 2,
-         "rotate": 5.0, "scale": 0.05},
+        {
+            "pass": "distill",
+            "config": {"hidden": [4], "dropout": 0.0},
+            "epochs": 1,
+            "candidates": 2,
+            "rotate": 5.0,
+            "scale": 0.05,
+        },
         ONNX,
     ],
     "sparse": [
