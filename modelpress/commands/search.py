@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         sparsities: str | None = typer.Option(None, help="Unstructured sparsities, e.g. 0.75,0.9."),
         channel_ratios: str | None = typer.Option(None, help="Structured pruning ratios, e.g. 0.5."),
         student_widths: str | None = typer.Option(None, help="Student hidden widths, e.g. 16,32 or 32x16."),
-        precisions: str | None = typer.Option(None, help="ONNX precisions, e.g. fp32,int8."),
+        precisions: str | None = typer.Option(None, help="fp32, fp16, fp16w (fp16 weights, fp32 compute), int8."),
         distill_epochs: int | None = typer.Option(None, min=1, help="Training epochs of each student."),
         finetune_epochs: int | None = typer.Option(None, min=0, help="Fine-tuning epochs after each pruning step."),
         threads: int = typer.Option(2, min=1, help="Threads for the latency figures (ORT and PyTorch alike)."),

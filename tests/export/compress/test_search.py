@@ -64,6 +64,8 @@ def test_grid_names_every_candidate_and_skips_the_baseline():
     steps = dict(grid.candidates())
     assert steps["sparse90-int8"][0] == {"pass": "prune", "sparsity": 0.9, "steps": [0.5, 0.75], "finetune_epochs": 3}
     assert [s["pass"] for s in steps["student16-int8"]] == ["distill", "onnx", "quantize"]
+    fp16w = dict(SearchGrid(precisions=["fp16w"], sparsities=[], channel_ratios=[], student_widths=[]).candidates())
+    assert fp16w["original-fp16w"][-1] == {"pass": "fp16", "weights_only": True}
 
 
 @pytest.mark.parametrize(
