@@ -90,6 +90,9 @@ class DistillPassConfig(PassConfig):
     epochs: int = Field(60, ge=1)
     lr: float | None = Field(None, gt=0.0, description="default: the checkpoint's training lr")
     seed: int = 0
+    keep_last: bool = Field(
+        False, description="no early stopping: train every epoch of the schedule and keep the last weights"
+    )
     # More than one: students of seeds seed, seed+1, ... and the one closest to the teacher (KL) on held-out
     # data is kept (validation images, noisy copies and mixtures: 41x the 270 validation labels).
     candidates: int = Field(1, ge=1, le=16, description="students trained; the closest to the teacher is kept")
@@ -113,7 +116,13 @@ class Distill(_TorchPass):
         tried, students = [], []
         for seed in range(self.config.seed, self.config.seed + self.config.candidates):
             student, result = self._train_one(cfg, splits, ctx, seed)
-            row = {"seed": seed, "epochs_run": result["epochs_run"], "best_epoch": result["best_epoch"]}
+            kept = result["epochs_run"] if self.config.keep_last else result["best_epoch"]
+            row = {
+                "seed": seed,
+                "epochs_run": result["epochs_run"],
+                "best_epoch": result["best_epoch"],
+                "kept_epoch": kept,
+            }
             if probe is not None:
                 row.update(teacher_fidelity(student, ctx.module, probe))
             tried.append(row)
@@ -125,6 +134,7 @@ class Distill(_TorchPass):
             "teacher_parameters": count_parameters(ctx.module),
             "epochs_run": chosen["epochs_run"],
             "best_epoch": chosen["best_epoch"],
+            "kept_epoch": chosen["kept_epoch"],
         }
         if probe is not None:
             details.update({"chosen_seed": chosen["seed"], "candidates": tried, "probe_samples": len(probe)})
@@ -144,6 +154,9 @@ class Distill(_TorchPass):
         training = self._training(ctx, self.config.epochs, self.config.lr, seed)
         if self.config.noise_std is not None:
             training = training.model_copy(update={"noise_std": self.config.noise_std})
+        if self.config.keep_last:  # the cosine schedule's end, not the epoch 270 validation images liked best
+            stopping = training.early_stopping.model_copy(update={"enabled": False, "restore_best": False})
+            training = training.model_copy(update={"early_stopping": stopping})
         try:
             return distill(ctx.module, splits, cfg, training, student=student, progress=ctx.progress)
         except ValueError as e:

@@ -23,7 +23,8 @@ STEPS = {
         {
             "pass": "distill",
             "config": {"hidden": [4], "dropout": 0.0},
-            "epochs": 1,
+            "epochs": 2,
+            "keep_last": True,
             "candidates": 2,
             "rotate": 5.0,
             "scale": 0.05,
@@ -76,6 +77,7 @@ def test_distill_keeps_the_student_closest_to_the_teacher_and_records_every_try(
     assert all(t["probe_kl"] > 0 and 0 <= t["probe_agree"] <= 1 for t in tried)
     assert details["chosen_seed"] == min(tried, key=lambda t: t["probe_kl"])["seed"]
     assert details["probe_samples"] == 41 * 270  # validation images, 20 noisy copies, 20 mixtures
+    assert all(t["kept_epoch"] == t["epochs_run"] == 2 for t in tried)  # keep_last: the schedule's last epoch
     # a single student records no selection
     assert "candidates" not in read_manifest(items["digits-student"].path).lineage[1].details
 
