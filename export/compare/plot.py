@@ -29,6 +29,35 @@ def _limits(values: list[float], accuracy: bool) -> tuple[float, float]:
     return lo - pad, min(top, 100.0 + pad / 4) if accuracy else min(top, 1.0 + pad / 4)
 
 
+# Label offsets tried in turn (points from the marker): right, then above and below at growing distances.
+# Then the same on the left, for points near the right edge.
+_OFFSETS = [(6, 4), (6, -11), (6, 14), (6, -21), (6, 24), (6, -31), (6, 34), (-6, 4), (-6, -11), (-6, 14)]
+
+
+def _label(ax: object, names: list[str], xs: list[float], ys: list[float]) -> None:
+    """Name every point, moving a label up or down until it overlaps no label placed before it.
+
+    Variants of one family often sit within a few pixels (same accuracy, similar size): fixed offsets make
+    their names unreadable.
+    """
+    fig = ax.figure  # type: ignore[attr-defined]
+    scale = fig.dpi / 72.0  # points -> pixels
+    right = ax.get_window_extent().x1  # type: ignore[attr-defined]
+    placed: list[tuple[float, float, float, float]] = []
+    for name, x, y in sorted(zip(names, xs, ys, strict=True), key=lambda t: (t[1], t[2])):
+        px, py = ax.transData.transform((x, y))  # type: ignore[attr-defined]
+        width, height = 5.0 * len(name) * scale, 9.0 * scale  # ~8-point text
+        for dx, dy in _OFFSETS:
+            left = px + dx * scale - (width if dx < 0 else 0)
+            box = (left, py + dy * scale, left + width, py + dy * scale + height)
+            overlaps = any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed)
+            if not overlaps and box[2] <= right:
+                break
+        placed.append(box)
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=8,  # type: ignore[attr-defined]
+                    ha="right" if dx < 0 else "left")  # fmt: skip
+
+
 def plot_report(report: Report, path: Path) -> Path:
     """Write one panel per family to ``path`` (PNG) and return it."""
     import matplotlib
@@ -51,8 +80,6 @@ def plot_report(report: Report, path: Path) -> Path:
         quality = [_quality(r) for r in rows]
         colours = [r.latency_p50_ms if r.latency_p50_ms is not None else float("nan") for r in rows]
         scatter = ax.scatter(sizes, quality, c=colours, cmap="viridis_r", norm=norm, s=70, edgecolors="black")
-        for row, x, y in zip(rows, sizes, quality, strict=True):
-            ax.annotate(row.model, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
         front = sorted((r for r in rows if r.pareto), key=lambda r: r.onnx_bytes)
         if len(front) > 1:
             ax.step([r.onnx_bytes for r in front], [_quality(r) for r in front], where="post",
@@ -68,6 +95,7 @@ def plot_report(report: Report, path: Path) -> Path:
         ax.set_ylabel("test accuracy, %" if rows[0].accuracy is not None else "mean cosine to fp32 teacher")
         ax.set_title(family)
         ax.grid(True, which="both", alpha=0.3)
+        _label(ax, [r.model for r in rows], sizes, quality)
     if scatter is not None and norm is not None:
         bar = fig.colorbar(scatter, ax=axes[0].tolist(), label="p50 latency at batch 1, ms")
         plain = matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:.3g}")

@@ -110,10 +110,16 @@ def to_markdown(report: Report) -> str:
 
 
 def to_csv(report: Report) -> str:
-    """One row per variant with the raw (unformatted) figures of the JSON schema."""
+    """One row per variant with the raw (unformatted) figures of the JSON schema.
+
+    A CSV has no header block, so the run's conditions (threads, throughput batch, CPU flags) repeat on every
+    row: a row copied into a spreadsheet elsewhere still says how it was measured.
+    """
     fields = [f for f in next(iter(report.rows)).model_dump() if f not in ("fidelity", "lineage", "notes")]
+    run = {"threads": report.threads, "throughput_batch": report.throughput_batch,
+           "cpu_flags": " ".join(report.machine.get("cpu_flags", []))}  # fmt: skip
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=[*fields, "lineage", "fidelity", "notes"])
+    writer = csv.DictWriter(out, fieldnames=[*fields, "lineage", "fidelity", "notes", *run])
     writer.writeheader()
     for row in report.rows:
         data = row.model_dump()
@@ -122,6 +128,7 @@ def to_csv(report: Report) -> str:
             "lineage": " > ".join(row.lineage),
             "fidelity": ";".join(f"{k}={v}" for k, v in row.fidelity.items()),
             "notes": "; ".join(row.notes),
+            **run,
         })  # fmt: skip
     return out.getvalue()
 

@@ -9,12 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from export.errors import ExportError
 
-Precision = Literal["fp32", "fp16", "int8"]
+# fp16w: fp16 storage, fp32 compute (half the bytes, fp32's latency; see the fp16 pass's weights_only)
+Precision = Literal["fp32", "fp16", "fp16w", "int8"]
 
 # The ONNX-side steps that give each precision, after the PyTorch-level ones.
 PRECISION_STEPS: dict[str, list[dict[str, Any]]] = {
     "fp32": [{"pass": "onnx"}, {"pass": "optimize"}],
     "fp16": [{"pass": "onnx"}, {"pass": "optimize"}, {"pass": "fp16"}],
+    "fp16w": [{"pass": "onnx"}, {"pass": "optimize"}, {"pass": "fp16", "weights_only": True}],
     "int8": [{"pass": "onnx"}, {"pass": "quantize", "mode": "auto"}],
 }
 

@@ -83,10 +83,19 @@ class DistillPassConfig(PassConfig):
     alpha: float = Field(0.7, ge=0.0, le=1.0, description="weight of the soft targets; 1 - alpha: hard labels")
     feature_weight: float = Field(0.0, ge=0.0, description="intermediate-feature MSE weight (0: off)")
     mixup: float = Field(0.0, ge=0.0, description="Beta concentration of mixed inputs the teacher labels (0: off)")
+    shift: float = Field(0.0, ge=0.0, description="random image shifts up to this many pixels (0: off)")
+    rotate: float = Field(0.0, ge=0.0, le=45.0, description="random image rotations up to this many degrees")
+    scale: float = Field(0.0, ge=0.0, lt=0.5, description="random image zoom within 1 ± scale")
     noise_std: float | None = Field(None, ge=0.0, description="input noise (default: the checkpoint's training)")
     epochs: int = Field(60, ge=1)
     lr: float | None = Field(None, gt=0.0, description="default: the checkpoint's training lr")
     seed: int = 0
+    keep_last: bool = Field(
+        False, description="no early stopping: train every epoch of the schedule and keep the last weights"
+    )
+    # More than one: students of seeds seed, seed+1, ... and the one closest to the teacher (KL) on held-out
+    # data is kept (validation images, noisy copies and mixtures: 41x the 270 validation labels).
+    candidates: int = Field(1, ge=1, le=16, description="students trained; the closest to the teacher is kept")
 
 
 class Distill(_TorchPass):
@@ -97,35 +106,61 @@ class Distill(_TorchPass):
     config: DistillPassConfig
 
     def run(self, model_path: Path | None, out_dir: Path, ctx: PassContext) -> PassOutput:
-        import torch
-
-        from export.compress.distill import DistillConfig, build_student, distill
+        from export.compress.distill import DistillConfig, held_out_probe, teacher_fidelity
         from export.compress.sizes import count_parameters
 
         self._check_position(model_path)
-        cfg = DistillConfig(architecture=self.config.architecture, config=self.config.config,
-                            temperature=self.config.temperature, alpha=self.config.alpha,
-                            feature_weight=self.config.feature_weight, mixup=self.config.mixup)  # fmt: skip
+        cfg = DistillConfig(**self.config.model_dump(include=set(DistillConfig.model_fields)))
         splits = self._splits(ctx)
-        torch.manual_seed(self.config.seed)
+        probe = held_out_probe(splits.X_val) if self.config.candidates > 1 else None
+        tried, students = [], []
+        for seed in range(self.config.seed, self.config.seed + self.config.candidates):
+            student, result = self._train_one(cfg, splits, ctx, seed)
+            kept = result["epochs_run"] if self.config.keep_last else result["best_epoch"]
+            row = {
+                "seed": seed,
+                "epochs_run": result["epochs_run"],
+                "best_epoch": result["best_epoch"],
+                "kept_epoch": kept,
+            }
+            if probe is not None:
+                row.update(teacher_fidelity(student, ctx.module, probe))
+            tried.append(row)
+            students.append(student)
+        pick = min(range(len(tried)), key=lambda i: tried[i].get("probe_kl", 0.0))
+        student, chosen = students[pick], tried[pick]
+        details = {
+            "student_parameters": count_parameters(student),
+            "teacher_parameters": count_parameters(ctx.module),
+            "epochs_run": chosen["epochs_run"],
+            "best_epoch": chosen["best_epoch"],
+            "kept_epoch": chosen["kept_epoch"],
+        }
+        if probe is not None:
+            details.update({"chosen_seed": chosen["seed"], "candidates": tried, "probe_samples": len(probe)})
+        return PassOutput(self._save(student, out_dir), details=details, module=student)
+
+    def _train_one(self, cfg: Any, splits: Any, ctx: PassContext, seed: int) -> tuple[Any, dict[str, Any]]:
+        """One student trained from ``seed`` (its initialisation and the trainer's batch order)."""
+        import torch
+
+        from export.compress.distill import build_student, distill
+
+        torch.manual_seed(seed)
         try:
             student = build_student(cfg, input_shape=splits.input_shape, num_outputs=splits.num_outputs)
         except ValueError as e:
             raise ExportError(f"distill: student {cfg.architecture}: {e}") from e
-        training = self._training(ctx, self.config.epochs, self.config.lr, self.config.seed)
+        training = self._training(ctx, self.config.epochs, self.config.lr, seed)
         if self.config.noise_std is not None:
             training = training.model_copy(update={"noise_std": self.config.noise_std})
+        if self.config.keep_last:  # the cosine schedule's end, not the epoch 270 validation images liked best
+            stopping = training.early_stopping.model_copy(update={"enabled": False, "restore_best": False})
+            training = training.model_copy(update={"early_stopping": stopping})
         try:
-            student, result = distill(ctx.module, splits, cfg, training, student=student, progress=ctx.progress)
+            return distill(ctx.module, splits, cfg, training, student=student, progress=ctx.progress)
         except ValueError as e:
             raise ExportError(f"distill: {e}") from e
-        details = {
-            "student_parameters": count_parameters(student),
-            "teacher_parameters": count_parameters(ctx.module),
-            "epochs_run": result["epochs_run"],
-            "best_epoch": result["best_epoch"],
-        }
-        return PassOutput(self._save(student, out_dir), details=details, module=student)
 
 
 class PruneConfig(PassConfig):
@@ -162,7 +197,8 @@ class Prune(_TorchPass):
 
 
 class PruneStructuredConfig(PassConfig):
-    ratio: float = Field(0.5, gt=0.0, lt=1.0, description="fraction of channels/neurons removed per layer")
+    ratio: float = Field(0.5, ge=0.0, lt=1.0, description="fraction of channels/neurons removed per layer")
+    heads: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of attention heads removed per block")
     iterative_steps: int = Field(2, ge=1, le=20)
     importance: Literal["l1", "l2", "bn"] = "l2"
     global_ranking: bool = False
@@ -182,6 +218,7 @@ class PruneStructured(_TorchPass):
     def run(self, model_path: Path | None, out_dir: Path, ctx: PassContext) -> PassOutput:
         import torch
 
+        from export.compress.heads import head_counts
         from export.compress.sizes import count_parameters
         from export.compress.structured import StructuredConfig, layer_widths, prune_structured
 
@@ -197,7 +234,7 @@ class PruneStructured(_TorchPass):
         except ValueError as e:
             raise ExportError(f"prune-structured: {e}") from e
         details = {"steps": records, "parameters_before": before, "parameters": count_parameters(module),
-                   "layer_widths": layer_widths(module)}  # fmt: skip
+                   "layer_widths": layer_widths(module), "attention_heads": head_counts(module)}  # fmt: skip
         return PassOutput(self._save(module, out_dir), details=details, module=module)
 
 

@@ -54,7 +54,8 @@ def rich_table(result: SearchResult) -> Table:
     return table
 
 
-def print_result(result: SearchResult, console: Console | None = None) -> None:
+def print_result(result: SearchResult, console: Console | None = None, publish_to: object = None) -> None:
+    """The table, every candidate's reason, the winners and, after ``--publish``, what went where."""
     console = console or Console(width=220)
     console.print(rich_table(result))
     for c in result.candidates:
@@ -66,6 +67,11 @@ def print_result(result: SearchResult, console: Console | None = None) -> None:
         console.print(Text(f"no candidate is within {result.max_accuracy_drop_points:g} points of the checkpoint"))
     else:
         console.print(Text(f"smallest within tolerance: {smallest}; fastest within tolerance: {fastest}"))
+    for c in result.candidates:
+        if c.published:
+            console.print(Text(f"published {c.name} as {c.published}"))
+    if publish_to is not None and not any(c.published for c in result.candidates):
+        console.print(Text(f"nothing published to {publish_to}: no candidate is within tolerance"))
 
 
 def to_json(result: SearchResult) -> str:

@@ -5,6 +5,10 @@ bytes, parameters and nonzero parameters, test accuracy with ONNX Runtime, batch
 thread count). A candidate that fails, or loses more than ``max_accuracy_drop`` points against the
 checkpoint, stays in the result with its reason. Among those within tolerance the smallest (raw bytes) and
 the fastest (batch-1 p50) are marked, and the Pareto front over size, latency and accuracy is flagged.
+
+With a repository to publish to, the winners (and, if asked, every Pareto candidate within tolerance) are
+published together, atomically, as the pipeline publishes its variants: each version with its manifest,
+lineage (training, then every pass with its config) and the search's figures, or none of them.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from export.compress.quality import compressed_quality
 from export.compress.sizes import count_nonzero_parameters, count_parameters, gzip_bytes, onnx_bytes
 from export.compress.timing import batch1_latency_ms, eager_latency_ms
 from export.errors import ExportError
-from export.spec import VerifySpec, parse_spec
-from export.verify import check_structure, measure_quality, reference
+from export.repository import check_repository
+from export.spec import VerifySpec, parse_spec, variant_model_name
+from export.verify import check_structure, judge, measure_quality, reference
 
 SCHEMA_VERSION = 1
 
@@ -52,6 +57,34 @@ class Candidate:
     pareto: bool = False
     smallest: bool = False
     fastest: bool = False
+    published: str | None = None  # "<model>/<version>" when this candidate was published
+
+
+@dataclass
+class PublishRequest:
+    """Where and what to publish from a search.
+
+    Attributes:
+        repository: the model repository (created if missing).
+        name: base model name; a candidate is published as ``<name>-<candidate>`` (default: the checkpoint's
+            recipe's export name, else its name).
+        pareto: also publish every Pareto-front candidate within tolerance, not only the winners.
+    """
+
+    repository: Path
+    name: str | None = None
+    pareto: bool = False
+
+
+@dataclass
+class _Artifact:
+    """What a measured candidate left in the work folder, kept until the search decides what to publish."""
+
+    model_path: Path
+    precision: str
+    records: list[Any]
+    module: Any
+    quality: dict[str, Any]
 
 
 @dataclass
@@ -72,6 +105,7 @@ class SearchResult:
         data["smallest"] = next((c.name for c in self.candidates if c.smallest), None)
         data["fastest"] = next((c.name for c in self.candidates if c.fastest), None)
         data["pareto"] = [c.name for c in self.candidates if c.pareto]
+        data["published"] = {c.name: c.published for c in self.candidates if c.published}
         return data
 
 
@@ -83,6 +117,7 @@ def search(
     threads: int = 2,
     quick: bool = False,
     progress: bool = True,
+    publish: PublishRequest | None = None,
 ) -> SearchResult:
     """Run every candidate of ``grid`` on ``checkpoint`` and return all of them, measured and marked.
 
@@ -93,9 +128,11 @@ def search(
         threads: ONNX Runtime and PyTorch threads for the latency figures.
         quick: shorter timing runs (noisier latency).
         progress: show a progress bar.
+        publish: publish the smallest and fastest within tolerance (and optionally the Pareto front) there.
 
     Raises:
-        ExportError: the checkpoint is unusable or the grid names an invalid step (before any candidate runs).
+        ExportError: the checkpoint is unusable, the grid names an invalid step or the repository is not one
+            (before any candidate runs), or publishing failed (then nothing of this search is published).
     """
     from export.api import _Chain, _load
     from export.data import eval_data_for_checkpoint
@@ -106,6 +143,8 @@ def search(
     candidates = grid.candidates()
     parse_spec({"variants": [name for name, _ in candidates] or ["fp32"], "steps": dict(candidates)})
     module, meta = _load(Path(checkpoint))
+    if publish is not None:
+        publish = _check_publish(publish, meta, [name for name, _ in candidates])
     if meta.task != "classification":
         raise ExportError(f"the search judges test accuracy: it needs a classification checkpoint, got {meta.task}")
     data = eval_data_for_checkpoint(meta)
@@ -114,9 +153,10 @@ def search(
     ctx = PassContext(module=module, meta=meta, data=data, progress=False)
     with tempfile.TemporaryDirectory(prefix="modelpress-search-") as work, Progress(disable=not progress) as bar:
         chain = _Chain(Path(work), ctx)
+        artifacts: dict[str, _Artifact] = {}
         task = bar.add_task("baseline", total=len(candidates) + 1)
         baseline = Candidate(name="baseline-fp32", steps=PRECISION_STEPS["fp32"])
-        _run(baseline, chain, ctx, ref, spec, threads, quick)
+        _run(baseline, chain, ctx, ref, spec, threads, quick, artifacts)
         if baseline.status != "ok":
             raise ExportError(f"the fp32 baseline could not be exported: {baseline.reason}")
         eager = eager_latency_ms(Path(checkpoint), threads, quick=quick)
@@ -125,17 +165,83 @@ def search(
         for name, steps in candidates:
             bar.update(task, description=name)
             candidate = Candidate(name=name, steps=steps)
-            _run(candidate, chain, ctx, ref, spec, threads, quick)
+            _run(candidate, chain, ctx, ref, spec, threads, quick, artifacts)
             result.candidates.append(candidate)
             bar.advance(task)
-    _judge(result)
+        _judge(result)
+        if publish is not None:
+            bar.update(task, description=f"publish to {publish.repository}")
+            _publish(result, artifacts, publish, ctx, Path(checkpoint))
     return result
 
 
-def _run(candidate: Candidate, chain: Any, ctx: Any, ref: Any, spec: VerifySpec, threads: int, quick: bool) -> None:
+def _check_publish(request: PublishRequest, meta: Any, names: list[str]) -> PublishRequest:
+    """The request with its name resolved, once the repository and every model name it may write are valid."""
+    check_repository(Path(request.repository))
+    recipe = meta.recipe or {}
+    base = request.name or (recipe.get("export") or {}).get("name") or recipe.get("name") or "model"
+    for name in names:
+        variant_model_name(base, name)
+    return PublishRequest(Path(request.repository), base, request.pareto)
+
+
+def to_publish(result: SearchResult, pareto: bool) -> dict[str, list[str]]:
+    """Candidate name -> its roles (smallest, fastest, pareto), for the candidates a search publishes.
+
+    Only candidates within tolerance: a Pareto candidate that missed it is reported, never published.
+    """
+    roles: dict[str, list[str]] = {}
+    for c in result.within_tolerance():
+        marks = [m for m, on in (("smallest", c.smallest), ("fastest", c.fastest), ("pareto", c.pareto)) if on]
+        if c.smallest or c.fastest or (pareto and c.pareto):
+            roles[c.name] = marks
+    return roles
+
+
+def _publish(
+    result: SearchResult, artifacts: dict[str, _Artifact], request: PublishRequest, ctx: Any, checkpoint: Path
+) -> None:
+    """Publish the chosen candidates in one atomic commit and note on each where it went."""
+    from export.api import BuiltVariant, publish_all
+    from export.manifest_builder import build_manifest
+
+    roles = to_publish(result, request.pareto)
+    if not roles:
+        return
+    by_name = {c.name: c for c in result.candidates}
+    built = []
+    for name, marks in roles.items():
+        art = artifacts[name]
+        search_info = {"roles": marks, "max_accuracy_drop_points": result.max_accuracy_drop_points,
+                       "latency_p50_ms": by_name[name].latency_p50_ms, "threads": result.threads,
+                       "size_ratio": by_name[name].size_ratio}  # fmt: skip
+        manifest = build_manifest(
+            name=variant_model_name(request.name, name), family=request.name, variant=name,
+            model_path=art.model_path, precision=art.precision, lineage=art.records,
+            quality={**art.quality, "search": search_info}, meta=ctx.meta, module=art.module, checkpoint=checkpoint,
+        )  # fmt: skip
+        built.append(BuiltVariant(name, manifest, art.model_path))
+    try:
+        published = publish_all(request.repository, built)
+    except (OSError, ValueError) as e:
+        raise ExportError(f"publishing the search's winners to {request.repository} failed: {e}") from e
+    for item, done in zip(built, published, strict=True):
+        by_name[item.variant].published = f"{done.name}/{done.version}"
+
+
+def _run(
+    candidate: Candidate,
+    chain: Any,
+    ctx: Any,
+    ref: Any,
+    spec: VerifySpec,
+    threads: int,
+    quick: bool,
+    artifacts: dict[str, _Artifact],
+) -> None:
     started = time.perf_counter()
     try:
-        _measure(candidate, chain, ctx, ref, spec, threads, quick)
+        artifacts[candidate.name] = _measure(candidate, chain, ctx, ref, spec, threads, quick)
         candidate.status = "ok"
     # A candidate's failure (an export error, a quantizer refusing a graph, a training error) is a result
     # the user must see, not a reason to stop the search: record it and go on.
@@ -145,8 +251,10 @@ def _run(candidate: Candidate, chain: Any, ctx: Any, ref: Any, spec: VerifySpec,
     candidate.seconds = round(time.perf_counter() - started, 3)
 
 
-def _measure(candidate: Candidate, chain: Any, ctx: Any, ref: Any, spec: VerifySpec, threads: int, quick: bool) -> None:
-    model_path, precision, _records, module = chain.run(candidate.steps)
+def _measure(
+    candidate: Candidate, chain: Any, ctx: Any, ref: Any, spec: VerifySpec, threads: int, quick: bool
+) -> _Artifact:
+    model_path, precision, records, module = chain.run(candidate.steps)
     check_structure(model_path, ctx.meta.input_spec.shape, ctx.meta.num_outputs)
     if module is ctx.module:
         quality = measure_quality(model_path, ctx.data.test_x, ctx.data.test_y, ref, ctx.meta.task, spec)
@@ -162,6 +270,9 @@ def _measure(candidate: Candidate, chain: Any, ctx: Any, ref: Any, spec: VerifyS
     candidate.accuracy_drop_points = round(100 * quality["accuracy_drop"], 4)
     candidate.top1_agreement = quality["top1_agreement"]
     candidate.latency_p50_ms = batch1_latency_ms(model_path, ctx.data.test_x[:1], threads, quick=quick)
+    # a wrong fp32 conversion is a failed candidate, never a winner (the pipeline's hard check)
+    judge(candidate.name, precision, quality, spec, force=True)
+    return _Artifact(model_path, precision, records, module, quality)
 
 
 def _judge(result: SearchResult) -> None:

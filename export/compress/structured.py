@@ -3,8 +3,9 @@
 Dependency-aware through torch-pruning's DepGraph: removing an output channel of a conv also removes the
 matching batch-norm entries and the input channels of every layer that consumes it (and, across a flatten,
 the matching block of the next Linear's inputs), so coupled layers shrink together and the module stays
-valid. The classifier head keeps its outputs. Attention projections are left whole: their reshape into
-heads would not survive a changed width (the feed-forward neurons of a transformer are pruned).
+valid. The classifier head keeps its outputs. Attention projections are not channel-pruned (their reshape
+into heads would not survive an arbitrary width); with ``heads``, whole attention heads are removed instead
+(:mod:`export.compress.heads`), and the feed-forward neurons of a transformer are channel-pruned.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ class StructuredConfig(BaseModel):
 
     Attributes:
         ratio: fraction of channels/neurons removed from each prunable layer (uniform), or in total
-            (``global_ranking``), at the end.
+            (``global_ranking``), at the end (0: none, e.g. to remove only heads).
+        heads: fraction of the attention heads removed from every attention block, least important first
+            (0: none); at least one head stays.
         iterative_steps: reach ``ratio`` in this many equal steps, fine-tuning after each.
         importance: ``l1``/``l2`` norm of each channel's weights across the coupled group, or ``bn`` (the
             batch-norm scale; models without batch norm fall back to l2).
@@ -39,7 +42,8 @@ class StructuredConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ratio: float = Field(0.5, gt=0.0, lt=1.0)
+    ratio: float = Field(0.5, ge=0.0, lt=1.0)
+    heads: float = Field(0.0, ge=0.0, lt=1.0)
     iterative_steps: int = Field(1, ge=1, le=20)
     importance: Literal["l1", "l2", "bn"] = "l2"
     global_ranking: bool = False
@@ -135,15 +139,27 @@ def prune_structured(
     Returns:
         The narrower model (same object) and one record per step (parameters left, fine-tune result).
     """
+    from export.compress.heads import head_counts, prune_heads
+
+    if cfg.ratio == 0 and cfg.heads == 0:
+        raise ValueError("nothing to prune: set ratio (channels) or heads above 0")
     model.eval()
     before = sum(p.numel() for p in model.parameters())
-    pruner = _pruner(model, example_input, cfg)
+    original_heads = head_counts(model)
+    if cfg.heads and not original_heads:
+        raise ValueError(f"heads: {type(model).__name__} has no attention block whose heads can be removed")
+    pruner = _pruner(model, example_input, cfg) if cfg.ratio > 0 else None
     records: list[dict[str, Any]] = []
     steps = range(cfg.iterative_steps)
-    for i in tqdm(steps, desc="prune channels", unit="step", disable=not progress, leave=False):
+    for i in tqdm(steps, desc="prune structures", unit="step", disable=not progress, leave=False):
         model.eval()
-        pruner.step()
-        record: dict[str, Any] = {"step": i + 1, "parameters": sum(p.numel() for p in model.parameters())}
+        if pruner is not None:
+            pruner.step()
+        record: dict[str, Any] = {"step": i + 1}
+        if cfg.heads:
+            fraction = cfg.heads * (i + 1) / cfg.iterative_steps
+            record["heads"] = prune_heads(model, fraction, original_heads, p=1 if cfg.importance == "l1" else 2)
+        record["parameters"] = sum(p.numel() for p in model.parameters())
         if finetune is not None and cfg.finetune_epochs > 0:
             record["finetune"] = finetune(model, i)
         records.append(record)

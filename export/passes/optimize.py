@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field
 
 from export.errors import VerificationError
-from export.onnx_files import EXTERNAL_DATA_NAME, has_external_data, save_model
+from export.onnx_files import EXTERNAL_DATA_NAME, drop_unused_opsets, has_external_data, save_model
 from export.ort_session import cpu_session
 from export.passes.base import Pass, PassConfig, PassContext, PassOutput
 
@@ -47,6 +47,6 @@ class OrtOptimize(Pass):
                 )
             except Exception as e:  # ORT raises its own exception types for graphs it rejects
                 raise VerificationError(f"ONNX Runtime could not optimise {model_path}: {e}") from e
-            proto = onnx.load(str(optimized))
+            proto = drop_unused_opsets(onnx.load(str(optimized)))
         path = save_model(proto, out_dir, external=external)
         return PassOutput(path, details={"nodes_before": nodes_before, "nodes_after": len(proto.graph.node)})

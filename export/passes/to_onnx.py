@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field
 
 from export.errors import VerificationError
-from export.onnx_files import save_model, strip_node_metadata
+from export.onnx_files import save_model, strip_export_metadata
 from export.passes.base import Pass, PassConfig, PassContext, PassOutput
 from export.quiet import quiet_exporters
 
@@ -65,7 +65,7 @@ class OnnxExport(Pass):
                 except Exception as e:
                     raise VerificationError(f"TorchScript ONNX export failed: {type(e).__name__}: {e}") from e
                 details["exporter"] = "torchscript"
-            proto = strip_node_metadata(onnx.load(str(raw)))
+            proto = strip_export_metadata(onnx.load(str(raw)))
         details["opset"] = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
         details["torch"] = torch.__version__
         return PassOutput(save_model(proto, out_dir, external=self.config.external_data), details=details)

@@ -42,11 +42,20 @@ def register(app: typer.Typer) -> None:
         sparsities: str | None = typer.Option(None, help="Unstructured sparsities, e.g. 0.75,0.9."),
         channel_ratios: str | None = typer.Option(None, help="Structured pruning ratios, e.g. 0.5."),
         student_widths: str | None = typer.Option(None, help="Student hidden widths, e.g. 16,32 or 32x16."),
-        precisions: str | None = typer.Option(None, help="ONNX precisions, e.g. fp32,int8."),
+        precisions: str | None = typer.Option(None, help="fp32, fp16, fp16w (fp16 weights, fp32 compute), int8."),
         distill_epochs: int | None = typer.Option(None, min=1, help="Training epochs of each student."),
         finetune_epochs: int | None = typer.Option(None, min=0, help="Fine-tuning epochs after each pruning step."),
         threads: int = typer.Option(2, min=1, help="Threads for the latency figures (ORT and PyTorch alike)."),
         json_out: Path | None = typer.Option(None, "--json", help="Write every candidate's figures as JSON."),
+        publish: Path | None = typer.Option(
+            None, help="Model repository: publish the smallest and fastest candidates within tolerance there."
+        ),
+        name: str | None = typer.Option(
+            None, help="With --publish: base model name (<name>-<candidate>; default: the recipe's export name)."
+        ),
+        publish_pareto: bool = typer.Option(
+            False, help="With --publish: also publish every Pareto-front candidate within tolerance."
+        ),
         quick: bool = typer.Option(False, help="Shorter timing runs (noisier latency)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
@@ -68,16 +77,20 @@ def register(app: typer.Typer) -> None:
             parsed = load_grid(grid, overrides)
         if not checkpoint.is_dir():
             fail(f"{checkpoint}: not a checkpoint folder (does not exist or is a file)")
+        if publish is None and (name is not None or publish_pareto):
+            fail("--name and --publish-pareto need --publish REPOSITORY")
 
         from export.compress.report import print_result, to_json
+        from export.compress.search import PublishRequest
         from export.compress.search import search as run_search
         from training.checkpoint import CheckpointError
         from training.data import DataError
 
         with user_errors(ExportError, CheckpointError, DataError):
             result = run_search(checkpoint, parsed, max_accuracy_drop=max_accuracy_drop, threads=threads,
-                                quick=quick, progress=not quiet)  # fmt: skip
-        print_result(result)
+                                quick=quick, progress=not quiet,
+                                publish=PublishRequest(publish, name, publish_pareto) if publish else None)  # fmt: skip
+        print_result(result, publish_to=publish)
         if json_out is not None:
             tmp = json_out.with_name(f".{json_out.name}.tmp")
             tmp.write_text(to_json(result))

@@ -36,11 +36,12 @@ class SelfAttention(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x):
-        tokens, d_model = x.shape[1], x.shape[2]
+        tokens = x.shape[1]
         q, k, v = self.qkv(x).reshape(-1, tokens, 3, self.nhead, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.head_dim)
         attn = self.dropout(torch.softmax(scores, dim=-1))
-        out = torch.matmul(attn, v).transpose(1, 2).reshape(-1, tokens, d_model)
+        # nhead * head_dim, not d_model: head pruning (export/compress/heads.py) leaves fewer heads
+        out = torch.matmul(attn, v).transpose(1, 2).reshape(-1, tokens, self.nhead * self.head_dim)
         return self.proj(out)
 
 

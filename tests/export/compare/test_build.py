@@ -1,3 +1,5 @@
+import csv
+import io
 import json
 
 import pytest
@@ -92,6 +94,10 @@ def test_json_round_trips_through_the_schema(report):
 
 def test_csv_and_markdown_have_a_row_per_model(report):
     assert len(to_csv(report).strip().splitlines()) == 1 + len(report.rows)
+    rows = list(csv.DictReader(io.StringIO(to_csv(report))))
+    assert {row["threads"] for row in rows} == {"1"}
+    assert {row["throughput_batch"] for row in rows} == {str(report.throughput_batch)}
+    assert all(row["cpu_flags"] == " ".join(report.machine["cpu_flags"]) for row in rows)
     markdown = to_markdown(report)
     assert all(f"| {r.model}" in markdown for r in report.rows)
 

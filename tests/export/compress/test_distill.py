@@ -89,3 +89,49 @@ def test_regression_is_refused_with_a_reason(digits, teacher):
 def test_unknown_student_option_names_the_key():
     with pytest.raises(ValueError, match="unknown mlp config key 'width'"):
         build_student(DistillConfig(config={"width": 3}), input_shape=[64], num_outputs=10)
+
+
+def _augmenter(**fields):
+    from export.compress.distill import ImageAugmenter
+
+    mean, std = [0.5] * 64, [2.0] * 64
+    return ImageAugmenter([1, 8, 8], mean, std, DistillConfig(**fields)), torch.tensor(mean), torch.tensor(std)
+
+
+def test_image_shifts_move_pixels_by_at_most_the_shift_and_fill_with_blank():
+    augment, mean, std = _augmenter(shift=1.0)
+    raw = torch.zeros(256, 8, 8)
+    raw[:, 3:5, 3:5] = 16.0  # a bright square in the middle: a shift moves it, it never leaves the image
+    x = ((raw.reshape(256, 64) - mean) / std).reshape(256, 64)
+    torch.manual_seed(0)
+    moved = (augment(x) * std + mean).reshape(256, 8, 8)
+    assert moved.shape == raw.shape
+    grid = torch.arange(8.0)
+    centre_rows = (moved.sum(2) * grid).sum(1) / moved.sum((1, 2))
+    assert torch.all((centre_rows - 3.5).abs() <= 1.0 + 1e-4)
+    assert (centre_rows - 3.5).abs().max() > 0.3  # it really moves
+    assert torch.allclose(moved.sum((1, 2)), raw.sum((1, 2)), rtol=1e-4)  # nothing lost at the border
+    assert torch.allclose(moved[:, 0, :], torch.zeros(256, 8), atol=1e-5)  # blank (raw 0) stays blank
+
+
+def test_augmentation_off_by_default_and_image_shape_is_found_or_refused():
+    from export.compress.distill import image_shape_of
+
+    assert not DistillConfig().augments
+    assert DistillConfig(rotate=5.0).augments
+    mlp = build_model("mlp", {"hidden": [8]}, input_shape=[64], num_outputs=10, task="classification")
+    assert image_shape_of(mlp, num_features=64) == [1, 8, 8]
+    with pytest.raises(ValueError, match="63 features are not a square image"):
+        image_shape_of(mlp, num_features=63)
+
+
+@pytest.mark.slow
+def test_distillation_with_image_augmentation_lowers_the_loss(digits, teacher):
+    # rotations and zooms: digits the teacher still reads (shifts are not, under per-pixel standardisation)
+    cfg = DistillConfig(architecture="mlp", config={"hidden": [16], "dropout": 0.0}, temperature=2.0, alpha=0.9,
+                        rotate=10.0, scale=0.1)  # fmt: skip
+    torch.manual_seed(1)
+    student = build_student(cfg, input_shape=[64], num_outputs=10)
+    before = _kl_to_teacher(student, teacher, digits.X_test)
+    trained, _ = distill(teacher, digits, cfg, quick_training(3), student=student, progress=False)
+    assert _kl_to_teacher(trained, teacher, digits.X_test) < 0.75 * before

@@ -18,6 +18,19 @@ STEPS = {
         ONNX,
         {"pass": "quantize", "mode": "dynamic"},
     ],
+    # two students, images rotated and zoomed for the teacher to label; the one closest to the teacher is kept
+    "student-picked": [
+        {
+            "pass": "distill",
+            "config": {"hidden": [4], "dropout": 0.0},
+            "epochs": 2,
+            "keep_last": True,
+            "candidates": 2,
+            "rotate": 5.0,
+            "scale": 0.05,
+        },
+        ONNX,
+    ],
     "sparse": [
         {"pass": "prune", "sparsity": 0.8, "steps": [0.5], "finetune_epochs": 1},
         ONNX,
@@ -41,7 +54,8 @@ def published(tmp_path_factory):
 @pytest.mark.slow
 def test_compressed_variants_are_published_as_their_own_models_of_the_family(published):
     checkpoint, items = published
-    assert set(items) == {"digits", "digits-student", "digits-student-int8", "digits-sparse", "digits-slim"}
+    assert set(items) == {"digits", "digits-student", "digits-student-int8", "digits-student-picked",
+                          "digits-sparse", "digits-slim"}  # fmt: skip
     for item in items.values():
         manifest = read_manifest(item.path)
         verify_files(manifest, item.path)
@@ -52,6 +66,20 @@ def test_compressed_variants_are_published_as_their_own_models_of_the_family(pub
     assert lineage["digits-student-int8"] == ["train", "distill", "onnx", "quantize"]
     assert lineage["digits-slim"] == ["train", "prune-structured", "onnx"]
     assert items["digits-student-int8"].manifest.precision == "int8"
+
+
+@pytest.mark.slow
+def test_distill_keeps_the_student_closest_to_the_teacher_and_records_every_try(published):
+    _, items = published
+    details = read_manifest(items["digits-student-picked"].path).lineage[1].details
+    tried = details["candidates"]
+    assert [t["seed"] for t in tried] == [0, 1]
+    assert all(t["probe_kl"] > 0 and 0 <= t["probe_agree"] <= 1 for t in tried)
+    assert details["chosen_seed"] == min(tried, key=lambda t: t["probe_kl"])["seed"]
+    assert details["probe_samples"] == 41 * 270  # validation images, 20 noisy copies, 20 mixtures
+    assert all(t["kept_epoch"] == t["epochs_run"] == 2 for t in tried)  # keep_last: the schedule's last epoch
+    # a single student records no selection
+    assert "candidates" not in read_manifest(items["digits-student"].path).lineage[1].details
 
 
 @pytest.mark.slow

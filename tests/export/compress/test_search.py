@@ -64,6 +64,8 @@ def test_grid_names_every_candidate_and_skips_the_baseline():
     steps = dict(grid.candidates())
     assert steps["sparse90-int8"][0] == {"pass": "prune", "sparsity": 0.9, "steps": [0.5, 0.75], "finetune_epochs": 3}
     assert [s["pass"] for s in steps["student16-int8"]] == ["distill", "onnx", "quantize"]
+    fp16w = dict(SearchGrid(precisions=["fp16w"], sparsities=[], channel_ratios=[], student_widths=[]).candidates())
+    assert fp16w["original-fp16w"][-1] == {"pass": "fp16", "weights_only": True}
 
 
 @pytest.mark.parametrize(
@@ -124,6 +126,7 @@ def test_search_json_holds_every_candidate(searched):
         (["--max-accuracy-drop", "0.5", "/nonexistent/checkpoint"], "not a checkpoint folder"),
         (["--max-accuracy-drop", "0.5", "--sparsities", "lots", "ckpt"], "--sparsities 'lots'"),
         (["--max-accuracy-drop", "0.5", "--precisions", "int4", "/nonexistent"], "precisions"),
+        (["--max-accuracy-drop", "0.5", "--publish-pareto", "."], "--name and --publish-pareto need --publish"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(args, message):
@@ -141,7 +144,8 @@ def test_cli_search_prints_every_candidate_and_writes_json(tmp_path):
     grid.write_text("include_original: false\nchannel_ratios: []\nstudent_widths: []\nfinetune_epochs: 0\n")
     out = tmp_path / "search.json"
     args = [str(checkpoint), "--max-accuracy-drop", "0", "--grid", str(grid), "--sparsities", "0.5,0.95",
-            "--precisions", "fp32", "--threads", "1", "--quick", "--quiet", "--json", str(out)]  # fmt: skip
+            "--precisions", "fp32", "--threads", "1", "--quick", "--quiet", "--json", str(out),
+            "--publish", str(tmp_path / "repo"), "--name", "mlp"]  # fmt: skip
     proc = subprocess.run([sys.executable, "-m", "modelpress", "search", *args], capture_output=True, text=True,
                           timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -152,3 +156,48 @@ def test_cli_search_prints_every_candidate_and_writes_json(tmp_path):
     assert worst["status"] == "rejected"
     assert "exceeds the tolerance of 0" in worst["reason"]
     assert "sparse95-fp32: rejected: accuracy drop" in proc.stdout
+    # at a zero tolerance even 50 % sparsity without fine-tuning misses: nothing is published, no folder made
+    assert data["candidates"][0]["status"] == "rejected"
+    assert data["published"] == {}
+    assert "nothing published to" in proc.stdout
+    assert not (tmp_path / "repo").exists()
+
+
+@pytest.mark.slow
+def test_search_publishes_its_winners_atomically_with_lineage(tmp_path):
+    from export.compress.search import PublishRequest
+    from serving.manifest import list_models, read_manifest, verify_files
+
+    checkpoint, _ = train_checkpoint("mlp", tmp_path / "checkpoint", epochs=2)
+    grid = SearchGrid(sparsities=[0.5], channel_ratios=[], student_widths=[[4]], precisions=["fp32"],
+                      include_original=False, finetune_epochs=0, distill_epochs=1)  # fmt: skip
+    repo = tmp_path / "repo"
+    result = search(checkpoint, grid, max_accuracy_drop=100.0, threads=1, quick=True, progress=False,
+                    publish=PublishRequest(repo, "tiny", pareto=True))  # fmt: skip
+    by = {c.name: c for c in result.candidates}
+    assert by["student4-fp32"].smallest  # 4 hidden units: far fewer bytes than the 50 % sparse MLP
+    chosen = {c.name for c in result.candidates if c.smallest or c.fastest or (c.pareto and c.status == "ok")}
+    assert {name for name, c in by.items() if c.published} == chosen
+    assert sorted(list_models(repo)) == sorted(f"tiny-{name}" for name in chosen)
+    manifest = read_manifest(repo / "tiny-student4-fp32" / "1")
+    verify_files(manifest, repo / "tiny-student4-fp32" / "1")
+    assert [step.name for step in manifest.lineage][1:] == ["distill", "onnx", "optimize"]
+    assert manifest.lineage[1].config["architecture"] == "mlp"
+    assert "smallest" in manifest.quality["search"]["roles"]
+    assert manifest.quality["accuracy"] == pytest.approx(by["student4-fp32"].accuracy)
+    assert manifest.size.onnx_bytes == by["student4-fp32"].onnx_bytes
+    assert json.loads(to_json(result))["published"]["student4-fp32"] == "tiny-student4-fp32/1"
+
+
+def test_search_refuses_a_repository_that_is_a_file_before_any_candidate_runs(tmp_path):
+    from export.compress.search import PublishRequest
+
+    checkpoint, _ = train_checkpoint("mlp", tmp_path / "checkpoint", epochs=1)
+    not_a_repo = tmp_path / "repo"
+    not_a_repo.write_text("keep me")
+    grid = SearchGrid(sparsities=[0.5], channel_ratios=[], student_widths=[], precisions=["fp32"],
+                      include_original=False, finetune_epochs=0)  # fmt: skip
+    with pytest.raises(ExportError, match="is a file, expected a folder"):
+        search(checkpoint, grid, max_accuracy_drop=1.0, threads=1, quick=True, progress=False,
+               publish=PublishRequest(not_a_repo))  # fmt: skip
+    assert not_a_repo.read_text() == "keep me"
