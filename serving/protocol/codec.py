@@ -156,7 +156,12 @@ def _decode_json(item: RequestInput) -> np.ndarray:
         arr = np.asarray(flat)
     except (ValueError, TypeError, OverflowError) as e:
         raise BadRequestError(f"input '{item.name}': data is not a list of {item.datatype} values: {e}") from e
-    _check_kind(item, arr, dtype)
+    if dtype.kind in "iu" and arr.dtype.kind == "f" and all(type(v) is int for v in flat):
+        # Integers beyond int64 (UINT64 above 2**63 - 1) beside others make numpy fall back to float64,
+        # which would round them: keep them as Python ints until the range check.
+        arr = np.asarray(flat, dtype=object)
+    else:
+        _check_kind(item, arr, dtype)
     if dtype.kind in "iu" and arr.size:
         info = np.iinfo(dtype)
         if arr.min() < info.min or arr.max() > info.max:

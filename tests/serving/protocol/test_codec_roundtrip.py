@@ -107,3 +107,10 @@ def test_arbitrary_bytes_round_trip_binary(arr):
 def test_every_datatype_is_covered():
     assert set(FIXED) | {"BYTES"} == set(V2_TO_NUMPY)
     assert len(V2_TO_NUMPY) == 13
+
+
+def test_uint64_above_int64_beside_small_values_is_exact():
+    # numpy makes float64 of [0, 2**63]: rounding would change the value the client sent
+    arr = np.array([0, 2**63, 2**64 - 1], dtype=np.uint64)
+    np.testing.assert_array_equal(via_json(arr), arr)
+    assert via_json(arr).dtype == np.uint64
