@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from export.compare.schema import Report, VariantRow
@@ -100,7 +101,10 @@ def plot_report(report: Report, path: Path) -> Path:
         bar = fig.colorbar(scatter, ax=axes[0].tolist(), label="p50 latency at batch 1, ms")
         plain = matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:.3g}")
         bar.ax.yaxis.set_major_formatter(plain)
-        bar.ax.yaxis.set_minor_formatter(plain)
+        # Minor ticks are labelled only when the range has too few decades for major ones; across several
+        # decades (digits µs beside MiniLM ms) labelling them all piles the numbers on each other.
+        decades = math.log10(norm.vmax / norm.vmin)
+        bar.ax.yaxis.set_minor_formatter(plain if decades < 1 else matplotlib.ticker.NullFormatter())
     fig.suptitle(f"modelpress compare ({report.threads} threads)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
