@@ -185,10 +185,7 @@ class DataPlane:
         finally:
             timer.cancel()
         served.stats.queued(result.queue_s)
-        if served.series is not None:
-            served.series.queue_duration.observe(result.queue_s)
-        else:
-            self.metrics.queue_duration.labels(served.name, served.version).observe(result.queue_s)
+        served.series.queue_duration.observe(result.queue_s)
         return result
 
     def _v1_inputs(self, served: ServedModel, instances: list) -> dict[str, np.ndarray]:
@@ -227,17 +224,15 @@ class DataPlane:
         self, name: str, protocol: str, status: int, seconds: float, rows: int, served: ServedModel | None
     ) -> None:
         outcome = outcome_of(status)
-        if served is not None and served.series is not None:
+        if served is not None:
             served.series.request_done(protocol, outcome, seconds, rows)
             served.stats.request_done(status < 400, seconds)
             return
-        model, version = (served.name, served.version) if served is not None else self.label_of(name)
+        model, version = self.label_of(name)
         self.metrics.requests.labels(model, version, protocol, outcome).inc()
         self.metrics.request_duration.labels(model, version, protocol, outcome).observe(seconds)
         if rows:
             self.metrics.inferences.labels(model, version, outcome).inc(rows)
-        if served is not None:
-            served.stats.request_done(status < 400, seconds)
 
 
 def _client_timeout_s(parameters: dict | None) -> float | None:

@@ -134,8 +134,8 @@ class ModelRepository:
                 self._failures[name] = e.message
                 raise
             size = sum(record.bytes for record in manifest.files.values())
-            served = ServedModel(manifest, version_dir, runtime, size_bytes=size, memory_bytes=memory)
-            served.series = self.metrics.series(served.name, served.version)
+            series = self.metrics.series(manifest.name, str(manifest.version))
+            served = ServedModel(manifest, version_dir, runtime, size_bytes=size, memory_bytes=memory, series=series)
             served.batcher = self._make_batcher(served)
             served.batcher.start()
             self._swap_in(served)
@@ -212,7 +212,7 @@ class ModelRepository:
         return manifest, runtime, max(0, rss_bytes() - before)
 
     def _make_batcher(self, served: ServedModel) -> Batcher:
-        series = served.series or self.metrics.series(served.name, served.version)
+        series = served.series
         submit, predict = self.compute.submit, served.runtime.predict
 
         def run(inputs: dict[str, np.ndarray], outputs: list[str]) -> asyncio.Future[dict[str, np.ndarray]]:

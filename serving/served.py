@@ -58,9 +58,9 @@ class ServedModel:
     runtime: ModelRuntime
     size_bytes: int
     memory_bytes: int
+    series: ModelSeries  # its metric series, looked up once at load
     batcher: Batcher | None = None
     stats: ModelStats = field(default_factory=ModelStats)
-    series: ModelSeries | None = None  # its metric series, looked up once
 
     @property
     def name(self) -> str:

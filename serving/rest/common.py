@@ -61,8 +61,7 @@ async def tracked(dataplane: DataPlane, name: str, protocol: str) -> AsyncIterat
     try:
         try:
             served = dataplane.repository.get(name)
-            series = served.series
-            gauge = series.inflight if series else dataplane.metrics.inflight.labels(served.name, served.version)
+            gauge = served.series.inflight
             gauge.inc()
             info.served = served  # failures before the run are still this version's
         except ServingError:
