@@ -210,11 +210,7 @@ class Batcher:
                 return
             _fail(batch, error)
         else:
-            compute_s = self._clock() - started
-            rows = sum(item.rows for item in batch)
-            if self._stats.on_batch:
-                self._stats.on_batch(rows, compute_s)
-            self._split(batch, running.result(), started, compute_s, rows)
+            self._deliver(batch, running.result(), started)
         self._dispatch()
 
     def _retry_alone(self, batch: list[Pending]) -> None:
@@ -240,10 +236,15 @@ class Batcher:
             except Exception as e:
                 _fail([item], e)
                 continue
-            compute_s = self._clock() - started
-            if self._stats.on_batch:
-                self._stats.on_batch(item.rows, compute_s)
-            self._split([item], result, started, compute_s, item.rows)
+            self._deliver([item], result, started)
+
+    def _deliver(self, batch: list[Pending], result: dict[str, np.ndarray], started: float) -> None:
+        """Count a finished run in the statistics and hand each request its rows."""
+        compute_s = self._clock() - started
+        rows = sum(item.rows for item in batch)
+        if self._stats.on_batch:
+            self._stats.on_batch(rows, compute_s)
+        self._split(batch, result, started, compute_s, rows)
 
     def _split(
         self, batch: list[Pending], result: dict[str, np.ndarray], started: float, compute_s: float, rows: int
