@@ -63,6 +63,7 @@ def onnx_runtime_factory(settings: Settings) -> RuntimeFactory:
         cpu_mem_arena=settings.cpu_mem_arena,
         mem_pattern=settings.mem_pattern,
         shared_cpu_allocator=settings.shared_cpu_allocator,
+        share_weights=settings.share_weights,
         warmup_runs=settings.warmup_runs,
         warmup_batch_sizes=tuple(sorted({1, settings.max_batch_size})),
     )

@@ -70,6 +70,12 @@ class Settings(BaseSettings):
         description="One CPU arena for every session of the process (ORT's environment allocator; it replaces "
         "cpu_mem_arena's per-session choice), so memory a warm-up or a burst leaves in an arena is held once.",
     )
+    share_weights: bool = Field(
+        default=True,
+        description="Hold an embedding table once when several CPU sessions carry the same bytes (a student "
+        "and its teacher; their int8 variants), and one tokenizer per tokenizer file: 80 MiB less RSS over the "
+        "demo repository (docs/benchmarks.md).",
+    )
     compute_threads: int = Field(default=2, ge=1, description="Thread pool running session.run (bounded).")
     max_batch_size: int = Field(default=64, ge=1, description="Most rows joined into one session.run.")
     max_queue_delay_us: int = Field(default=500, ge=0, description="Longest wait for more rows before a run.")

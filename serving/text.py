@@ -7,6 +7,9 @@ Texts longer than the maximum are truncated, and which ones were is reported bac
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +115,32 @@ class TextTokenizer:
             mask[row, :k] = 1
             types[row, :k] = type_ids
         return EncodedTexts(ids, mask, types, lengths, [length > self.max_length for length in lengths])
+
+
+_tokenizers: weakref.WeakValueDictionary[tuple[str, int], TextTokenizer] = weakref.WeakValueDictionary()
+_tokenizers_lock = threading.Lock()
+
+
+def shared_tokenizer(path: Path, max_length: int) -> TextTokenizer:
+    """The process's one tokenizer for this file's content and maximum length (alive while a model holds it).
+
+    Each loaded ``tokenizers`` vocabulary takes about 6 MiB; every variant of a text model carries the same
+    ``tokenizer.json``. A tokenizer is safe to share: ``encode`` changes nothing in it (truncation and padding
+    are set once, here), and the library encodes concurrently from several threads.
+
+    Raises:
+        ModelLoadError: the file is missing or not a tokenizer, or ``max_length`` is below 2.
+    """
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as e:
+        raise ModelLoadError(f"{path}: cannot load tokenizer: {e}") from e
+    with _tokenizers_lock:
+        tokenizer = _tokenizers.get((digest, max_length))
+        if tokenizer is None:
+            tokenizer = TextTokenizer(path, max_length)
+            _tokenizers[(digest, max_length)] = tokenizer
+        return tokenizer
 
 
 def _truncate(ids: list[int], types: list[int], special: list[int], limit: int) -> tuple[list[int], list[int]]:

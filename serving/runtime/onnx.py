@@ -13,6 +13,7 @@ from serving.errors import BadRequestError, InternalError, ModelLoadError
 from serving.manifest import ModelManifest, TensorSpec
 from serving.protocol.datatypes import ORT_TO_V2, V2_TO_NUMPY
 from serving.runtime.base import ModelRuntime
+from serving.runtime.shared_weights import SHARED, ScanError, SharedTable
 from serving.runtime.providers import (
     ProviderConfig,
     ProviderError,
@@ -36,6 +37,7 @@ class RuntimeOptions:
     cpu_mem_arena: bool = False
     mem_pattern: bool = True
     shared_cpu_allocator: bool = False
+    share_weights: bool = True
 
 
 def warmup_inputs(specs: list[TensorSpec], rows: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -66,6 +68,7 @@ class OnnxModel(ModelRuntime):
         self._session = None
         self._providers: list[str] = []
         self._io_binding = False
+        self._shared: dict[str, SharedTable] = {}  # the tables this session reads from the process-wide copy
         self.bind_device = "cuda"  # where IOBinding leaves outputs; "cpu" lets tests exercise the path here
 
     @property
@@ -118,6 +121,9 @@ class OnnxModel(ModelRuntime):
         try:
             available, known = ort_available()
             chosen = select_providers(self.options.providers, available, known)
+            shared = self._shared_tables(path, [p for p, _ in chosen])
+            for name, table in shared.items():
+                so.add_initializer(name, table.value)
             session = ort.InferenceSession(
                 str(path), so, providers=[p for p, _ in chosen], provider_options=[o for _, o in chosen]
             )
@@ -132,6 +138,7 @@ class OnnxModel(ModelRuntime):
         _check_signature(self.manifest, session, check_inputs=self.manifest.tokenizer is None)
         self._prepare(session)
         self._session = session
+        self._shared = shared
         self._providers = used
         strings = any(s.datatype == "BYTES" for s in [*self.manifest.inputs, *self.manifest.outputs])
         self._io_binding = use_io_binding(used, has_strings=strings and self.manifest.tokenizer is None)
@@ -139,6 +146,21 @@ class OnnxModel(ModelRuntime):
             log.info("%s v%s: inputs and outputs bound with IOBinding", self.manifest.name, self.manifest.version)
         log.info("loaded %s v%s on %s %s", self.manifest.name, self.manifest.version, used, self.session_options())
         self._warm_up()
+
+    @property
+    def shared_tables(self) -> dict[str, int]:
+        """Bytes of each initializer this session reads from the process-wide shared copy, by name."""
+        return {name: table.nbytes for name, table in self._shared.items()}
+
+    def _shared_tables(self, path: Path, providers: list[str]) -> dict[str, SharedTable]:
+        """Embedding tables to take from the process-wide copy (CPU sessions only: a GPU holds its own)."""
+        if not self.options.share_weights or providers != ["CPUExecutionProvider"]:
+            return {}
+        try:
+            return SHARED.tables_for(path)
+        except (ScanError, OSError) as e:  # ONNX Runtime reads the file next and says what is wrong with it
+            log.warning("%s v%s: not sharing weights: %s", self.manifest.name, self.manifest.version, e)
+            return {}
 
     def validate(self, inputs: dict[str, np.ndarray]) -> None:
         """Datatypes and shapes were checked against the manifest by the dataplane; nothing else to check."""
@@ -187,6 +209,7 @@ class OnnxModel(ModelRuntime):
 
     def unload(self) -> None:
         self._session = None
+        self._shared = {}
         self._providers = []
 
 

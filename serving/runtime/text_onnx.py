@@ -17,7 +17,7 @@ from serving.errors import ModelLoadError
 from serving.manifest import ModelManifest
 from serving.runtime.base import TRUNCATED
 from serving.runtime.onnx import OnnxModel, RuntimeOptions
-from serving.text import TextTokenizer, decode_text
+from serving.text import TextTokenizer, decode_text, shared_tokenizer
 
 
 class TextOnnxModel(OnnxModel):
@@ -39,7 +39,9 @@ class TextOnnxModel(OnnxModel):
         spec = self.manifest.tokenizer
         if spec is None:  # checked in __init__; kept for the type checker
             raise ModelLoadError(f"{self.manifest.name}: no tokenizer in the manifest")
-        self._tokenizer = TextTokenizer(self.version_dir / spec.file, spec.max_length)
+        path = self.version_dir / spec.file
+        share = self.options.share_weights
+        self._tokenizer = shared_tokenizer(path, spec.max_length) if share else TextTokenizer(path, spec.max_length)
         self._graph_inputs = [a.name for a in session.get_inputs()]
         self._tokenizer.encode(["warm up"]).feeds(self._graph_inputs)  # graph inputs must be tokenizer outputs
 
@@ -56,3 +58,7 @@ class TextOnnxModel(OnnxModel):
         encoded = tokenizer.encode(list(texts.reshape(-1)))
         truncated = np.asarray(encoded.truncated, dtype=np.bool_).reshape((*texts.shape[:1], -1)).any(axis=1)
         return encoded.feeds(self._graph_inputs), {TRUNCATED: truncated}
+
+    def unload(self) -> None:
+        super().unload()
+        self._tokenizer = None  # the shared tokenizer goes once no loaded variant holds it
