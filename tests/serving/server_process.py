@@ -29,8 +29,11 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def server_process(command: Sequence[str], repository: Path, **env: str) -> Iterator[ServerProcess]:
-    """Run ``command --repository REPOSITORY --port PORT`` with ``env`` settings until ready; kill it after.
+def server_process(
+    command: Sequence[str], repository: Path, *, ready_s: float = 60, **env: str
+) -> Iterator[ServerProcess]:
+    """Run ``command --repository REPOSITORY --port PORT`` with ``env`` settings; the block starts once it is
+    ready (within ``ready_s`` seconds), and the server is killed after it.
 
     The block may stop the server itself (SIGTERM); whatever still runs when it ends is killed.
     """
@@ -39,7 +42,7 @@ def server_process(command: Sequence[str], repository: Path, **env: str) -> Iter
     proc = subprocess.Popen(argv, env=clean_env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     server = ServerProcess(proc, f"http://127.0.0.1:{port}")
     try:
-        _wait_ready(server)
+        _wait_ready(server, ready_s)
         yield server
     finally:
         if proc.poll() is None:
@@ -48,7 +51,7 @@ def server_process(command: Sequence[str], repository: Path, **env: str) -> Iter
             server.stderr = proc.communicate()[1]
 
 
-def _wait_ready(server: ServerProcess, seconds: float = 60) -> None:
+def _wait_ready(server: ServerProcess, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
