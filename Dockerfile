@@ -23,8 +23,10 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 COPY requirements/serve-common.txt requirements/serve.txt /src/requirements/
 RUN /opt/venv/bin/pip install -r /src/requirements/serve.txt
-# Only the CLI shell and the serving package: training/ and export/ (and torch) stay out of the server.
+# Only the CLI shell, the serving package and the helpers every stage shares (common/): training/ and export/
+# (and torch) stay out of the server.
 COPY pyproject.toml README.md /src/
+COPY common/ /src/common/
 COPY modelpress/ /src/modelpress/
 COPY serving/ /src/serving/
 RUN /opt/venv/bin/pip install --no-deps /src
@@ -76,6 +78,7 @@ RUN apt-get update \
 COPY requirements/serve-common.txt requirements/serve-gpu.txt /src/requirements/
 RUN /opt/venv/bin/pip install -r /src/requirements/serve-gpu.txt
 COPY pyproject.toml README.md /src/
+COPY common/ /src/common/
 COPY modelpress/ /src/modelpress/
 COPY serving/ /src/serving/
 RUN /opt/venv/bin/pip install --no-deps /src
@@ -131,6 +134,7 @@ COPY pyproject.toml README.md /src/
 COPY requirements/ /src/requirements/
 RUN python -c "import tomllib; d = tomllib.load(open('/src/pyproject.toml', 'rb'))['project']; deps = d['dependencies'] + d['optional-dependencies']['cpu'] + d['optional-dependencies']['hf']; open('/src/requirements/pipeline.txt', 'w').write('\n'.join(deps) + '\n')" \
     && pip install -r /src/requirements/pipeline.txt
+COPY common/ /src/common/
 COPY modelpress/ /src/modelpress/
 COPY serving/ /src/serving/
 COPY training/ /src/training/

@@ -5,9 +5,6 @@ Each model runs in its own process on the same inputs, with ratios against the b
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 from tqdm import tqdm
@@ -15,15 +12,16 @@ from tqdm import tqdm
 from export.compare.build import family_of
 from export.compare.runners import is_text
 from export.compare.torch_source import baseline_source
+from export.compare.worker import WorkerError, measure_in_fresh_process
 from serving.manifest import ManifestError, ModelManifest, list_models, list_versions, read_manifest
 
 
 def _worker(args: list[str]) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines() or ["no output"]
-        return {"error": lines[-1]}
-    return json.loads(proc.stdout)
+    """One model measured in its own process (:mod:`export.compare.worker`), or the error that stopped it."""
+    try:
+        return measure_in_fresh_process(args)
+    except WorkerError as e:
+        return {"error": str(e)}
 
 
 def _has_baseline(manifest: ModelManifest, source: str | None) -> bool:

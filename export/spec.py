@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from common.validation import first_error
 from export.errors import ExportError
 from export.passes import PASSES, build_pass
 from serving.manifest import validate_model_name
@@ -78,10 +79,8 @@ def parse_spec(raw: dict[str, Any] | None, *, variants: list[str] | None = None)
     try:
         spec = ExportSpec.model_validate(raw)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        raise ExportError(f"export{'.' + where if where else ''}: {message}") from e
+        first = first_error(e)
+        raise ExportError(f"export{'.' + first.where if first.where else ''}: {first.plain}") from e
     for variant in spec.variants:
         for step in spec.steps_for(variant):
             build_pass(step)

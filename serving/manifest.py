@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from common.validation import first_error
+
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 SCHEMA_VERSION = 1
@@ -190,9 +192,8 @@ def read_manifest(version_dir: Path) -> ModelManifest:
     try:
         return ModelManifest.model_validate_json(path.read_bytes())
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ManifestError(f"{path}: invalid manifest at '{where}': {first['msg']}") from e
+        first = first_error(e)
+        raise ManifestError(f"{path}: invalid manifest at '{first.where}': {first.message}") from e
 
 
 def verify_files(manifest: ModelManifest, version_dir: Path) -> None:

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from common.validation import first_error
+
 DEFAULT_DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -166,9 +168,8 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as e:
-        first = e.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
+        first = first_error(e)
+        field, message = first.where, first.plain
         if not field:  # a rule across several settings (e.g. the repository API without auth)
             raise SettingsError(f"settings: {message}") from e
         raise SettingsError(f"setting '{field}' (MODELPRESS_{field.upper()}): {message}") from e

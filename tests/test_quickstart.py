@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from benchmarks.processes import free_port
+from tests.serving.server_process import server_process
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--set", "training.epochs=10", "--set", "model.config.channels=[8, 16]", "--set",
@@ -59,21 +58,9 @@ def test_compare_reports_every_variant_against_pytorch(repository, tmp_path):
 
 @pytest.mark.slow
 def test_serve_answers_v2_v1_and_metrics_then_drains(repository):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELPRESS_")}
-    proc = subprocess.Popen([sys.executable, "-m", "modelpress", "serve", "--repository", str(repository),
-                             "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.communicate()[1][-2000:]
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+    # 90 s, not the default 60, for the pipeline's variants to load and warm up (this test's budget before the helper).
+    with server_process([sys.executable, "-m", "modelpress", "serve"], repository, ready_s=90) as server:
+        proc, url = server.proc, server.url
         digits = load_digits()
         raw = digits.data[:3]
         v1 = httpx.post(f"{url}/v1/models/digits-int8:predict", json={"instances": raw.tolist()}, timeout=30)
@@ -99,6 +86,3 @@ def test_serve_answers_v2_v1_and_metrics_then_drains(repository):
         proc.send_signal(signal.SIGTERM)
         # uvicorn re-raises the signal it caught once the drain is done, so the exit status says SIGTERM.
         assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
-    finally:
-        if proc.poll() is None:
-            proc.kill()

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from common.validation import first_error
 from training.models import ARCHITECTURES, resolve_config
 
 
@@ -233,13 +234,13 @@ def _check_model_config_keys(raw: dict[str, Any], keys: list[str]) -> None:
 
 
 def _explain(error: ValidationError, override_keys: list[str], source: str) -> str:
-    first = error.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    if first["type"] == "extra_forbidden":
+    first = first_error(error)
+    loc = first.where
+    if first.kind == "extra_forbidden":
         if loc in override_keys or any(k.startswith(loc + ".") for k in override_keys):
             return f"unknown --set key {loc!r}"
         return f"{source}: unknown key {loc!r}"
-    message = first["msg"].removeprefix("Value error, ")
+    message = first.plain
     if loc in override_keys:
         return f"--set {loc}: {message}"
     return f"{source}: {loc + ': ' if loc else ''}{message}"

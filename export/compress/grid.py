@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from common.validation import first_error
 from export.errors import ExportError
 
 # fp16w: fp16 storage, fp32 compute (half the bytes, fp32's latency; see the fp16 pass's weights_only)
@@ -125,6 +126,5 @@ def load_grid(path: Path | None, overrides: dict[str, Any]) -> SearchGrid:
     try:
         return SearchGrid.model_validate(raw)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ExportError(f"search grid: {where}: {first['msg'].removeprefix('Value error, ')}") from e
+        first = first_error(e)
+        raise ExportError(f"search grid: {first.where}: {first.plain}") from e

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from common.validation import first_error
 from export.compress.passes import COMPRESSION_PASSES
 from export.errors import ExportError
 from export.passes.base import Pass, PassConfig, PassContext, PassOutput
@@ -35,9 +36,8 @@ def build_pass(step: dict[str, Any]) -> Pass:
     try:
         return cls(cls.config_class.model_validate(step))
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ExportError(f"export pass {name!r}: {where}: {first['msg']}") from e
+        first = first_error(e)
+        raise ExportError(f"export pass {name!r}: {first.where}: {first.message}") from e
 
 
 __all__ = ["PASSES", "Pass", "PassConfig", "PassContext", "PassOutput", "build_pass"]

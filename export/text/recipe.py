@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from common.validation import first_error
 from export.errors import ExportError
 from export.text.int8 import Int8Config
 from training.text.distill import DistillConfig
@@ -91,6 +92,5 @@ def load_text_recipe(path: Path, overrides: list[str] | tuple[str, ...] = ()) ->
     try:
         return TextRecipe.model_validate(raw)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ExportError(f"recipe {path}: '{where}': {first['msg']}") from e
+        first = first_error(e)
+        raise ExportError(f"recipe {path}: '{first.where}': {first.message}") from e

@@ -64,7 +64,7 @@ def tiny_repository(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def serve_image_path(tmp_path_factory: pytest.TempPathFactory):
-    """PYTHONPATH of a stand-in for the `serve` image: requirements/serve.txt + serving/ + modelpress/ only."""
+    """PYTHONPATH of a stand-in for the `serve` image: requirements/serve.txt, common/, serving/, modelpress/."""
     from tests.deploy.files import REQUIREMENTS, read_requirements
     from tests.deploy.image_env import build
 

@@ -1,8 +1,8 @@
 """An offline stand-in for the `serve` image's Python environment, built from this venv without a network.
 
 A folder holds symlinks to exactly the distributions ``requirements/serve.txt`` resolves to (with their
-dependencies, read from installed metadata) plus copies of the ``serving`` and ``modelpress`` packages the
-Dockerfile copies. ``python -S`` with that folder on PYTHONPATH sees the standard library and that folder only,
+dependencies, read from installed metadata) plus copies of the ``common``, ``serving`` and ``modelpress`` packages
+the Dockerfile copies. ``python -S`` with that folder on PYTHONPATH sees the standard library and that folder only,
 no site-packages: what is not in the image cannot be imported.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tests.deploy.files import ROOT, dependency_closure
 
-IMAGE_PACKAGES = ("serving", "modelpress")
+IMAGE_PACKAGES = ("common", "serving", "modelpress")
 
 
 def _top_level_entries(dist: md.Distribution) -> set[str]:

@@ -108,6 +108,8 @@ def test_server_images_hold_only_serving_code(stages: dict[str, Stage], build: s
     copied = " ".join(i.args for i in stages[build].all("COPY"))
     for package in ("training/", "export/"):
         assert package not in copied, f"{build} copies {package}: torch-side code does not belong in the server"
+    for package in ("common/", "modelpress/", "serving/"):  # what the server imports (common: shared helpers)
+        assert package in copied, f"{build} does not copy {package}"
     for inst in stages[build].all("RUN"):
         assert "torch" not in inst.args
         assert "apt-get install" not in inst.args or "build-essential" not in inst.args
@@ -120,7 +122,7 @@ def test_pipeline_image_has_torch_cpu_and_every_stage(stages: dict[str, Stage]) 
     args = {i.args.split("=")[0]: i.args.split("=", 1)[1] for i in stage.all("ARG") if "=" in i.args}
     assert args["TORCH_INDEX_URL"].endswith("/cpu")
     copied = " ".join(i.args for i in stage.all("COPY"))
-    for package in ("modelpress/", "serving/", "training/", "export/", "recipes/"):
+    for package in ("common/", "modelpress/", "serving/", "training/", "export/", "recipes/"):
         assert package in copied
 
 

@@ -32,7 +32,11 @@ def _image_env(stage: Stage, configmap: dict, image_path: Path, **overrides: str
 
 
 def _python(*args: str) -> list[str]:
-    """The interpreter without site-packages: only the standard library and PYTHONPATH (the image stand-in)."""
+    """The interpreter without site-packages: only the standard library and PYTHONPATH (the image stand-in).
+
+    Run it with ``cwd=`` the stand-in (as the image's WORKDIR holds no sources): ``-c`` and ``-m`` put the
+    working directory first on sys.path, and from the project root it would import the source tree.
+    """
     return [sys.executable, "-S", *args]
 
 
@@ -58,7 +62,9 @@ def _serving_modules() -> list[str]:
 
 def test_image_has_no_torch_and_imports_all_of_serving(serve_image_path: Path) -> None:
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(serve_image_path)}
-    no_torch = subprocess.run(_python("-c", "import torch"), env=env, capture_output=True, text=True, timeout=60)
+    no_torch = subprocess.run(
+        _python("-c", "import torch"), env=env, cwd=serve_image_path, capture_output=True, text=True, timeout=60
+    )
     assert no_torch.returncode != 0
     assert "No module named 'torch'" in no_torch.stderr
     code = "\n".join(
@@ -70,7 +76,12 @@ def test_image_has_no_torch_and_imports_all_of_serving(serve_image_path: Path) -
         ]
     )
     imports = subprocess.run(
-        _python("-c", code, *_serving_modules()), env=env, capture_output=True, text=True, timeout=120
+        _python("-c", code, *_serving_modules()),
+        env=env,
+        cwd=serve_image_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert imports.returncode == 0, imports.stderr
 
@@ -93,7 +104,9 @@ def test_serve_entrypoint_runs_healthcheck_passes_and_drains(
         MODELPRESS_AUTH_TOKEN_FILE=str(secret),
     )
     healthcheck = _healthcheck(stage)
-    proc = subprocess.Popen(_entrypoint(stage), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        _entrypoint(stage), env=env, cwd=serve_image_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 90
@@ -148,7 +161,9 @@ def test_gpu_settings_refuse_to_start_without_cuda(
 
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this ONNX Runtime has the CUDA provider: the GPU settings may legitimately start here")
-    result = subprocess.run(_entrypoint(stage), env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        _entrypoint(stage), env=env, cwd=serve_image_path, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "CUDA" in result.stderr
     assert "Traceback" not in result.stderr

@@ -13,7 +13,7 @@ from packaging.requirements import Requirement
 from tests.deploy.files import REQUIREMENTS, ROOT, dependency_closure, normalise, read_requirements
 
 # Code that goes into the serving images (Dockerfile stages serve-build / serve-gpu-build).
-SERVED_PACKAGES = ("serving", "modelpress")
+SERVED_PACKAGES = ("common", "serving", "modelpress")
 FORBIDDEN = {"torch", "torchvision", "onnx", "onnxscript", "optuna", "scikit-learn", "transformers", "matplotlib"}
 
 
@@ -66,8 +66,11 @@ def imports_of(package: str, *, top_level_only: bool) -> dict[str, tuple[str, bo
 
 
 def served_imports() -> dict[str, tuple[str, bool]]:
-    """serving/ at every level (the server runs all of it); modelpress/ only at module top (verbs import lazily)."""
+    """serving/ and common/ at every level (the server runs all of it); modelpress/ only at module top (verbs
+    import lazily)."""
     found = imports_of("serving", top_level_only=False)
+    for module, where in imports_of("common", top_level_only=False).items():
+        found.setdefault(module, where)
     for module, where in imports_of("modelpress", top_level_only=True).items():
         found.setdefault(module, where)
     return {m: w for m, w in found.items() if m not in sys.stdlib_module_names and m not in SERVED_PACKAGES}

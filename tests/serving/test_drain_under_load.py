@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -11,8 +10,8 @@ import time
 import httpx
 import pytest
 
-from benchmarks.processes import free_port
-from tests.serving.test_server import BODY, _env, _wait_ready
+from tests.serving.server_process import server_process
+from tests.serving.test_server import BODY
 
 CLIENTS = 6
 REFUSED = "server is shutting down"  # the drain's answer to work that arrives after SIGTERM
@@ -20,17 +19,6 @@ REFUSED = "server is shutting down"  # the drain's answer to work that arrives a
 
 @pytest.mark.slow
 def test_sigterm_under_load_drains_in_order(repo):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    # Each request waits 200 ms for company (also when idle), so several are always in flight.
-    env = _env(
-        MODELPRESS_MAX_QUEUE_DELAY_US="200000",
-        MODELPRESS_WAIT_WHEN_IDLE="true",
-        MODELPRESS_DRAIN_GRACE_S="1",
-        MODELPRESS_LOG_LEVEL="warning",
-    )
-    cmd = [sys.executable, "-m", "serving", "--repository", str(repo), "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # (sent, answered, outcome): the status code, "refused" for the drain's own 503, or the exception name
     results: list[tuple[float, float, object]] = []
     stop = threading.Event()
@@ -52,8 +40,16 @@ def test_sigterm_under_load_drains_in_order(repo):
                 if not isinstance(outcome, int):
                     return
 
-    try:
-        _wait_ready(url, proc)
+    # Each request waits 200 ms for company (also when idle), so several are always in flight.
+    with server_process(
+        [sys.executable, "-m", "serving"],
+        repo,
+        MODELPRESS_MAX_QUEUE_DELAY_US="200000",
+        MODELPRESS_WAIT_WHEN_IDLE="true",
+        MODELPRESS_DRAIN_GRACE_S="1",
+        MODELPRESS_LOG_LEVEL="warning",
+    ) as server:
+        proc, url = server.proc, server.url
         workers = [threading.Thread(target=client) for _ in range(CLIENTS)]
         for w in workers:
             w.start()
@@ -74,10 +70,7 @@ def test_sigterm_under_load_drains_in_order(repo):
         stop.set()
         for w in workers:
             w.join(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        _, stderr = proc.communicate()
+    stderr = server.stderr
 
     assert proc.returncode in (0, -signal.SIGTERM), stderr
     assert unready_at is not None, "readiness never answered 503 before the exit"

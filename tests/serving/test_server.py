@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,9 +14,9 @@ import httpx
 import numpy as np
 import pytest
 
-from benchmarks.processes import free_port
 from tests.serving.conftest import settings_for, uvicorn_server
 from tests.serving.models import CLASSES, FEATURES, classifier_reference
+from tests.serving.server_process import clean_env, server_process
 
 BIN = Path(sys.executable).parent
 BODY = {"inputs": [{"name": "input", "shape": [1, FEATURES], "datatype": "FP32", "data": [0.25] * FEATURES}]}
@@ -89,25 +88,6 @@ def test_real_uvicorn_serves_v1_and_metrics(repo):
         assert "modelpress_requests_total" in httpx.get(f"{url}/metrics", timeout=30).text
 
 
-def _wait_ready(url: str, proc: subprocess.Popen, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited early: {proc.communicate()[1]}")
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("server not ready in time")
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELPRESS_")}
-    return env | {"PYTHONPATH": str(Path.cwd())} | extra
-
-
 def _queue_depth(url: str) -> float:
     text = httpx.get(f"{url}/metrics", timeout=5).text
     return sum(
@@ -118,20 +98,17 @@ def _queue_depth(url: str) -> float:
 @pytest.mark.slow
 def test_cli_serves_without_torch_and_drains_on_sigterm(repo):
     """`modelpress serve`: torch never loaded; SIGTERM → not ready and new requests 503, in-flight finishes, exit."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     # A long queue delay (also when idle) keeps one request in flight while SIGTERM arrives.
-    env = _env(
+    with server_process(
+        [str(BIN / "modelpress"), "serve"],
+        repo,
         MODELPRESS_MAX_QUEUE_DELAY_US="1500000",
         MODELPRESS_MAX_BATCH_SIZE="1000",
         MODELPRESS_WAIT_WHEN_IDLE="true",
         MODELPRESS_DRAIN_GRACE_S="2",  # keeps answering 503 for 2 s even on a slow machine
         MODELPRESS_LOG_LEVEL="warning",
-    )
-    cmd = [str(BIN / "modelpress"), "serve", "--repository", str(repo), "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_ready(url, proc)
+    ) as server:
+        proc, url = server.proc, server.url
         maps = Path(f"/proc/{proc.pid}/maps")
         if maps.exists():
             assert "libtorch" not in maps.read_text()
@@ -159,17 +136,11 @@ def test_cli_serves_without_torch_and_drains_on_sigterm(repo):
         worker.join(timeout=30)
         assert inflight["r"].status_code == 200
         proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
 
 
 @pytest.mark.slow
 def test_python_m_serving_has_no_torch_in_sys_modules(repo, tmp_path):
     """Run the server module as `python -m serving` does, and read sys.modules from inside the process."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     report = tmp_path / "modules.json"
     probe = (
         # Written to a temporary name then renamed, so the test never reads a half-written file.
@@ -180,10 +151,8 @@ def test_python_m_serving_has_no_torch_in_sys_modules(repo, tmp_path):
         "from serving.__main__ import main\n"
         "sys.exit(main())\n"
     )
-    cmd = [sys.executable, "-c", probe, "--repository", str(repo), "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=_env(MODELPRESS_LOG_LEVEL="warning"), stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_ready(url, proc)
+    with server_process([sys.executable, "-c", probe], repo, MODELPRESS_LOG_LEVEL="warning") as server:
+        proc, url = server.proc, server.url
         assert httpx.post(f"{url}/v2/models/digits/infer", json=BODY, timeout=30).status_code == 200
         assert httpx.post(f"{url}/v1/models/digits:predict", json={"instances": [[1.0] * FEATURES]}).status_code == 200
         proc.send_signal(signal.SIGUSR1)
@@ -197,29 +166,25 @@ def test_python_m_serving_has_no_torch_in_sys_modules(repo, tmp_path):
         assert not [m for m in modules if m == "torch" or m.startswith("torch.")]
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
 
 
 def test_cli_bad_input_is_one_line_exit_2(tmp_path):
     missing = subprocess.run(
         [str(BIN / "modelpress"), "serve", "--repository", str(tmp_path / "nope")],
-        env=_env(), capture_output=True, text=True, timeout=60,
+        env=clean_env(), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert missing.returncode == 2
     assert missing.stderr.strip() == f"error: model repository {tmp_path / 'nope'} is not a directory"
     gpu = subprocess.run(
         [str(BIN / "modelpress"), "serve", "--repository", str(tmp_path), "--require-gpu"],
-        env=_env(MODELPRESS_PROVIDERS="CUDAExecutionProvider"), capture_output=True, text=True, timeout=60,
+        env=clean_env(MODELPRESS_PROVIDERS="CUDAExecutionProvider"), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert gpu.returncode == 2
     assert "a GPU is required" in gpu.stderr
     assert "Traceback" not in gpu.stderr
     bad = subprocess.run(
         [sys.executable, "-m", "serving", "--repository", str(tmp_path), "--port", "99999"],
-        env=_env(), capture_output=True, text=True, timeout=60,
+        env=clean_env(), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bad.returncode == 2
     assert "port" in bad.stderr

@@ -2,7 +2,7 @@ import optuna
 import pytest
 
 from training.recipe import RecipeError, load_recipe, recipe_from_dict
-from training.tune import TuneError, run_tune, validate_space
+from training.tune import TuneError, run_tune, trial_rows, validate_space
 
 SPACE = {
     "model.architecture": {"choices": ["mlp", "cnn"]},
@@ -94,6 +94,27 @@ def test_bad_space_fails_before_any_trial(tune, message, tmp_path):
     with pytest.raises(TuneError):
         run_tune(recipe, tmp_path / "x", trials=1, progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_trial_checks_the_monitor_as_train_does(tmp_path, monkeypatch):
+    """Trials build their model through training.api.build_for_recipe: a monitor the task lacks fails every
+    trial before any training, as `modelpress train` refuses it."""
+    import training.tune
+
+    fitted = []
+    monkeypatch.setattr(training.tune, "fit", lambda *a, **k: fitted.append(a))
+    recipe = recipe_from_dict(
+        {
+            "model": {"architecture": "mlp", "config": {"hidden": [8]}},
+            "training": {"epochs": 1, "early_stopping": {"metric": "val_r2"}},
+            "tune": {"space": {"training.optimizer.lr": {"choices": [0.01, 0.02]}}, "pruner": "none"},
+        }
+    )
+    with pytest.raises(TuneError, match="no trial completed"):
+        run_tune(recipe, tmp_path / "m", trials=2, progress=False, train_best=False)
+    study = optuna.load_study(study_name=recipe.name, storage=f"sqlite:///{tmp_path / 'm' / 'study.db'}")
+    assert [row["state"] for row in trial_rows(study)] == ["FAIL", "FAIL"]
+    assert fitted == []
 
 
 def test_bad_range_in_recipe():

@@ -7,6 +7,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from common.validation import first_error
+
 ConfigT = TypeVar("ConfigT", bound="ArchConfig")
 
 
@@ -26,9 +28,8 @@ def parse_config(cls: type[ConfigT], architecture: str, config: dict[str, Any] |
     try:
         return cls.model_validate(config)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ValueError(f"invalid {architecture} config {where!r}: {first['msg']}") from e
+        first = first_error(e)
+        raise ValueError(f"invalid {architecture} config {first.where!r}: {first.message}") from e
 
 
 def check_reshape(architecture: str, key: str, target: list[int], input_shape: list[int]) -> None:
