@@ -85,7 +85,7 @@ def modelpress_target(repository: Path, workloads: list[Workload], *, batching: 
     env = {"MODELPRESS_INTRA_OP_THREADS": str(config.threads), "MODELPRESS_INTER_OP_THREADS": "1",
            "MODELPRESS_LOG_LEVEL": "warning"}  # fmt: skip
     if not batching:
-        env |= {"MODELPRESS_MAX_BATCH_SIZE": "1", "MODELPRESS_MAX_QUEUE_DELAY_US": "0"}
+        env |= {"MODELPRESS_DYNAMIC_BATCHING": "false"}  # also over a manifest's own batching
     argv = python_module("serving", "--repository", str(repository))
     return Target(BATCHING_ON if batching else BATCHING_OFF,
                   lambda port: _pinned([*argv, "--port", str(port)], config.server_cpus), workloads, env,

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import logging
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
 
 from serving.auth import AuthConfigError, BearerAuthMiddleware, TokenSource
+from serving.batching import batch_policy
 from serving.compute import ComputePool
 from serving.dataplane import DataPlane
 from serving.drain import Drain, InflightMiddleware
@@ -65,15 +67,16 @@ def onnx_runtime_factory(settings: Settings) -> RuntimeFactory:
         shared_cpu_allocator=settings.shared_cpu_allocator,
         share_weights=settings.share_weights,
         warmup_runs=settings.warmup_runs,
-        warmup_batch_sizes=tuple(sorted({1, settings.max_batch_size})),
     )
 
     def make(manifest: ModelManifest, version_dir: Path) -> OnnxModel:
+        rows = batch_policy(manifest, settings).max_batch_size  # warm up the largest batch this model runs
+        own = dataclasses.replace(options, warmup_batch_sizes=tuple(sorted({1, rows})))
         if manifest.tokenizer is not None:  # text model: tokenizers is imported only when one is served
             from serving.runtime.text_onnx import TextOnnxModel
 
-            return TextOnnxModel(manifest, version_dir, options)
-        return OnnxModel(manifest, version_dir, options)
+            return TextOnnxModel(manifest, version_dir, own)
+        return OnnxModel(manifest, version_dir, own)
 
     return make
 

@@ -74,7 +74,7 @@ class DataPlane:
             "providers": served.runtime.providers,
             "task": m.task,
             "precision": m.precision,
-            "max_batch_size": self.settings.max_batch_size if served.batchable else 0,
+            "max_batch_size": served.batcher.max_batch_size if served.batchable and served.batcher else 0,
         }
         if m.labels:
             params["labels"] = m.labels

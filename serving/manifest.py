@@ -91,6 +91,19 @@ class TokenizerSpec(BaseModel):
     max_length: int = Field(default=256, gt=0)
 
 
+class BatchingConfig(BaseModel):
+    """This model's dynamic batching (Triton's ``dynamic_batching`` in its config.pbtxt).
+
+    Each field left out takes the server's setting of the same name (``MODELPRESS_MAX_BATCH_SIZE``...).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch_size: int | None = Field(default=None, ge=1, description="Most rows joined into one run.")
+    max_queue_delay_us: int | None = Field(default=None, ge=0, description="Longest wait for more rows.")
+    max_queue_size: int | None = Field(default=None, ge=1, description="Requests waiting; beyond it: 503.")
+
+
 class PassRecord(BaseModel):
     """One step of the lineage: which pass ran, with which config, and how long it took."""
 
@@ -142,6 +155,7 @@ class ModelManifest(BaseModel):
     labels: list[str] | None = None
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
     tokenizer: TokenizerSpec | None = None
+    batching: BatchingConfig | None = None
     lineage: list[PassRecord] = Field(default_factory=list)
     files: dict[str, FileRecord] = Field(default_factory=dict)
     size: SizeInfo | None = None

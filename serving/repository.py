@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from serving.batcher import Batcher, BatchStats
+from serving.batching import batch_policy
 from serving.compute import ComputePool
 from serving.errors import ModelLoadError, ModelNotFoundError, ServingError
 from serving.manifest import ManifestError, ModelManifest, list_models, list_versions, read_manifest, verify_files
@@ -213,6 +214,7 @@ class ModelRepository:
 
     def _make_batcher(self, served: ServedModel) -> Batcher:
         series = served.series
+        policy = batch_policy(served.manifest, self.settings)
         submit, predict = self.compute.submit, served.runtime.predict
 
         def run(inputs: dict[str, np.ndarray], outputs: list[str]) -> asyncio.Future[dict[str, np.ndarray]]:
@@ -228,9 +230,9 @@ class ModelRepository:
 
         return Batcher(
             run,
-            max_batch_size=self.settings.max_batch_size,
-            max_queue_delay_s=self.settings.max_queue_delay_s(),
-            max_queue_size=self.settings.max_queue_size,
+            max_batch_size=policy.max_batch_size,
+            max_queue_delay_s=policy.max_queue_delay_s,
+            max_queue_size=policy.max_queue_size,
             max_concurrent_batches=self.settings.compute_threads,
             batchable=served.batchable,
             eager_when_idle=not self.settings.wait_when_idle,

@@ -79,6 +79,11 @@ class Settings(BaseSettings):
         "demo repository (docs/benchmarks.md).",
     )
     compute_threads: int = Field(default=2, ge=1, description="Thread pool running session.run (bounded).")
+    dynamic_batching: bool = Field(
+        default=True,
+        description="Join requests into batches. Off, every model runs each request alone and at once, whatever "
+        "its manifest's batching says (the benchmarks' 'batching off').",
+    )
     max_batch_size: int = Field(default=64, ge=1, description="Most rows joined into one session.run.")
     max_queue_delay_us: int = Field(default=500, ge=0, description="Longest wait for more rows before a run.")
     wait_when_idle: bool = Field(

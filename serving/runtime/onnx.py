@@ -13,7 +13,6 @@ from serving.errors import BadRequestError, InternalError, ModelLoadError
 from serving.manifest import ModelManifest, TensorSpec
 from serving.protocol.datatypes import ORT_TO_V2, V2_TO_NUMPY
 from serving.runtime.base import ModelRuntime
-from serving.runtime.shared_weights import SHARED, ScanError, SharedTable
 from serving.runtime.providers import (
     ProviderConfig,
     ProviderError,
@@ -22,6 +21,7 @@ from serving.runtime.providers import (
     select_providers,
     use_io_binding,
 )
+from serving.runtime.shared_weights import SHARED, ScanError, SharedTable
 
 log = logging.getLogger("serving.runtime")
 

@@ -36,7 +36,7 @@ def test_plan_names_what_it_leaves_out(tiny_repository):
     on, off = targets[0], targets[1]
     assert on.argv(1234)[:3] == ["taskset", "-c", "0"]
     assert on.argv(1234)[-2:] == ["--port", "1234"]
-    assert off.env["MODELPRESS_MAX_BATCH_SIZE"] == "1"
+    assert off.env["MODELPRESS_DYNAMIC_BATCHING"] == "false"
     assert "MODELPRESS_MAX_BATCH_SIZE" not in on.env
     assert on.kinds == ("json", "binary")
     assert targets[2].kinds == ("json",)
