@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
 
-from serving.auth import AuthConfigError, BearerAuthMiddleware, TokenSource
+from serving.auth import AuthConfigError, BearerAuth, BearerAuthMiddleware, TokenSource
 from serving.compute import ComputePool
 from serving.dataplane import DataPlane
 from serving.drain import Drain, InflightMiddleware
@@ -34,6 +34,7 @@ from serving.rest import metrics as metrics_routes
 from serving.rest import repository as repository_routes
 from serving.rest import v1, v2
 from serving.rest.common import errors
+from serving.rest.fast import InferenceFastPath
 from serving.runtime.onnx import OnnxModel, RuntimeOptions
 from serving.runtime.providers import ProviderConfig
 from serving.settings import Settings, SettingsError, load_settings
@@ -147,9 +148,12 @@ def create_app(
         app.include_router(router, responses=unauthorized)
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(InflightMiddleware, drain=drain)
-    if tokens is not None:  # outermost: a request without the token touches nothing else
-        guard = {"health": settings.auth_health, "metrics": settings.auth_metrics}
-        app.add_middleware(BearerAuthMiddleware, tokens=tokens, **guard)
+    auth = None
+    if tokens is not None:  # outermost but for the fast path: a request without the token touches nothing else
+        auth = BearerAuth(tokens, health=settings.auth_health, metrics=settings.auth_metrics)
+        app.add_middleware(BearerAuthMiddleware, auth=auth)
+    if settings.fast_path:  # outermost: the inference routes skip the layers above (it applies auth itself)
+        app.add_middleware(InferenceFastPath, dataplane=dataplane, drain=drain, auth=auth)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
