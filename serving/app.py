@@ -34,7 +34,7 @@ from serving.rest import metrics as metrics_routes
 from serving.rest import repository as repository_routes
 from serving.rest import v1, v2
 from serving.rest.common import errors
-from serving.rest.fast import InferenceFastPath
+from serving.rest.fast import InferenceFastPath, ServingApp
 from serving.runtime.onnx import OnnxModel, RuntimeOptions
 from serving.runtime.providers import ProviderConfig
 from serving.settings import Settings, SettingsError, load_settings
@@ -84,7 +84,7 @@ def create_app(
     registry: CollectorRegistry | None = None,
     runtime_factory: RuntimeFactory | None = None,
     handle_signals: bool = True,
-) -> FastAPI:
+) -> ServingApp:
     """Build the server. Models load in the lifespan startup; readiness is false until they are warm.
 
     Args:
@@ -131,7 +131,7 @@ def create_app(
             compute.shutdown(wait=False)
             loads.shutdown(wait=False)
 
-    app = FastAPI(
+    app = ServingApp(
         title="modelpress inference server",
         version=server_version(),
         description="Open Inference Protocol (KServe V2) REST with the binary tensor extension, KServe V1 predict, "
@@ -152,8 +152,8 @@ def create_app(
     if tokens is not None:  # outermost but for the fast path: a request without the token touches nothing else
         auth = BearerAuth(tokens, health=settings.auth_health, metrics=settings.auth_metrics)
         app.add_middleware(BearerAuthMiddleware, auth=auth)
-    if settings.fast_path:  # outermost: the inference routes skip the layers above (it applies auth itself)
-        app.add_middleware(InferenceFastPath, dataplane=dataplane, drain=drain, auth=auth)
+    if settings.fast_path:  # the inference routes skip every layer above (the fast path applies auth itself)
+        app.fast_path = InferenceFastPath(dataplane=dataplane, drain=drain, auth=auth)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

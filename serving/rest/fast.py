@@ -1,14 +1,18 @@
-"""The inference routes as one pure-ASGI layer in front of FastAPI: the hot path without the framework's layers.
+"""The inference routes answered ahead of FastAPI: the hot path without the framework's layers.
 
 ``POST /v2/models/{m}[/versions/{v}]/infer`` and ``POST /v1/models/{m}:predict`` are matched here and answered
 by the same functions FastAPI's routes call (``infer_response``, ``predict_response``), with what the layers
 between would have added done inline: bearer auth when configured, the drain's in-flight count, the path-name
 check of the routers' dependency, the handler table's JSON errors and the catch-all's 500. Everything else, and
-every request this layer does not match (another method, a ``root_path``), goes on to FastAPI, which still
-declares these routes, so ``/openapi.json`` describes them and ``fast_path=false`` serves them the old way.
+every request this does not match (another method, a ``root_path``), goes on to FastAPI, which still declares
+these routes, so ``/openapi.json`` describes them and ``fast_path=false`` serves them the old way.
+:class:`ServingApp` dispatches here first, before ``FastAPI.__call__``: its per-request OpenTelemetry check (it
+looks the global providers up on every request), Starlette's error middleware, our three middlewares, the
+router and FastAPI's dependency solving are all skipped. (FastAPI's own OpenTelemetry spans, made only when an
+OpenTelemetry SDK is configured in the process, which ``modelpress serve`` does not do, are skipped too.)
 
-Why: at one uvicorn worker the event-loop thread is the bottleneck, and Starlette's routing, FastAPI's
-dependency solving and our three middlewares cost about 45 µs of it per request (py-spy; docs/benchmarks.md).
+Why: at one uvicorn worker the event-loop thread is the bottleneck, and those layers cost it tens of µs per
+request (py-spy; docs/benchmarks.md, "Serving overhead and memory").
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 
+from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from serving.auth import BearerAuth
 from serving.dataplane import DataPlane
@@ -56,26 +61,20 @@ def match(scope: Scope) -> tuple[Handler, str, str | None] | None:
 
 
 class InferenceFastPath:
-    """ASGI middleware, outermost: answers the inference routes itself and passes everything else on.
+    """Serves one matched inference request with what the layers it skips would have done.
 
     Args:
-        app: the rest of the stack (FastAPI's own middleware, ours, the router).
         dataplane: what the routes call.
         drain: counts the request as in flight, as ``InflightMiddleware`` does.
         auth: the bearer-token check when auth is on, else None.
     """
 
-    def __init__(self, app: ASGIApp, *, dataplane: DataPlane, drain: Drain, auth: BearerAuth | None) -> None:
-        self.app = app
+    def __init__(self, *, dataplane: DataPlane, drain: Drain, auth: BearerAuth | None) -> None:
         self.dataplane = dataplane
         self.drain = drain
         self.auth = auth
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        found = match(scope)
-        if found is None:
-            await self.app(scope, receive, send)
-            return
+    async def serve(self, found: tuple[Handler, str, str | None], scope: Scope, receive: Receive, send: Send) -> None:
         if self.auth is not None and (denied := self.auth.denied(scope)) is not None:
             await denied(scope, receive, send)
             return
@@ -95,3 +94,15 @@ class InferenceFastPath:
                 log_unexpected(scope, e)
         finally:
             self.drain.inflight -= 1
+
+
+class ServingApp(FastAPI):
+    """FastAPI, with the inference routes answered by :attr:`fast_path` (when set) before any of its layers."""
+
+    fast_path: InferenceFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fast_path is not None and not self.root_path and (found := match(scope)) is not None:
+            await self.fast_path.serve(found, scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
