@@ -6,6 +6,7 @@ import json
 import time
 from typing import Any
 
+import orjson
 from prometheus_client import Gauge
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,9 +17,25 @@ from serving.protocol.types import ErrorResponse
 from serving.served import ServedModel
 
 
+def dumps(payload: Any) -> bytes:
+    r"""Compact JSON; NaN and infinities written as ``NaN`` / ``Infinity``, as Python's json module does.
+
+    orjson is ~15x faster than ``json.dumps`` on a response of floats, but writes non-finite floats as
+    ``null`` and refuses integers beyond 64 bits: either case (or a literal ``null``, which is rare in a
+    response) goes through ``json.dumps``, so the values a client reads are the same. (orjson writes
+    non-ASCII text as UTF-8 rather than ``\u`` escapes, and exponents as ``1e-5`` rather than ``1e-05``.)
+    """
+    try:
+        body = orjson.dumps(payload)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError: a big integer, a type orjson does not know
+        body = b"null"
+    if b"null" in body:
+        return json.dumps(payload, separators=(",", ":"), allow_nan=True).encode()
+    return body
+
+
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(payload, separators=(",", ":"), allow_nan=True).encode()
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
+    return Response(dumps(payload), status_code=status, media_type="application/json", headers=headers)
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:

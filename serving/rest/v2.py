@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,7 +17,7 @@ from serving.protocol.types import (
     ServerMetadata,
 )
 from serving.rest.body import read_infer_request
-from serving.rest.common import Tracked, dataplane_of, errors, json_response
+from serving.rest.common import Tracked, dataplane_of, dumps, errors, json_response
 from serving.rest.limits import check_infer_limits, valid_path_names
 
 router = APIRouter(tags=["v2"], dependencies=[Depends(valid_path_names)])
@@ -168,7 +166,7 @@ def _response(parsed: InferenceRequest, result: Inference) -> Response:
         payload["parameters"] = parameters
     if not chunks:
         return json_response(payload)
-    header = json.dumps(payload, separators=(",", ":")).encode()
+    header = dumps(payload)
     return Response(
         header + b"".join(chunks),
         media_type="application/octet-stream",
