@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
 
-from serving.auth import AuthConfigError, BearerAuthMiddleware, TokenSource
+from serving.auth import AuthConfigError, BearerAuth, BearerAuthMiddleware, TokenSource
 from serving.batching import batch_policy
 from serving.compute import ComputePool
 from serving.dataplane import DataPlane
@@ -36,6 +36,7 @@ from serving.rest import metrics as metrics_routes
 from serving.rest import repository as repository_routes
 from serving.rest import v1, v2
 from serving.rest.common import errors
+from serving.rest.fast import InferenceFastPath, ServingApp
 from serving.runtime.onnx import OnnxModel, RuntimeOptions
 from serving.runtime.providers import ProviderConfig
 from serving.settings import Settings, SettingsError, load_settings
@@ -87,7 +88,7 @@ def create_app(
     registry: CollectorRegistry | None = None,
     runtime_factory: RuntimeFactory | None = None,
     handle_signals: bool = True,
-) -> FastAPI:
+) -> ServingApp:
     """Build the server. Models load in the lifespan startup; readiness is false until they are warm.
 
     Args:
@@ -134,7 +135,7 @@ def create_app(
             compute.shutdown(wait=False)
             loads.shutdown(wait=False)
 
-    app = FastAPI(
+    app = ServingApp(
         title="modelpress inference server",
         version=server_version(),
         description="Open Inference Protocol (KServe V2) REST with the binary tensor extension, KServe V1 predict, "
@@ -151,9 +152,12 @@ def create_app(
         app.include_router(router, responses=unauthorized)
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(InflightMiddleware, drain=drain)
-    if tokens is not None:  # outermost: a request without the token touches nothing else
-        guard = {"health": settings.auth_health, "metrics": settings.auth_metrics}
-        app.add_middleware(BearerAuthMiddleware, tokens=tokens, **guard)
+    auth = None
+    if tokens is not None:  # outermost but for the fast path: a request without the token touches nothing else
+        auth = BearerAuth(tokens, health=settings.auth_health, metrics=settings.auth_metrics)
+        app.add_middleware(BearerAuthMiddleware, auth=auth)
+    if settings.fast_path:  # the inference routes skip every layer above (the fast path applies auth itself)
+        app.fast_path = InferenceFastPath(dataplane=dataplane, drain=drain, auth=auth)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

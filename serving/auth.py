@@ -13,6 +13,7 @@ import logging
 import os
 from pathlib import Path
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving.errors import error_response
@@ -88,28 +89,41 @@ def bearer_token(header: bytes | None) -> bytes | None:
     return value.strip()
 
 
-class BearerAuthMiddleware:
-    """Answers 401 (JSON, ``WWW-Authenticate: Bearer``) to a request without the right token."""
+class BearerAuth:
+    """The check itself, shared by the middleware and the inference fast path (``serving/rest/fast.py``)."""
 
-    def __init__(self, app: ASGIApp, tokens: TokenSource, *, health: bool, metrics: bool) -> None:
-        self.app = app
+    def __init__(self, tokens: TokenSource, *, health: bool, metrics: bool) -> None:
         self.tokens = tokens
         self.open_paths = (() if health else HEALTH_PATHS) + (() if metrics else METRICS_PATHS)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.open_paths:
-            await self.app(scope, receive, send)
-            return
+    def denied(self, scope: Scope) -> Response | None:
+        """None when the request may pass (an open path, or the right token), else the 401 to answer."""
+        if scope["path"] in self.open_paths:
+            return None
         header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
         given = bearer_token(header)
         # compare_digest takes time independent of where the first differing byte is (no timing oracle).
         if given is not None and hmac.compare_digest(given, self.tokens.current()):
-            await self.app(scope, receive, send)
-            return
+            return None
         if given is None:
             message = "authentication required: send 'Authorization: Bearer <token>'"
             challenge = f'Bearer realm="{REALM}"'
         else:
             message = "invalid bearer token"
             challenge = f'Bearer realm="{REALM}", error="invalid_token"'
-        await error_response(401, message, {"WWW-Authenticate": challenge})(scope, receive, send)
+        return error_response(401, message, {"WWW-Authenticate": challenge})
+
+
+class BearerAuthMiddleware:
+    """Answers 401 (JSON, ``WWW-Authenticate: Bearer``) to a request without the right token."""
+
+    def __init__(self, app: ASGIApp, auth: BearerAuth) -> None:
+        self.app = app
+        self.auth = auth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        denied = self.auth.denied(scope) if scope["type"] == "http" else None
+        if denied is None:
+            await self.app(scope, receive, send)
+        else:
+            await denied(scope, receive, send)

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from serving.batcher import BatcherClosedError, BatchResult
-from serving.errors import BadRequestError, InternalError, RequestTimeoutError, ServingError, UnavailableError
+from serving.deadlines import Deadlines
+from serving.errors import BadRequestError, InternalError, ServingError, UnavailableError
 from serving.manifest import TensorSpec
 from serving.metrics import Metrics, outcome_of
 from serving.protocol.codec import decode_input, shape_str
@@ -59,6 +60,7 @@ class DataPlane:
         self.version = version
         self.draining = False
         self.started = False
+        self.deadlines = Deadlines()
 
     # ---- health and metadata ------------------------------------------------------------------------------
     def ready(self) -> bool:
@@ -171,19 +173,20 @@ class DataPlane:
     async def _wait(self, served: ServedModel, future: asyncio.Future, client_s: float | None) -> BatchResult:
         """Await the batch result; past the timeout the future fails (and the batcher skips it).
 
-        The timeout is request_timeout_s, or the client's shorter ``parameters.timeout``. A timer on the future,
-        rather than ``asyncio.wait_for``, keeps a task per request off the hot path.
+        The timeout is request_timeout_s, or the client's shorter ``parameters.timeout``. One timer for every
+        waiting request (:class:`Deadlines`), rather than ``asyncio.wait_for`` (a task per request) or a timer
+        handle per request, keeps the timeout nearly free on the hot path.
         """
         timeout = self.settings.request_timeout_s
         message = f"model '{served.name}': no result within request_timeout_s={timeout}"
         if client_s is not None and client_s < timeout:
             timeout = client_s
             message = f"model '{served.name}': no result within the request's timeout of {int(client_s * 1e6)} us"
-        timer = asyncio.get_running_loop().call_later(timeout, _expire, future, message)
+        self.deadlines.add(future, timeout, message)
         try:
             result: BatchResult = await future
         finally:
-            timer.cancel()
+            self.deadlines.discard(future)
         served.stats.queued(result.queue_s)
         served.series.queue_duration.observe(result.queue_s)
         return result
@@ -243,11 +246,6 @@ def _client_timeout_s(parameters: dict | None) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise BadRequestError(f"parameters.timeout must be a positive integer of microseconds, got {value!r}")
     return value / 1e6
-
-
-def _expire(future: asyncio.Future, message: str) -> None:
-    if not future.done():
-        future.set_exception(RequestTimeoutError(message))
 
 
 def _model_statistics(served: ServedModel) -> ModelStatistics:

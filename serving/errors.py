@@ -81,10 +81,25 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-async def _serving_error(_: Request, exc: ServingError) -> Response:
+def serving_error_response(exc: ServingError) -> Response:
+    """The answer to an error raised on purpose (the handler table's, and the inference fast path's)."""
     if exc.status >= 500 and not isinstance(exc, UnavailableError | RequestTimeoutError):
         log.error("internal error: %s", exc.message)
     return error_response(exc.status, exc.message, exc.headers)
+
+
+def log_unexpected(scope: Scope, exc: Exception) -> None:
+    log.exception("unexpected error on %s", scope.get("path"), exc_info=exc)
+
+
+def unexpected_error_response(scope: Scope, exc: Exception) -> Response:
+    """The answer to a bug: logged with its traceback, a 500 naming only the exception's type."""
+    log_unexpected(scope, exc)
+    return error_response(500, f"internal error: {type(exc).__name__}")
+
+
+async def _serving_error(_: Request, exc: ServingError) -> Response:
+    return serving_error_response(exc)
 
 
 async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
@@ -129,6 +144,7 @@ class CatchAllMiddleware:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
-            log.exception("unexpected error on %s", scope.get("path"), exc_info=exc)
-            if not started:
-                await error_response(500, f"internal error: {type(exc).__name__}")(scope, receive, send)
+            if started:
+                log_unexpected(scope, exc)
+            else:
+                await unexpected_error_response(scope, exc)(scope, receive, send)

@@ -38,10 +38,16 @@ ORT_TO_V2: dict[str, str] = {
 }
 
 
+_NUMPY_TO_V2 = {np.dtype(dtype): name for name, dtype in reversed(V2_TO_NUMPY.items()) if name != "BYTES"}
+
+
 def numpy_to_v2(dtype: np.dtype) -> str:
     """V2 name of a numpy dtype; strings and objects are BYTES."""
     if dtype.kind in "OSU":
         return "BYTES"
+    found = _NUMPY_TO_V2.get(dtype)  # one hash lookup per output on the hot path, not a scan of ~10 compares
+    if found is not None:
+        return found
     for name, candidate in V2_TO_NUMPY.items():
         if candidate == dtype:
             return name

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
+import orjson
+from prometheus_client import Gauge
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -18,9 +17,25 @@ from serving.protocol.types import ErrorResponse
 from serving.served import ServedModel
 
 
+def dumps(payload: Any) -> bytes:
+    r"""Compact JSON; NaN and infinities written as ``NaN`` / ``Infinity``, as Python's json module does.
+
+    orjson is ~15x faster than ``json.dumps`` on a response of floats, but writes non-finite floats as
+    ``null`` and refuses integers beyond 64 bits: either case (or a literal ``null``, which is rare in a
+    response) goes through ``json.dumps``, so the values a client reads are the same. (orjson writes
+    non-ASCII text as UTF-8 rather than ``\u`` escapes, and exponents as ``1e-5`` rather than ``1e-05``.)
+    """
+    try:
+        body = orjson.dumps(payload)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError: a big integer, a type orjson does not know
+        body = b"null"
+    if b"null" in body:
+        return json.dumps(payload, separators=(",", ":"), allow_nan=True).encode()
+    return body
+
+
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(payload, separators=(",", ":"), allow_nan=True).encode()
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
+    return Response(dumps(payload), status_code=status, media_type="application/json", headers=headers)
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -43,37 +58,42 @@ def dataplane_of(request: Request) -> DataPlane:
     return request.app.state.dataplane
 
 
-@dataclass
 class Tracked:
-    """Filled in by the route so the accounting knows which version ran and how many rows."""
+    """Counts one inference request in the metrics and statistics, whatever its outcome.
 
-    served: ServedModel | None = None
-    rows: int = 0
+    ``with Tracked(dataplane, name, "v2") as track:``, and the route fills in ``track.served`` (which version
+    ran) and ``track.rows``. A class rather than ``@asynccontextmanager``: no generator to drive per request.
+    """
 
+    __slots__ = ("_dataplane", "_gauge", "_name", "_protocol", "_started", "rows", "served")
 
-@asynccontextmanager
-async def tracked(dataplane: DataPlane, name: str, protocol: str) -> AsyncIterator[Tracked]:
-    """Count one inference request in the metrics and statistics, whatever its outcome."""
-    started = time.perf_counter()
-    info = Tracked()
-    status = 200
-    gauge = None
-    try:
+    def __init__(self, dataplane: DataPlane, name: str, protocol: str) -> None:
+        self._dataplane = dataplane
+        self._name = name
+        self._protocol = protocol
+        self._gauge: Gauge | None = None
+        self.served: ServedModel | None = None
+        self.rows = 0
+
+    def __enter__(self) -> Tracked:
+        self._started = time.perf_counter()
         try:
-            served = dataplane.repository.get(name)
-            gauge = served.series.inflight
-            gauge.inc()
-            info.served = served  # failures before the run are still this version's
+            served = self._dataplane.repository.get(self._name)
+            self._gauge = served.series.inflight
+            self._gauge.inc()
+            self.served = served  # failures before the run are still this version's
         except ServingError:
             pass
-        yield info
-    except ServingError as e:
-        status = e.status
-        raise
-    except Exception:
-        status = 500
-        raise
-    finally:
-        if gauge is not None:
-            gauge.dec()
-        dataplane.record(name, protocol, status, time.perf_counter() - started, info.rows, info.served)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
+        if exc is None:
+            status = 200
+        elif isinstance(exc, ServingError):
+            status = exc.status
+        else:  # a bug (500); BaseExceptions such as a cancellation are counted the same way
+            status = 500
+        if self._gauge is not None:
+            self._gauge.dec()
+        seconds = time.perf_counter() - self._started
+        self._dataplane.record(self._name, self._protocol, status, seconds, self.rows, self.served)

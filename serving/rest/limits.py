@@ -24,13 +24,16 @@ async def valid_path_names(request: Request) -> None:
 
     Nothing reaches the repository folder with ``..``, a slash, or a hidden name, whatever the route does.
     """
-    name = request.path_params.get("model_name")
+    check_path_names(request.path_params.get("model_name"), request.path_params.get("model_version"))
+
+
+def check_path_names(name: str | None, version: str | None) -> None:
+    """What :func:`valid_path_names` checks, for the inference fast path, which has no FastAPI dependencies."""
     if name is not None:
         try:
             validate_model_name(name)
         except ValueError as e:
             raise BadRequestError(str(e)) from e
-    version = request.path_params.get("model_version")
     if version is not None and not _VERSION_RE.match(version):
         raise BadRequestError(f"invalid model version {version[:40]!r}: expected a number such as 1 or 12")
 

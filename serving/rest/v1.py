@@ -6,10 +6,11 @@ from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
+from serving.dataplane import DataPlane
 from serving.errors import UnavailableError
 from serving.protocol.types import PredictRequest, PredictResponse
 from serving.rest.body import parse_json_model, read_body, require_json
-from serving.rest.common import dataplane_of, errors, json_response, tracked
+from serving.rest.common import Tracked, dataplane_of, errors, json_response
 from serving.rest.limits import check_rows, valid_path_names
 
 router = APIRouter(tags=["v1"], dependencies=[Depends(valid_path_names)])
@@ -41,12 +42,20 @@ async def predict(request: Request, model_name: str) -> Response:
 
     Classifiers answer ``{"label": ..., "probabilities": {label: p}}`` per instance (softmax of ``logits``).
     """
-    dataplane = dataplane_of(request)
-    async with tracked(dataplane, model_name, "v1") as track:
+    return await predict_response(dataplane_of(request), request, model_name, None)
+
+
+async def predict_response(dataplane: DataPlane, request: Request, name: str, version: str | None) -> Response:
+    """The prediction itself, from the request's body to the response; FastAPI's route and the fast path call it.
+
+    Raises:
+        ServingError: the request is refused or failed (the caller turns it into the JSON error answer).
+    """
+    with Tracked(dataplane, name, "v1") as track:
         require_json(request)
         body = await read_body(request, dataplane.settings.max_body_bytes)
         parsed = parse_json_model(PredictRequest, body, "predict request")
         check_rows(len(parsed.instances), dataplane.settings, "instances")
-        served, predictions, parameters = await dataplane.predict(model_name, None, parsed.instances)
+        served, predictions, parameters = await dataplane.predict(name, version, parsed.instances)
         track.served, track.rows = served, len(parsed.instances)
         return json_response({"predictions": predictions, **({"parameters": parameters} if parameters else {})})

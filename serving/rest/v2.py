@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
-from serving.dataplane import Inference
+from serving.dataplane import DataPlane, Inference
 from serving.errors import UnavailableError
 from serving.protocol.codec import HEADER_LENGTH, encode_binary, encode_json, output_datatype
 from serving.protocol.types import (
@@ -19,7 +17,7 @@ from serving.protocol.types import (
     ServerMetadata,
 )
 from serving.rest.body import read_infer_request
-from serving.rest.common import dataplane_of, errors, json_response, tracked
+from serving.rest.common import Tracked, dataplane_of, dumps, errors, json_response
 from serving.rest.limits import check_infer_limits, valid_path_names
 
 router = APIRouter(tags=["v2"], dependencies=[Depends(valid_path_names)])
@@ -119,7 +117,7 @@ _INFER_ERRORS = {
 )
 async def infer(request: Request, model_name: str) -> Response:
     """Run an inference; outputs with ``parameters.binary_data`` come back as binary after the JSON header."""
-    return await _infer(request, model_name, None)
+    return await infer_response(dataplane_of(request), request, model_name, None)
 
 
 @router.post(
@@ -129,12 +127,16 @@ async def infer(request: Request, model_name: str) -> Response:
     openapi_extra=_INFER_BODY,
 )
 async def infer_version(request: Request, model_name: str, model_version: str) -> Response:
-    return await _infer(request, model_name, model_version)
+    return await infer_response(dataplane_of(request), request, model_name, model_version)
 
 
-async def _infer(request: Request, name: str, version: str | None) -> Response:
-    dataplane = dataplane_of(request)
-    async with tracked(dataplane, name, "v2") as track:
+async def infer_response(dataplane: DataPlane, request: Request, name: str, version: str | None) -> Response:
+    """The inference itself, from the request's body to the response; FastAPI's routes and the fast path call it.
+
+    Raises:
+        ServingError: the request is refused or failed (the caller turns it into the JSON error answer).
+    """
+    with Tracked(dataplane, name, "v2") as track:
         parsed, binary = await read_infer_request(request, dataplane.settings.max_body_bytes)
         check_infer_limits(parsed, dataplane.settings)
         result = await dataplane.infer(name, version, parsed, binary)
@@ -164,7 +166,7 @@ def _response(parsed: InferenceRequest, result: Inference) -> Response:
         payload["parameters"] = parameters
     if not chunks:
         return json_response(payload)
-    header = json.dumps(payload, separators=(",", ":")).encode()
+    header = dumps(payload)
     return Response(
         header + b"".join(chunks),
         media_type="application/octet-stream",

@@ -1,0 +1,38 @@
+import argparse
+import os
+from pathlib import Path
+
+import pytest
+
+from benchmarks.side_by_side import ECHO, cpu_seconds, parse_build, servers_for, to_markdown
+
+
+def test_parse_build_needs_a_label_and_a_folder_with_serving(tmp_path):
+    (tmp_path / "serving").mkdir()
+    assert parse_build(f"before={tmp_path}") == ("before", tmp_path)
+    for bad in (str(tmp_path), f"={tmp_path}", f"echo={tmp_path}", f"after={tmp_path / 'missing'}"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_build(bad)
+
+
+def test_servers_are_the_echo_then_each_build_from_its_folder(tmp_path):
+    servers = servers_for(Path("repo"), [("before", tmp_path), ("after", Path("."))], threads=2)
+    assert [s.label for s in servers] == [ECHO, "before", "after"]
+    assert servers[1].cwd == tmp_path.resolve()
+    assert servers[1].argv[-3:] == ["serving", "--repository", str(Path("repo").resolve())]
+    assert servers[2].env["MODELPRESS_INTRA_OP_THREADS"] == "2"
+
+
+def test_cpu_seconds_of_this_process_grows_with_work():
+    before = cpu_seconds(os.getpid())
+    sum(i * i for i in range(2_000_000))
+    assert cpu_seconds(os.getpid()) > before
+
+
+def test_markdown_has_ratios_to_the_echo_per_round():
+    def row(rps: float, concurrency: int) -> dict:
+        return {"concurrency": concurrency, "rps": rps, "p50_ms": 1.0, "p99_ms": 2.0, "cpu_us_per_request": 300.0}
+
+    results = {ECHO: [row(1000, 32), row(2000, 32)], "after": [row(600, 32), row(1500, 32)]}
+    text = to_markdown(results, [32])
+    assert "| after | 600, 1,500 | 1.000, 1.000 | 2.00, 2.00 | 300, 300 | 60.0%, 75.0% (median 67.5%) |" in text
