@@ -141,7 +141,7 @@ def _fp16(ctx: _Context, stage: _Stage, tag: str) -> tuple[Path, list[PassRecord
     return out, [opt_record, _timed("fp16", {"keep_io_types": True})(started, {})]
 
 
-def _distilled(ctx: _Context, teacher: _Stage, corpus_train: list[str]) -> tuple[_Stage, Path]:
+def _distilled(ctx: _Context, teacher: _Stage, corpus_train: list[str], validation: list[str]) -> tuple[_Stage, Path]:
     import torch
 
     from training.text.distill import distill
@@ -155,7 +155,9 @@ def _distilled(ctx: _Context, teacher: _Stage, corpus_train: list[str]) -> tuple
     ctx.note(f"student: distilling layers {ctx.recipe.distill.layers}")
     started = time.perf_counter()
     torch.manual_seed(ctx.recipe.seed)
-    student, report = distill(teacher.module, corpus_train, tokenize, ctx.recipe.distill, progress=ctx.progress)
+    student, report = distill(
+        teacher.module, corpus_train, tokenize, ctx.recipe.distill, validation=validation, progress=ctx.progress
+    )
     record = _timed("distill", ctx.recipe.distill.model_dump(mode="json"))(started, report.as_dict())
     folder = ctx.work / "student-hf"
     student.transformer.save_pretrained(str(folder))  # a Hugging Face folder: a later recipe can start from it
@@ -243,7 +245,8 @@ def build_text_variants(
         stages = {"teacher": teacher}
         student_folder = None
         if any(v.startswith("student") for v in wanted):
-            stages["student"], student_folder = _distilled(ctx, teacher, corpus.train)
+            # the calibration sentences are the validation set: outside training and the held-out set
+            stages["student"], student_folder = _distilled(ctx, teacher, corpus.train, corpus.calibration)
             bar.update(3)
         built = []
         for variant in wanted:

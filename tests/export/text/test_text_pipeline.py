@@ -25,7 +25,7 @@ def write_recipe(path: Path, model: Path, corpus: Path, **export: object) -> Pat
         "name": "tiny",
         "model": {"source": "hf", "path": str(model), "max_length": 12},
         "data": {"corpus": str(corpus), "calibration_size": 24, "max_length": 24},
-        "distill": {"layers": [1], "epochs": 1, "batch_size": 32, "lr": 0.001},
+        "distill": {"layers": [1], "epochs": 1, "batch_size": 32, "lr": 0.001, "eval_every": 1},
         "export": {
             "int8": {"smoothing_alphas": [0.7], "max_fp32_nodes": 1, "probe_nodes": 3},
             # A random tiny BERT is not a real encoder: the floors are for MiniLM, not this test.
@@ -69,6 +69,9 @@ def test_pipeline_publishes_every_variant_with_tokenizer_and_fidelity(published)
     assert by_name["tiny-int8"].precision == "int8"
     steps = [r.name for r in by_name["tiny-student-int8"].lineage]
     assert steps == ["import", "distill", "onnx", "ort_transformer_optimize", "int8"]
+    distilled = by_name["tiny-student"].lineage[1].model_dump()["details"]
+    # validated on the calibration sentences after every step: a curve in the lineage, ending at the last step
+    assert [step for step, _ in distilled["validation_curve"]] == list(range(1, distilled["steps"] + 1))
     fusions = by_name["tiny"].lineage[-1].model_dump()["details"]["fusions"]
     assert fusions["Attention"] == 2
     assert fusions["EmbedLayerNormalization"] == 1
