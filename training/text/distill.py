@@ -63,6 +63,11 @@ class DistillConfig(BaseModel):
     )
     dropout: bool = Field(False, description="train with the encoder's dropout (off: faster to converge on short runs)")
     seed: int = 0
+    reuse: str | None = Field(
+        None,
+        description="a student folder an earlier pipeline run kept (<workdir>/<name>-student): export and "
+        "quantize it instead of distilling again (the pipeline's option; distill() itself ignores it)",
+    )
 
     @field_validator("layers")
     @classmethod

@@ -103,6 +103,32 @@ def test_published_variants_are_served_as_text_in_embeddings_out(published):
     assert np.array(v1["predictions"]).shape == (2, HIDDEN)
 
 
+@pytest.mark.slow
+def test_reuses_a_kept_student_with_its_own_int8_settings(published, tiny_bert, tiny_corpus, tmp_path: Path):
+    _, student, items = published
+    first = {i.name: read_manifest(i.path) for i in items}
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_bert, tiny_corpus, variants=["student", "student-int8"])
+    _, again = run_pipeline(
+        recipe, tmp_path / "repo", workdir=tmp_path / "w", progress=False,
+        overrides=[f"distill.reuse={student}", "export.student_int8.max_fp32_nodes=0"],
+    )  # fmt: skip
+    by_name = {i.name: read_manifest(i.path) for i in again}
+    # the same weights, not a new distillation: identical held-out fidelity, and the first run's record
+    assert by_name["tiny-student"].quality["mean_cosine"] == pytest.approx(first["tiny-student"].quality["mean_cosine"])
+    distilled = by_name["tiny-student"].lineage[1].model_dump()["details"]
+    assert distilled["reused"] == str(student.resolve())
+    assert distilled["validation_curve"] == first["tiny-student"].lineage[1].model_dump()["details"]["validation_curve"]
+    # the student's int8 settings apply to the student only; the teacher keeps export.int8
+    student_int8 = by_name["tiny-student-int8"].lineage[-1].model_dump()
+    assert student_int8["config"]["max_fp32_nodes"] == 0
+    assert student_int8["details"]["kept_fp32"] == []
+    assert first["tiny-int8"].lineage[-1].model_dump()["config"]["max_fp32_nodes"] == 1
+    with pytest.raises(ExportError, match=r"has 1 layers, distill\.layers names 2"):
+        run_pipeline(recipe, tmp_path / "repo2", workdir=tmp_path / "w2", progress=False,
+                     overrides=[f"distill.reuse={student}", "distill.layers=[0, 1]"])  # fmt: skip
+    assert list_models(tmp_path / "repo2") == []
+
+
 def test_refuses_a_variant_below_its_floor_and_publishes_nothing(tiny_bert, tiny_corpus, tmp_path: Path):
     recipe = write_recipe(tmp_path / "r.yaml", tiny_bert, tiny_corpus, variants=["fp32", "student"])
     with pytest.raises(AccuracyRefusedError, match="below the recipe's floor"):
