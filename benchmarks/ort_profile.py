@@ -89,20 +89,37 @@ def profile(
     model_path: Path, feeds: dict[str, np.ndarray], *, threads: int = 2, runs: int = 20, warmup: int = 3
 ) -> Breakdown:
     """Run ``model_path`` ``warmup + runs`` times and sum the kernel times of the last ``runs`` runs."""
+    return profile_interleaved([model_path], feeds, threads=threads, runs=runs, warmup=warmup)[0]
+
+
+def profile_interleaved(
+    model_paths: list[Path], feeds: dict[str, np.ndarray], *, threads: int = 2, runs: int = 20, warmup: int = 3
+) -> list[Breakdown]:
+    """Profile several models in turns (one run of each, then again), so a change of load hits all alike.
+
+    This VM's speed varies by tens of percent within minutes; profiling one model after the other would put
+    that variation into the ratio between them.
+    """
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory(prefix="modelpress-profile-") as tmp:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(tmp) / "ort")
-        session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-        names = {i.name for i in session.get_inputs()}
-        feeds = {k: v for k, v in feeds.items() if k in names}
+        sessions = []
+        for i, model_path in enumerate(model_paths):
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            options.enable_profiling = True
+            options.profile_file_prefix = str(Path(tmp) / f"ort-{i}")
+            session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+            names = {i.name for i in session.get_inputs()}
+            sessions.append((session, {k: v for k, v in feeds.items() if k in names}))
         for _ in range(warmup + runs):
-            session.run(None, feeds)
-        events = json.loads(Path(session.end_profiling()).read_text())
+            for session, own in sessions:
+                session.run(None, own)
+        return [_breakdown(json.loads(Path(s.end_profiling()).read_text()), runs, warmup) for s, _ in sessions]
+
+
+def _breakdown(events: list[dict], runs: int, warmup: int) -> Breakdown:
     spans = sorted((e["ts"], e["dur"]) for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
     cutoff = spans[warmup][0] if len(spans) > warmup else 0  # the first runs allocate and pick kernels
     measured = [dur for ts, dur in spans if ts >= cutoff]
@@ -138,7 +155,7 @@ def main() -> None:
         if not model.is_file():
             raise SystemExit(f"error: {model} is not a file")
     feeds = text_feeds(args.batch, args.seq)
-    found = [profile(m, feeds, threads=args.threads, runs=args.runs) for m in args.model]
+    found = profile_interleaved(args.model, feeds, threads=args.threads, runs=args.runs)
     if len(found) == 1:
         print(found[0].markdown())
     else:

@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.ort_profile import Breakdown, profile, side_by_side, text_feeds
+from benchmarks.ort_profile import Breakdown, profile, profile_interleaved, side_by_side, text_feeds
 
 pytest.importorskip("transformers", reason="the tiny text encoder needs the hf extra")
 
@@ -24,6 +24,9 @@ def test_profile_sums_kernel_time_per_operator_of_the_measured_runs(tiny_bert: P
     assert breakdown.total_ms == pytest.approx(sum(breakdown.by_node.values()))
     assert breakdown.total_ms > 0
     assert breakdown.run_ms >= breakdown.total_ms * 0.9  # a run spans its kernels (sequential executor, 1 thread)
+    both = profile_interleaved([model, model], feeds, threads=1, runs=3)
+    assert [b.runs for b in both] == [3, 3]
+    assert both[0].nodes_per_op == both[1].nodes_per_op == breakdown.nodes_per_op
     table = breakdown.markdown()
     assert "| MatMul |" in table
     assert "Slowest nodes:" in table
