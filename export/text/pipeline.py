@@ -163,14 +163,23 @@ def _distilled(ctx: _Context, teacher: _Stage, corpus_train: list[str], validati
     started = time.perf_counter()
     if config.reuse is not None:
         ctx.note(f"student: reusing {config.reuse}")
-        student, details = _reused_student(config.reuse, len(config.layers))
+        student, details = _reused_student(config.reuse, len(config.layers), "distill.reuse")
     else:
-        ctx.note(f"student: distilling layers {config.layers}")
+        start, earlier = (
+            (None, None)
+            if config.start_from is None
+            else _reused_student(config.start_from, len(config.layers), "distill.start_from")
+        )
+        ctx.note(
+            f"student: distilling layers {config.layers}" + (f" further from {config.start_from}" if start else "")
+        )
         torch.manual_seed(ctx.recipe.seed)
         student, report = distill(
-            teacher.module, corpus_train, tokenize, config, validation=validation, progress=ctx.progress
+            teacher.module, corpus_train, tokenize, config, validation=validation, start=start, progress=ctx.progress
         )
         details = {**report.as_dict(), "corpus": ctx.source["corpus"]}
+        if earlier is not None:
+            details["started_from"] = earlier  # what the earlier run recorded: the whole history stays in the lineage
     record = _timed("distill", config.model_dump(mode="json"))(started, details)
     folder = ctx.work / "student-hf"
     student.transformer.save_pretrained(str(folder))  # a Hugging Face folder: a later recipe can start from it
@@ -180,7 +189,7 @@ def _distilled(ctx: _Context, teacher: _Stage, corpus_train: list[str], validati
     return stage, folder
 
 
-def _reused_student(folder: str, layers: int) -> tuple[Any, dict[str, Any]]:
+def _reused_student(folder: str, layers: int, key: str) -> tuple[Any, dict[str, Any]]:
     """A student an earlier run kept, and what that run recorded about its distillation.
 
     Raises:
@@ -194,9 +203,9 @@ def _reused_student(folder: str, layers: int) -> tuple[Any, dict[str, Any]]:
         source = resolve_source(folder)
         student = SentenceEncoder(load_encoder(source)).eval()
     except TextModelError as e:
-        raise DistillError(f"distill.reuse: {e}") from e
+        raise DistillError(f"{key}: {e}") from e
     if student.num_layers != layers:
-        raise DistillError(f"distill.reuse: {folder} has {student.num_layers} layers, distill.layers names {layers}")
+        raise DistillError(f"{key}: {folder} has {student.num_layers} layers, distill.layers names {layers}")
     record = source.folder / DISTILL_RECORD
     earlier = json.loads(record.read_text()) if record.is_file() else {}
     return student, {**earlier, "reused": str(source.folder)}

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -68,6 +68,17 @@ class DistillConfig(BaseModel):
         description="a student folder an earlier pipeline run kept (<workdir>/<name>-student): export and "
         "quantize it instead of distilling again (the pipeline's option; distill() itself ignores it)",
     )
+    start_from: str | None = Field(
+        None,
+        description="a student folder an earlier pipeline run kept: distil it further (a new warm-up and decay) "
+        "instead of starting from the teacher's layers (the pipeline's option)",
+    )
+
+    @model_validator(mode="after")
+    def _one_student_source(self) -> DistillConfig:
+        if self.reuse is not None and self.start_from is not None:
+            raise ValueError("give distill.reuse (export a kept student) or distill.start_from (train it further)")
+        return self
 
     @field_validator("layers")
     @classmethod
@@ -238,6 +249,7 @@ def distill(
     config: DistillConfig | None = None,
     *,
     validation: Sequence[str] = (),
+    start: SentenceEncoder | None = None,
     progress: bool = True,
 ) -> tuple[SentenceEncoder, DistillReport]:
     """Build a student from ``config.layers`` of ``teacher`` and train it to match the teacher's embeddings.
@@ -249,6 +261,8 @@ def distill(
         config: see :class:`DistillConfig`.
         validation: sentences outside ``sentences`` (and outside any held-out test set) on which the student is
             measured every ``config.eval_every`` steps and at the end; only recorded, nothing is chosen by it.
+        start: the student to train further (e.g. one an earlier run distilled; it is changed in place), with
+            one layer per entry of ``config.layers``; default: a copy of those layers of ``teacher``.
         progress: show a progress bar.
 
     Raises:
@@ -260,7 +274,11 @@ def distill(
     if config.eval_every is not None and not validation:
         raise DistillError("distill.eval_every needs validation sentences")
     torch.manual_seed(config.seed)
-    student = build_student(teacher, config.layers)
+    if start is not None and start.num_layers != len(config.layers):
+        raise DistillError(
+            f"the student to start from has {start.num_layers} layers, layers names {len(config.layers)}"
+        )
+    student = build_student(teacher, config.layers) if start is None else start
     hidden = config.hidden_weight > 0
     # Fixed inputs let the teacher run once; augmented ones (or layer targets) need it on every batch.
     targets = None if config.augment or hidden else teacher_embeddings(teacher, tokenize, sentences)

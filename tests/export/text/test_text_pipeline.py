@@ -129,6 +129,27 @@ def test_reuses_a_kept_student_with_its_own_int8_settings(published, tiny_bert, 
     assert list_models(tmp_path / "repo2") == []
 
 
+@pytest.mark.slow
+def test_distils_a_kept_student_further(published, tiny_bert, tiny_corpus, tmp_path: Path):
+    _, student, items = published
+    first = {i.name: read_manifest(i.path) for i in items}["tiny-student"]
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_bert, tiny_corpus, variants=["student"])
+    _, again = run_pipeline(
+        recipe, tmp_path / "repo", workdir=tmp_path / "w", progress=False,
+        overrides=[f"distill.start_from={student}", "distill.max_steps=2"],
+    )  # fmt: skip
+    distilled = read_manifest(again[0].path).lineage[1].model_dump()["details"]
+    assert distilled["steps"] == 2
+    assert [step for step, _ in distilled["validation_curve"]] == [1, 2]
+    # the earlier run's record travels along, and training went on from its weights (not from the teacher's)
+    assert distilled["started_from"]["validation_curve"] == first.lineage[1].model_dump()["details"]["validation_curve"]
+    assert distilled["validation_curve"][0][1] != pytest.approx(
+        first.lineage[1].model_dump()["details"]["validation_curve"][0][1]
+    )
+    with pytest.raises(ExportError, match=r"distill\.reuse .* or distill\.start_from"):
+        load_text_recipe(recipe, [f"distill.reuse={student}", f"distill.start_from={student}"])
+
+
 def test_refuses_a_variant_below_its_floor_and_publishes_nothing(tiny_bert, tiny_corpus, tmp_path: Path):
     recipe = write_recipe(tmp_path / "r.yaml", tiny_bert, tiny_corpus, variants=["fp32", "student"])
     with pytest.raises(AccuracyRefusedError, match="below the recipe's floor"):

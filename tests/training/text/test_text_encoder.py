@@ -174,6 +174,18 @@ def test_validation_curve_is_recorded_every_n_steps_and_at_the_end(encoder, toke
     )
     with pytest.raises(DistillError, match="eval_every needs validation sentences"):
         distill(encoder, corpus.train, tokenize, config, progress=False)
+    # training further from a student: the curve starts where that student is, not at the teacher's layer
+    _, again = distill(encoder, corpus.train, tokenize, config, validation=corpus.calibration,
+                       start=copy.deepcopy(student), progress=False)  # fmt: skip
+    assert again.validation[0][1] != pytest.approx(report.validation[0][1])
+    with pytest.raises(DistillError, match="start from has 1 layers, layers names 2"):
+        distill(
+            encoder,
+            corpus.train,
+            tokenize,
+            config.model_copy(update={"layers": [0, 1], "eval_every": None}),
+            start=student,
+        )
 
 
 def test_hidden_state_loss_matches_kept_layers_and_ignores_padding():
