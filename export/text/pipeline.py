@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -116,6 +117,7 @@ def _optimized(ctx: _Context, stage: _Stage, tag: str, embed_layer_norm: bool) -
 
 
 def _int8(ctx: _Context, stage: _Stage, tag: str) -> tuple[Path, list[PassRecord]]:
+    """The int8 graph of a stage, with the teacher's int8 settings or the student's own (``export.student_int8``)."""
     from export.text.int8 import quantize_encoder_int8
 
     path, opt_record = _optimized(ctx, stage, tag, embed_layer_norm=False)
@@ -123,6 +125,8 @@ def _int8(ctx: _Context, stage: _Stage, tag: str) -> tuple[Path, list[PassRecord
         stage.calibration_reference = torch_embeddings(stage.module, ctx.calibration)
     started = time.perf_counter()
     config = ctx.recipe.export.int8
+    if tag == "student" and ctx.recipe.export.student_int8 is not None:
+        config = ctx.recipe.export.student_int8
     out, details = quantize_encoder_int8(
         path, ctx.work / f"{tag}-int8", ctx.calibration, stage.calibration_reference, config,
         on_trial=lambda trial: ctx.note(f"{tag} int8: {trial}"),
@@ -141,7 +145,10 @@ def _fp16(ctx: _Context, stage: _Stage, tag: str) -> tuple[Path, list[PassRecord
     return out, [opt_record, _timed("fp16", {"keep_io_types": True})(started, {})]
 
 
-def _distilled(ctx: _Context, teacher: _Stage, corpus_train: list[str]) -> tuple[_Stage, Path]:
+DISTILL_RECORD = "distill.json"  # beside a kept student: how it was distilled, for a later run that reuses it
+
+
+def _distilled(ctx: _Context, teacher: _Stage, corpus_train: list[str], validation: list[str]) -> tuple[_Stage, Path]:
     import torch
 
     from training.text.distill import distill
@@ -152,16 +159,56 @@ def _distilled(ctx: _Context, teacher: _Stage, corpus_train: list[str]) -> tuple
         encoded = tokenizer.encode(list(texts))
         return encoded.input_ids, encoded.attention_mask
 
-    ctx.note(f"student: distilling layers {ctx.recipe.distill.layers}")
+    config = ctx.recipe.distill
     started = time.perf_counter()
-    torch.manual_seed(ctx.recipe.seed)
-    student, report = distill(teacher.module, corpus_train, tokenize, ctx.recipe.distill, progress=ctx.progress)
-    record = _timed("distill", ctx.recipe.distill.model_dump(mode="json"))(started, report.as_dict())
+    if config.reuse is not None:
+        ctx.note(f"student: reusing {config.reuse}")
+        student, details = _reused_student(config.reuse, len(config.layers), "distill.reuse")
+    else:
+        start, earlier = (
+            (None, None)
+            if config.start_from is None
+            else _reused_student(config.start_from, len(config.layers), "distill.start_from")
+        )
+        ctx.note(
+            f"student: distilling layers {config.layers}" + (f" further from {config.start_from}" if start else "")
+        )
+        torch.manual_seed(ctx.recipe.seed)
+        student, report = distill(
+            teacher.module, corpus_train, tokenize, config, validation=validation, start=start, progress=ctx.progress
+        )
+        details = {**report.as_dict(), "corpus": ctx.source["corpus"]}
+        if earlier is not None:
+            details["started_from"] = earlier  # what the earlier run recorded: the whole history stays in the lineage
+    record = _timed("distill", config.model_dump(mode="json"))(started, details)
     folder = ctx.work / "student-hf"
     student.transformer.save_pretrained(str(folder))  # a Hugging Face folder: a later recipe can start from it
     (folder / "tokenizer.json").write_bytes(ctx.tokenizer_file.read_bytes())
+    (folder / DISTILL_RECORD).write_text(json.dumps(details, indent=1) + "\n")
     stage = _export_stage(ctx, student, "student", [*teacher.lineage[:1], record])
     return stage, folder
+
+
+def _reused_student(folder: str, layers: int, key: str) -> tuple[Any, dict[str, Any]]:
+    """A student an earlier run kept, and what that run recorded about its distillation.
+
+    Raises:
+        DistillError: the folder is not a student of ``layers`` layers.
+    """
+    from training.text.distill import DistillError
+    from training.text.encoder import SentenceEncoder
+    from training.text.source import TextModelError, load_encoder, resolve_source
+
+    try:
+        source = resolve_source(folder)
+        student = SentenceEncoder(load_encoder(source)).eval()
+    except TextModelError as e:
+        raise DistillError(f"{key}: {e}") from e
+    if student.num_layers != layers:
+        raise DistillError(f"{key}: {folder} has {student.num_layers} layers, distill.layers names {layers}")
+    record = source.folder / DISTILL_RECORD
+    earlier = json.loads(record.read_text()) if record.is_file() else {}
+    return student, {**earlier, "reused": str(source.folder)}
 
 
 def _manifest(
@@ -243,7 +290,8 @@ def build_text_variants(
         stages = {"teacher": teacher}
         student_folder = None
         if any(v.startswith("student") for v in wanted):
-            stages["student"], student_folder = _distilled(ctx, teacher, corpus.train)
+            # the calibration sentences are the validation set: outside training and the held-out set
+            stages["student"], student_folder = _distilled(ctx, teacher, corpus.train, corpus.calibration)
             bar.update(3)
         built = []
         for variant in wanted:

@@ -50,6 +50,11 @@ class TextExportConfig(_Section):
     exporter: Literal["torchscript", "dynamo"] = "torchscript"
     optimize: bool = Field(True, description="ONNX Runtime transformer fusions (attention, LayerNorm, GELU)")
     int8: Int8Config = Field(default_factory=Int8Config)
+    student_int8: Int8Config | None = Field(
+        None,
+        description="the student's int8 settings (default: int8's); e.g. max_fp32_nodes: 0, since an fp32 "
+        "fallback node costs a 3-layer student twice the share of time it costs the teacher",
+    )
     min_mean_cosine: dict[str, float] = Field(
         default_factory=lambda: {"fp32": 0.9999, "fp16": 0.999, "int8": 0.98, "student": 0.8, "student-int8": 0.8},
         description="refuse to publish a variant below this held-out mean cosine to the fp32 teacher (--force)",

