@@ -165,9 +165,6 @@ class Settings(BaseSettings):
     def duration_buckets(self) -> tuple[float, ...]:
         return tuple(self.metrics_buckets) if self.metrics_buckets else DEFAULT_DURATION_BUCKETS
 
-    def max_queue_delay_s(self) -> float:
-        return self.max_queue_delay_us / 1e6
-
 
 def load_settings(**overrides: Any) -> Settings:
     """``Settings`` from the environment with ``overrides`` (CLI flags) on top.
