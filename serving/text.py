@@ -8,8 +8,6 @@ Texts longer than the maximum are truncated, and which ones were is reported bac
 from __future__ import annotations
 
 import hashlib
-import threading
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from serving.errors import BadRequestError, ModelLoadError
+from serving.shared import SharedByKey
 
 
 class TextInputError(BadRequestError):
@@ -117,8 +116,7 @@ class TextTokenizer:
         return EncodedTexts(ids, mask, types, lengths, [length > self.max_length for length in lengths])
 
 
-_tokenizers: weakref.WeakValueDictionary[tuple[str, int], TextTokenizer] = weakref.WeakValueDictionary()
-_tokenizers_lock = threading.Lock()
+_tokenizers: SharedByKey[TextTokenizer] = SharedByKey()
 
 
 def shared_tokenizer(path: Path, max_length: int) -> TextTokenizer:
@@ -135,12 +133,7 @@ def shared_tokenizer(path: Path, max_length: int) -> TextTokenizer:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError as e:
         raise ModelLoadError(f"{path}: cannot load tokenizer: {e}") from e
-    with _tokenizers_lock:
-        tokenizer = _tokenizers.get((digest, max_length))
-        if tokenizer is None:
-            tokenizer = TextTokenizer(path, max_length)
-            _tokenizers[(digest, max_length)] = tokenizer
-        return tokenizer
+    return _tokenizers.get((digest, max_length), lambda: TextTokenizer(path, max_length))
 
 
 def _truncate(ids: list[int], types: list[int], special: list[int], limit: int) -> tuple[list[int], list[int]]:

@@ -16,14 +16,15 @@ file itself (the ONNX wire format is stable: field numbers are part of onnx.prot
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import mmap
-import threading
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from serving.shared import SharedByKey
 
 # onnx.proto field numbers (ModelProto.graph; GraphProto.node / .initializer; NodeProto.input / .op_type;
 # TensorProto.dims / .data_type / .name / .raw_data / .data_location).
@@ -124,27 +125,31 @@ def scan_initializers(path: Path, min_bytes: int = 0) -> list[InitializerRef]:
         ScanError: the file is not an ONNX model's protobuf.
     """
     with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-        graph = next((v for n, w, v in _fields(buf, 0, len(buf)) if n == _MODEL_GRAPH and w == 2), None)
-        if graph is None:
-            raise ScanError(f"{path}: no graph in the model")
-        consumers: dict[str, set[str]] = {}
-        found: list[tuple[str, int, tuple[int, ...], tuple[int, int]]] = []
-        for number, wire, span in _fields(buf, graph[0], graph[0] + graph[1]):
-            if wire != 2:
-                continue
-            if number == _GRAPH_NODE:
-                inputs, op_type = [], ""
-                for n, w, v in _fields(buf, span[0], span[0] + span[1]):
-                    if n == _NODE_INPUT and w == 2:
-                        inputs.append(_text(buf, v))
-                    elif n == _NODE_OP_TYPE and w == 2:
-                        op_type = _text(buf, v)
-                for name in inputs:
-                    consumers.setdefault(name, set()).add(op_type)
-            elif number == _GRAPH_INITIALIZER and span[1] >= min_bytes:
-                name, data_type, dims, raw = _tensor(buf, span)
-                if raw is not None and raw[1] >= min_bytes:
-                    found.append((name, data_type, dims, raw))
+        return _scan(buf, path, min_bytes)
+
+
+def _scan(buf: mmap.mmap, path: Path, min_bytes: int) -> list[InitializerRef]:
+    graph = next((v for n, w, v in _fields(buf, 0, len(buf)) if n == _MODEL_GRAPH and w == 2), None)
+    if graph is None:
+        raise ScanError(f"{path}: no graph in the model")
+    consumers: dict[str, set[str]] = {}
+    found: list[tuple[str, int, tuple[int, ...], tuple[int, int]]] = []
+    for number, wire, span in _fields(buf, graph[0], graph[0] + graph[1]):
+        if wire != 2:
+            continue
+        if number == _GRAPH_NODE:
+            inputs, op_type = [], ""
+            for n, w, v in _fields(buf, span[0], span[0] + span[1]):
+                if n == _NODE_INPUT and w == 2:
+                    inputs.append(_text(buf, v))
+                elif n == _NODE_OP_TYPE and w == 2:
+                    op_type = _text(buf, v)
+            for name in inputs:
+                consumers.setdefault(name, set()).add(op_type)
+        elif number == _GRAPH_INITIALIZER and span[1] >= min_bytes:
+            name, data_type, dims, raw = _tensor(buf, span)
+            if raw is not None and raw[1] >= min_bytes:
+                found.append((name, data_type, dims, raw))
     return [
         InitializerRef(name, data_type, dims, raw[0], raw[1], frozenset(consumers.get(name, ())))
         for name, data_type, dims, raw in found
@@ -172,15 +177,17 @@ class SharedTable:
 
         self.array = array
         self.value = ort.OrtValue.ortvalue_from_numpy(array)
-        self.nbytes = array.nbytes
+
+    @property
+    def nbytes(self) -> int:
+        return self.array.nbytes
 
 
 class SharedWeights:
     """Content-addressed tables (sha256 of the bytes, dtype, shape), dropped when no session holds them."""
 
     def __init__(self) -> None:
-        self._tables: weakref.WeakValueDictionary[tuple, SharedTable] = weakref.WeakValueDictionary()
-        self._lock = threading.Lock()
+        self._tables: SharedByKey[SharedTable] = SharedByKey()
 
     def __len__(self) -> int:
         return len(self._tables)
@@ -191,22 +198,17 @@ class SharedWeights:
         Raises:
             ScanError: the file is not an ONNX model's protobuf.
         """
-        refs = shareable(scan_initializers(path, MIN_SHARED_BYTES))
-        if not refs:
-            return {}
         out: dict[str, SharedTable] = {}
         with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            for ref in refs:
+            for ref in shareable(_scan(buf, path, MIN_SHARED_BYTES)):
                 data = buf[ref.offset : ref.offset + ref.length]
                 key = (hashlib.sha256(data).hexdigest(), ref.data_type, ref.dims)
-                with self._lock:
-                    table = self._tables.get(key)
-                    if table is None:
-                        array = np.frombuffer(data, dtype=_NUMPY[ref.data_type]).reshape(ref.dims)
-                        table = SharedTable(array)
-                        self._tables[key] = table
-                out[ref.name] = table
+                out[ref.name] = self._tables.get(key, functools.partial(_table, data, ref))
         return out
+
+
+def _table(data: bytes, ref: InitializerRef) -> SharedTable:
+    return SharedTable(np.frombuffer(data, dtype=_NUMPY[ref.data_type]).reshape(ref.dims))
 
 
 # One per process: sessions of every repository and reload share it (ORT's own environment is process-wide too).
