@@ -45,18 +45,13 @@ def _batches(tokenizer_file: Path, batch: int, seq: int, count: int) -> list[dic
 
 
 def _ort_runner(model_path: Path, threads: int):
-    import onnxruntime as ort
+    from export.ort_session import cpu_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Spinning off, as the server runs (its default): with several sessions taking turns in one process, a pool
-    # still spinning after its run takes the cores from the next model's threads, and the shorter the runs the
-    # larger the share it takes (the int8 student measured 1.47x its teacher with spinning, ~2x without).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    # Spinning off (cpu_session's rule, and the server's default): with several sessions taking turns in one
+    # process, a pool still spinning after its run takes the cores from the next model's threads, and the shorter
+    # the runs the larger the share it takes (the int8 student measured 1.47x its teacher with spinning, ~2x
+    # without).
+    session = cpu_session(model_path, threads=threads)
     return lambda feeds: session.run(None, feeds)
 
 
