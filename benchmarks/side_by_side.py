@@ -1,13 +1,15 @@
 """The echo ceiling and one or more builds of our server, side by side in one run, alternating rounds.
 
     python -m benchmarks.side_by_side --repository DIR --model digits --build before=/tmp/base --build after=.
+    python -m benchmarks.side_by_side --repository DIR --build a=. --build b=. --env b:MODELPRESS_INTRA_OP_THREADS=1
 
 Each ``--build LABEL=DIR`` is our server run as ``python -m serving`` from DIR (a checkout, or a copy of another
 commit's ``serving/`` folder: ``git archive COMMIT serving | tar -x -C DIR``), with this interpreter, so two
-builds differ only in their ``serving/`` code. Every server (the echo too) is started once, warmed up, then
-each round runs wrk against each server in turn at each concurrency, so slow drifts of this shared machine hit
-all of them alike. Per step: req/s, p50 / p99, and the server's CPU per request (user + system time of its
-process from /proc over the step, all its threads). Printed as Markdown, with the ratio to the echo per round.
+builds differ only in their ``serving/`` code and in the ``--env`` settings given to each. Every server (the
+echo too) is started once, warmed up, then each round runs wrk against each server in turn at each concurrency,
+so slow drifts of this shared machine hit all of them alike. Per step: req/s, p50 / p99, and the server's CPU
+per request (user + system time of its process from /proc over the step, all its threads). Printed as Markdown,
+with the ratio to the echo per round.
 """
 
 from __future__ import annotations
@@ -41,10 +43,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def servers_for(repository: Path, builds: list[tuple[str, Path]], threads: int) -> list[Server]:
+def servers_for(
+    repository: Path, builds: list[tuple[str, Path]], threads: int, extra_env: dict[str, dict[str, str]] | None = None
+) -> list[Server]:
     env = {"MODELPRESS_INTRA_OP_THREADS": str(threads), "MODELPRESS_INTER_OP_THREADS": "1",
            "MODELPRESS_LOG_LEVEL": "warning"}  # fmt: skip
-    ours = [Server(label, python_module("serving", "--repository", str(repository.resolve())), env, folder.resolve())
+    extra_env = extra_env or {}
+    ours = [Server(label, python_module("serving", "--repository", str(repository.resolve())),
+                   env | extra_env.get(label, {}), folder.resolve())
             for label, folder in builds]  # fmt: skip
     return [Server(ECHO, python_module("benchmarks.baselines.echo_server"), {}, None), *ours]
 
@@ -67,12 +73,31 @@ def parse_build(text: str) -> tuple[str, Path]:
     return label, Path(folder)
 
 
+def parse_env(text: str) -> tuple[str, str, str]:
+    label, sep, assignment = text.partition(":")
+    key, eq, value = assignment.partition("=")
+    if not sep or not label or not eq or not key:
+        raise argparse.ArgumentTypeError(f"expected LABEL:KEY=VALUE, got {text!r}")
+    return label, key, value
+
+
+def envs_by_label(envs: list[tuple[str, str, str]], labels: list[str]) -> dict[str, dict[str, str]]:
+    """``--env`` settings grouped by build; a label that names no ``--build`` is an error."""
+    grouped: dict[str, dict[str, str]] = {}
+    for label, key, value in envs:
+        if label not in labels:
+            raise SystemExit(f"error: --env {label}:{key}=...: no --build is labelled {label!r} (have {labels})")
+        grouped.setdefault(label, {})[key] = value
+    return grouped
+
+
 def run(args: argparse.Namespace) -> dict[str, list[dict[str, object]]]:
     found = latest_manifest(args.repository, args.model)
     if found is None:
         raise SystemExit(f"error: --model {args.model!r}: not in {args.repository}")
     payload = workload_for(args.model, found.inputs[0], found.outputs[0].name).payloads["json"]
-    servers = servers_for(args.repository, args.build, args.threads)
+    extra_env = envs_by_label(args.env, [label for label, _ in args.build])
+    servers = servers_for(args.repository, args.build, args.threads, extra_env)
     results: dict[str, list[dict[str, object]]] = {s.label: [] for s in servers}
     with contextlib.ExitStack() as stack:
         running = []
@@ -117,6 +142,8 @@ def main() -> None:
     parser.add_argument("--repository", type=Path, required=True)
     parser.add_argument("--model", default="digits")
     parser.add_argument("--build", type=parse_build, action="append", required=True, metavar="LABEL=DIR")
+    parser.add_argument("--env", type=parse_env, action="append", default=[], metavar="LABEL:KEY=VALUE",
+                        help="an environment variable of one build's server (repeatable)")  # fmt: skip
     parser.add_argument("--concurrency", type=int, action="append", default=None)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.side_by_side import ECHO, cpu_seconds, parse_build, servers_for, to_markdown
+from benchmarks.side_by_side import ECHO, cpu_seconds, envs_by_label, parse_build, parse_env, servers_for, to_markdown
 
 
 def test_parse_build_needs_a_label_and_a_folder_with_serving(tmp_path):
@@ -21,6 +21,24 @@ def test_servers_are_the_echo_then_each_build_from_its_folder(tmp_path):
     assert servers[1].cwd == tmp_path.resolve()
     assert servers[1].argv[-3:] == ["serving", "--repository", str(Path("repo").resolve())]
     assert servers[2].env["MODELPRESS_INTRA_OP_THREADS"] == "2"
+
+
+def test_env_settings_go_to_their_build_only(tmp_path):
+    envs = [parse_env("b:MODELPRESS_INTRA_OP_THREADS=1"), parse_env("b:MODELPRESS_X=a=b")]
+    extra = envs_by_label(envs, ["a", "b"])
+    assert extra == {"b": {"MODELPRESS_INTRA_OP_THREADS": "1", "MODELPRESS_X": "a=b"}}
+    servers = servers_for(Path("repo"), [("a", tmp_path), ("b", tmp_path)], threads=2, extra_env=extra)
+    assert servers[1].env["MODELPRESS_INTRA_OP_THREADS"] == "2"
+    assert servers[2].env["MODELPRESS_INTRA_OP_THREADS"] == "1"
+    assert servers[2].env["MODELPRESS_X"] == "a=b"
+
+
+def test_env_needs_a_label_a_key_and_a_known_build():
+    for bad in ("MODELPRESS_X=1", ":MODELPRESS_X=1", "b:MODELPRESS_X", "b:=1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_env(bad)
+    with pytest.raises(SystemExit, match="no --build is labelled 'c'"):
+        envs_by_label([("c", "K", "V")], ["a", "b"])
 
 
 def test_cpu_seconds_of_this_process_grows_with_work():
