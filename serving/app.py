@@ -62,6 +62,7 @@ def onnx_runtime_factory(settings: Settings) -> RuntimeFactory:
         ),
         intra_op_threads=settings.intra_op_threads,
         inter_op_threads=settings.inter_op_threads,
+        shared_thread_pool=settings.shared_thread_pool,
         allow_spinning=settings.allow_spinning,
         cpu_mem_arena=settings.cpu_mem_arena,
         mem_pattern=settings.mem_pattern,

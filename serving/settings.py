@@ -53,10 +53,17 @@ class Settings(BaseSettings):
     )
     intra_op_threads: int = Field(default=0, ge=0, description="Threads inside one operator (0 = ORT default).")
     inter_op_threads: int = Field(default=0, ge=0, description="Threads across operators (0 = ORT default).")
+    shared_thread_pool: bool = Field(
+        default=True,
+        description="One ONNX Runtime intra/inter-op thread pool for every model of the process (ORT's global "
+        "pools, sized by intra_op_threads / inter_op_threads), whose threads spin briefly after a run: batch-1 "
+        "latency near the HTTP cost (docs/benchmarks.md). False: a pool per session, spinning or not as "
+        "allow_spinning says.",
+    )
     allow_spinning: bool = Field(
-        default=False,
-        description="Let ORT's idle intra/inter-op threads spin (ORT's default); off, they sleep and leave CPU to "
-        "the event loop and other models.",
+        default=True,
+        description="Let idle ONNX Runtime pool threads spin for a moment before they sleep (ORT's default). "
+        "False needs shared_thread_pool=false: ORT's shared pool always spins.",
     )
     cpu_mem_arena: bool = Field(
         default=False,
@@ -148,6 +155,15 @@ class Settings(BaseSettings):
         if value is not None and (not value or sorted(value) != value or len(set(value)) != len(value)):
             raise ValueError(f"metrics buckets must be a non-empty strictly increasing list, got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _spinning_consistent(self) -> Settings:
+        if self.shared_thread_pool and not self.allow_spinning:
+            raise ValueError(
+                "allow_spinning=false needs shared_thread_pool=false (MODELPRESS_SHARED_THREAD_POOL=false): "
+                "ONNX Runtime's shared thread pool always lets its threads spin"
+            )
+        return self
 
     @model_validator(mode="after")
     def _auth_consistent(self) -> Settings:

@@ -22,6 +22,7 @@ from serving.runtime.providers import (
     use_io_binding,
 )
 from serving.runtime.shared_weights import SHARED, ScanError, SharedTable
+from serving.runtime.thread_pools import choose_pool, shared_pool_sizes
 
 log = logging.getLogger("serving.runtime")
 
@@ -31,7 +32,10 @@ class RuntimeOptions:
     providers: ProviderConfig = field(default_factory=ProviderConfig)
     intra_op_threads: int = 0
     inter_op_threads: int = 0
-    allow_spinning: bool = False
+    # The server's settings turn the shared pools on; off here, because once ORT's global pools exist no later
+    # session of the process may have its own (serving/runtime/thread_pools.py).
+    shared_thread_pool: bool = False
+    allow_spinning: bool = False  # pools of their own only: the shared pool always spins (ORT's default)
     warmup_runs: int = 2
     warmup_batch_sizes: tuple[int, ...] = (1,)
     cpu_mem_arena: bool = False
@@ -68,6 +72,7 @@ class OnnxModel(ModelRuntime):
         self._session = None
         self._providers: list[str] = []
         self._io_binding = False
+        self._thread_pool = ""  # "shared" (the process's) or "own", once loaded
         self._shared: dict[str, SharedTable] = {}  # the tables this session reads from the process-wide copy
         self.bind_device = "cuda"  # where IOBinding leaves outputs; "cpu" lets tests exercise the path here
 
@@ -84,10 +89,14 @@ class OnnxModel(ModelRuntime):
         if self._session is None:
             return {}
         so = self._session.get_session_options()
+        # A session on the shared pools keeps 0 / 0 in its own options: the pools' sizes are what it runs with.
+        sizes = shared_pool_sizes() if self._thread_pool == "shared" else None
+        intra, inter = sizes or (so.intra_op_num_threads, so.inter_op_num_threads)
         return {
-            "intra_op_threads": str(so.intra_op_num_threads),
-            "inter_op_threads": str(so.inter_op_num_threads),
-            "intra_op_spinning": so.get_session_config_entry("session.intra_op.allow_spinning"),
+            "thread_pool": self._thread_pool,
+            "intra_op_threads": str(intra),
+            "inter_op_threads": str(inter),
+            "intra_op_spinning": "1" if sizes else so.get_session_config_entry("session.intra_op.allow_spinning"),
             "cpu_mem_arena": str(int(so.enable_cpu_mem_arena)),
             "mem_pattern": str(int(so.enable_mem_pattern)),
             "shared_cpu_allocator": _config_entry(so, USE_ENV_ALLOCATORS) or "0",
@@ -106,12 +115,8 @@ class OnnxModel(ModelRuntime):
         import onnxruntime as ort
 
         so = ort.SessionOptions()
-        so.intra_op_num_threads = self.options.intra_op_threads
-        so.inter_op_num_threads = self.options.inter_op_threads
+        thread_pool = self._threading(so)
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        spin = "1" if self.options.allow_spinning else "0"
-        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
-        so.add_session_config_entry("session.inter_op.allow_spinning", spin)
         so.enable_cpu_mem_arena = self.options.cpu_mem_arena
         so.enable_mem_pattern = self.options.mem_pattern
         if self.options.shared_cpu_allocator:
@@ -138,6 +143,7 @@ class OnnxModel(ModelRuntime):
         _check_signature(self.manifest, session, check_inputs=self.manifest.tokenizer is None)
         self._prepare(session)
         self._session = session
+        self._thread_pool = thread_pool
         self._shared = shared
         self._providers = used
         strings = any(s.datatype == "BYTES" for s in [*self.manifest.inputs, *self.manifest.outputs])
@@ -146,6 +152,23 @@ class OnnxModel(ModelRuntime):
             log.info("%s v%s: inputs and outputs bound with IOBinding", self.manifest.name, self.manifest.version)
         log.info("loaded %s v%s on %s %s", self.manifest.name, self.manifest.version, used, self.session_options())
         self._warm_up()
+
+    def _threading(self, so) -> str:
+        """Put the session on the process's shared thread pools, or give it its own; returns which."""
+        choice = choose_pool(
+            self.options.shared_thread_pool, self.options.intra_op_threads, self.options.inter_op_threads
+        )
+        if choice.warning:
+            log.warning("%s v%s: %s", self.manifest.name, self.manifest.version, choice.warning)
+        if choice.shared:
+            so.use_per_session_threads = False
+            return "shared"
+        so.intra_op_num_threads = self.options.intra_op_threads
+        so.inter_op_num_threads = self.options.inter_op_threads
+        spin = "1" if self.options.allow_spinning else "0"
+        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        so.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        return "own"
 
     @property
     def shared_tables(self) -> dict[str, int]:
@@ -209,6 +232,7 @@ class OnnxModel(ModelRuntime):
 
     def unload(self) -> None:
         self._session = None
+        self._thread_pool = ""
         self._shared = {}
         self._providers = []
 

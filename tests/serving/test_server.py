@@ -189,3 +189,12 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path):
     assert bad.returncode == 2
     assert "port" in bad.stderr
     assert "Traceback" not in bad.stderr
+    no_spin = subprocess.run(
+        [sys.executable, "-m", "serving", "--repository", str(tmp_path)],
+        env=clean_env(MODELPRESS_ALLOW_SPINNING="false"), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert no_spin.returncode == 2
+    assert no_spin.stderr.strip() == (
+        "error: settings: allow_spinning=false needs shared_thread_pool=false (MODELPRESS_SHARED_THREAD_POOL=false): "
+        "ONNX Runtime's shared thread pool always lets its threads spin"
+    )

@@ -44,3 +44,18 @@ def test_load_settings_names_the_bad_variable(monkeypatch, tmp_path):
     monkeypatch.setenv("MODELPRESS_MAX_QUEUE_SIZE", "lots")
     with pytest.raises(SettingsError, match="MODELPRESS_MAX_QUEUE_SIZE"):
         load_settings(repository=tmp_path)
+
+
+def test_the_server_shares_one_spinning_thread_pool_by_default(monkeypatch, tmp_path):
+    from serving.settings import SettingsError, load_settings
+
+    for name in ("MODELPRESS_SHARED_THREAD_POOL", "MODELPRESS_ALLOW_SPINNING"):  # tests/conftest.py sets both
+        monkeypatch.delenv(name, raising=False)
+    s = Settings(repository=tmp_path)
+    assert (s.shared_thread_pool, s.allow_spinning) == (True, True)
+    monkeypatch.setenv("MODELPRESS_ALLOW_SPINNING", "false")
+    with pytest.raises(SettingsError, match=r"allow_spinning=false needs shared_thread_pool=false"):
+        load_settings(repository=tmp_path)
+    monkeypatch.setenv("MODELPRESS_SHARED_THREAD_POOL", "false")
+    s = load_settings(repository=tmp_path)
+    assert (s.shared_thread_pool, s.allow_spinning) == (False, False)

@@ -28,7 +28,7 @@ def test_onnx_model_reports_providers_threads_and_predicts(repo):
     assert model.ready
     assert model.providers == ["CPUExecutionProvider"]
     assert model.session_options() == {
-        "intra_op_threads": "1", "inter_op_threads": "2", "intra_op_spinning": "0",
+        "thread_pool": "own", "intra_op_threads": "1", "inter_op_threads": "2", "intra_op_spinning": "0",
         "cpu_mem_arena": "0", "mem_pattern": "1", "shared_cpu_allocator": "0",
     }  # fmt: skip
     feeds = warmup_inputs(manifest.inputs, rows=3)
