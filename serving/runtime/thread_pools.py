@@ -5,8 +5,8 @@ only be left spinning after a run at a price: the previous model's spinning pool
 model's run (measured with MiniLM variants taking turns), so per-session pools spin off, and every batch-1 run
 then pays for waking sleeping threads and idle vCPUs. One shared pool has neither problem: whichever model
 runs, the threads are the same, so they may spin briefly after a run (ORT's own default), which keeps a core
-awake for the next request: digits at concurrency 1 went from 0.37-0.46 ms to 0.23-0.26 ms p50 (echo
-0.20-0.24 ms) here, and one pool for 15 models also means fewer threads (docs/benchmarks.md).
+awake for the next request: digits at concurrency 1 went from 0.37-0.52 ms to 0.23-0.31 ms p50 (an echo
+endpoint: 0.19-0.27 ms) here, and one pool for 15 models also means fewer threads (docs/benchmarks.md).
 
 ORT creates its global pools once per process, and from then on refuses a session with a pool of its own
 ("use_per_session_threads must be false when using a global thread pool"). So once they exist every new
