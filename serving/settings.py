@@ -53,17 +53,19 @@ class Settings(BaseSettings):
     )
     intra_op_threads: int = Field(default=0, ge=0, description="Threads inside one operator (0 = ORT default).")
     inter_op_threads: int = Field(default=0, ge=0, description="Threads across operators (0 = ORT default).")
-    shared_thread_pool: bool = Field(
-        default=True,
+    shared_thread_pool: bool | None = Field(
+        default=None,
         description="One ONNX Runtime intra/inter-op thread pool for every model of the process (ORT's global "
         "pools, sized by intra_op_threads / inter_op_threads), whose threads spin briefly after a run: batch-1 "
-        "latency near the HTTP cost (docs/benchmarks.md). False: a pool per session, spinning or not as "
-        "allow_spinning says.",
+        "latency near the HTTP cost (docs/benchmarks.md). False: a pool per model. Unset: shared, unless "
+        "allow_spinning is false.",
     )
-    allow_spinning: bool = Field(
-        default=True,
+    allow_spinning: bool | None = Field(
+        default=None,
         description="Let idle ONNX Runtime pool threads spin for a moment before they sleep (ORT's default). "
-        "False needs shared_thread_pool=false: ORT's shared pool always spins.",
+        "Unset: they spin on the shared pool and sleep in pools per model, where one model's spinning pool "
+        "would take the cores from the next model's run. False with shared_thread_pool=true is refused: ORT's "
+        "shared pool always spins.",
     )
     cpu_mem_arena: bool = Field(
         default=False,
@@ -158,12 +160,22 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _spinning_consistent(self) -> Settings:
-        if self.shared_thread_pool and not self.allow_spinning:
+        if self.shared_thread_pool and self.allow_spinning is False:
             raise ValueError(
                 "allow_spinning=false needs shared_thread_pool=false (MODELPRESS_SHARED_THREAD_POOL=false): "
                 "ONNX Runtime's shared thread pool always lets its threads spin"
             )
         return self
+
+    def uses_shared_thread_pool(self) -> bool:
+        """shared_thread_pool as set, else shared unless spinning was turned off."""
+        if self.shared_thread_pool is not None:
+            return self.shared_thread_pool
+        return self.allow_spinning is not False
+
+    def spins(self) -> bool:
+        """allow_spinning as set, else what suits the pools in use: spin on the shared one, sleep in per-model ones."""
+        return self.allow_spinning if self.allow_spinning is not None else self.uses_shared_thread_pool()
 
     @model_validator(mode="after")
     def _auth_consistent(self) -> Settings:

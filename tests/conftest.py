@@ -10,8 +10,7 @@ import pytest
 # Servers built in this process get pools of their own: once ONNX Runtime's shared (global) thread pools exist,
 # it refuses every later session a pool of its own, and the export tests create sessions in this process too.
 # Servers in subprocesses (tests/serving/server_process.py) drop MODELPRESS_* and run with the shared pools.
-os.environ.setdefault("MODELPRESS_SHARED_THREAD_POOL", "false")
-os.environ.setdefault("MODELPRESS_ALLOW_SPINNING", "false")
+os.environ["MODELPRESS_SHARED_THREAD_POOL"] = "false"  # (then allow_spinning, unset, means sleeping pools)
 
 
 @pytest.fixture(scope="session")

@@ -89,14 +89,20 @@ class OnnxModel(ModelRuntime):
         if self._session is None:
             return {}
         so = self._session.get_session_options()
-        # A session on the shared pools keeps 0 / 0 in its own options: the pools' sizes are what it runs with.
-        sizes = shared_pool_sizes() if self._thread_pool == "shared" else None
-        intra, inter = sizes or (so.intra_op_num_threads, so.inter_op_num_threads)
+        if self._thread_pool == "shared":
+            # The session's own options keep 0 / 0: the shared pools' sizes (as asked of ORT, 0 = its default;
+            # unknown when something else in the process made them) are what it runs with, and they spin.
+            sizes = shared_pool_sizes()
+            intra, inter = (str(n) for n in sizes) if sizes else ("unknown", "unknown")
+            spinning = "1"
+        else:
+            intra, inter = str(so.intra_op_num_threads), str(so.inter_op_num_threads)
+            spinning = so.get_session_config_entry("session.intra_op.allow_spinning")
         return {
             "thread_pool": self._thread_pool,
-            "intra_op_threads": str(intra),
-            "inter_op_threads": str(inter),
-            "intra_op_spinning": "1" if sizes else so.get_session_config_entry("session.intra_op.allow_spinning"),
+            "intra_op_threads": intra,
+            "inter_op_threads": inter,
+            "intra_op_spinning": spinning,
             "cpu_mem_arena": str(int(so.enable_cpu_mem_arena)),
             "mem_pattern": str(int(so.enable_mem_pattern)),
             "shared_cpu_allocator": _config_entry(so, USE_ENV_ALLOCATORS) or "0",

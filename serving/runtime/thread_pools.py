@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 CreatePools = Callable[[int, int], None]
+ALREADY_CREATED = "already been created"  # ORT's refusal when the process has global pools already
 
 _lock = threading.Lock()
 _sizes: tuple[int, int] | None = None  # (intra, inter) of the pools this process created
@@ -50,6 +51,12 @@ def choose_pool(want_shared: bool, intra: int, inter: int, create: CreatePools =
     """
     global _sizes, _failure
     with _lock:
+        if _sizes is None and _failure is None and want_shared:
+            try:
+                create(intra, inter)
+                _sizes = (intra, inter)
+            except Exception as e:  # ORT's pybind Fail
+                _failure = str(e)
         if _sizes is not None:
             if not want_shared:
                 return PoolChoice(True, "this process runs ONNX Runtime's shared thread pools, and ORT refuses a "
@@ -59,16 +66,13 @@ def choose_pool(want_shared: bool, intra: int, inter: int, create: CreatePools =
                                         f"{_sizes[1]} inter-op threads, not the {intra} / {inter} asked for: using "
                                         "them")  # fmt: skip
             return PoolChoice(True)
-        if not want_shared:
-            return PoolChoice(False)
-        if _failure is None:
-            try:
-                create(intra, inter)
-                _sizes = (intra, inter)
-                return PoolChoice(True)
-            except Exception as e:  # ORT's pybind Fail, e.g. pools someone else created in this process
-                _failure = f"ONNX Runtime could not create its shared thread pools ({e}): a pool of its own"
-        return PoolChoice(False, _failure)
+        if _failure is not None and ALREADY_CREATED in _failure:  # made by someone else: ORT allows nothing else
+            why = "this process already has ONNX Runtime's shared thread pools, of sizes it did not choose: using them"
+            return PoolChoice(True, f"{why} instead of {intra} intra-op / {inter} inter-op threads")
+        if _failure is not None and want_shared:
+            return PoolChoice(False, f"ONNX Runtime could not create its shared thread pools ({_failure}): a pool "
+                                     "of its own")  # fmt: skip
+        return PoolChoice(False)
 
 
 def shared_pool_sizes() -> tuple[int, int] | None:

@@ -191,7 +191,8 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path):
     assert "Traceback" not in bad.stderr
     no_spin = subprocess.run(
         [sys.executable, "-m", "serving", "--repository", str(tmp_path)],
-        env=clean_env(MODELPRESS_ALLOW_SPINNING="false"), capture_output=True, text=True, timeout=60,
+        env=clean_env(MODELPRESS_SHARED_THREAD_POOL="true", MODELPRESS_ALLOW_SPINNING="false"),
+        capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert no_spin.returncode == 2
     assert no_spin.stderr.strip() == (

@@ -49,13 +49,23 @@ def test_load_settings_names_the_bad_variable(monkeypatch, tmp_path):
 def test_the_server_shares_one_spinning_thread_pool_by_default(monkeypatch, tmp_path):
     from serving.settings import SettingsError, load_settings
 
-    for name in ("MODELPRESS_SHARED_THREAD_POOL", "MODELPRESS_ALLOW_SPINNING"):  # tests/conftest.py sets both
-        monkeypatch.delenv(name, raising=False)
-    s = Settings(repository=tmp_path)
-    assert (s.shared_thread_pool, s.allow_spinning) == (True, True)
+    monkeypatch.delenv("MODELPRESS_SHARED_THREAD_POOL", raising=False)  # tests/conftest.py sets it
+    monkeypatch.delenv("MODELPRESS_ALLOW_SPINNING", raising=False)
+
+    def pools(**env: str) -> tuple[bool, bool]:
+        for name, value in env.items():
+            monkeypatch.setenv(f"MODELPRESS_{name.upper()}", value)
+        s = load_settings(repository=tmp_path)
+        for name in env:
+            monkeypatch.delenv(f"MODELPRESS_{name.upper()}")
+        return s.uses_shared_thread_pool(), s.spins()
+
+    assert pools() == (True, True)
+    assert pools(allow_spinning="false") == (False, False)  # the old way, as an upgrade from it sets it
+    assert pools(shared_thread_pool="false") == (False, False)  # per-model pools sleep unless told to spin
+    assert pools(shared_thread_pool="false", allow_spinning="true") == (False, True)
+    assert pools(shared_thread_pool="true", allow_spinning="true") == (True, True)
+    monkeypatch.setenv("MODELPRESS_SHARED_THREAD_POOL", "true")
     monkeypatch.setenv("MODELPRESS_ALLOW_SPINNING", "false")
     with pytest.raises(SettingsError, match=r"allow_spinning=false needs shared_thread_pool=false"):
         load_settings(repository=tmp_path)
-    monkeypatch.setenv("MODELPRESS_SHARED_THREAD_POOL", "false")
-    s = load_settings(repository=tmp_path)
-    assert (s.shared_thread_pool, s.allow_spinning) == (False, False)

@@ -58,16 +58,39 @@ def test_own_pools_leave_the_process_alone(fresh_process_state):
     assert thread_pools.shared_pool_sizes() is None
 
 
-def test_when_ort_refuses_the_shared_pools_sessions_get_their_own_and_say_why(fresh_process_state):
-    ort = FakeOrt(fail="Global thread pools have already been created")
+def test_pools_someone_else_created_are_used_whatever_was_asked(fresh_process_state):
+    """ORT refuses a pool of its own to every session once global pools exist, so they are used, with a warning."""
+    ort = FakeOrt(fail="[ONNXRuntimeError] : 1 : FAIL : Global thread pools have already been created, cannot ...")
+    first = choose_pool(True, 2, 1, create=ort)
+    assert first.shared
+    assert "of sizes it did not choose" in first.warning
+    assert choose_pool(False, 1, 1, create=ort).shared
+    assert ort.calls == [(2, 1)]  # asked once: the answer is remembered
+
+
+def test_when_ort_cannot_make_the_pools_sessions_get_their_own_and_say_why(fresh_process_state):
+    ort = FakeOrt(fail="out of threads")
     first = choose_pool(True, 2, 1, create=ort)
     assert not first.shared
-    assert "already been created" in first.warning
-    assert choose_pool(True, 2, 1, create=ort) == first  # asked once: the answer is remembered
-    assert ort.calls == [(2, 1)]
+    assert "could not create its shared thread pools (out of threads)" in first.warning
+    assert choose_pool(False, 2, 1, create=ort) == thread_pools.PoolChoice(False)
 
 
-SHARED_PROCESS = """
+def test_the_server_settings_reach_the_runtime(repo, monkeypatch):
+    from serving.app import onnx_runtime_factory
+    from serving.manifest import read_manifest
+    from serving.settings import Settings
+
+    monkeypatch.delenv("MODELPRESS_SHARED_THREAD_POOL", raising=False)  # tests/conftest.py sets it
+    monkeypatch.delenv("MODELPRESS_ALLOW_SPINNING", raising=False)
+    version_dir = repo / "digits" / "1"
+    for settings, want in ((Settings(repository=repo), (True, True)),
+                           (Settings(repository=repo, allow_spinning=False), (False, False))):  # fmt: skip
+        model = onnx_runtime_factory(settings)(read_manifest(version_dir), version_dir)  # built, not loaded
+        assert (model.options.shared_thread_pool, model.options.allow_spinning) == want
+
+
+THREADS_PROCESS = """
 import json, os, sys
 from pathlib import Path
 import numpy as np
@@ -77,37 +100,41 @@ from serving.runtime.onnx import OnnxModel, RuntimeOptions
 def threads():
     return len(os.listdir("/proc/self/task"))
 
-folder = Path(sys.argv[1])
-shared = RuntimeOptions(shared_thread_pool=True, allow_spinning=True, intra_op_threads=2, inter_op_threads=1)
-counts, options, outputs = [threads()], [], []
+folder, shared = Path(sys.argv[1]), sys.argv[2] == "shared"
+options = RuntimeOptions(shared_thread_pool=shared, allow_spinning=shared, intra_op_threads=2, inter_op_threads=1)
+counts, options_seen, outputs = [threads()], [], []
+models = []
 for _ in range(4):
-    model = OnnxModel(read_manifest(folder), folder, shared)
+    model = OnnxModel(read_manifest(folder), folder, options)
     model.load()
+    models.append(model)
     counts.append(threads())
-    options.append(model.session_options())
+    options_seen.append(model.session_options())
     outputs.append(model.predict({"input": np.full((1, 64), 0.5, np.float32)}, ["logits"])["logits"].tolist())
-own = OnnxModel(read_manifest(folder), folder, RuntimeOptions(intra_op_threads=1))
-own.load()
-options.append(own.session_options())
-print(json.dumps({"threads": counts, "options": options, "outputs": outputs}))
+if shared:  # a later ask for a pool of its own gets the shared one (ORT allows nothing else)
+    own = OnnxModel(read_manifest(folder), folder, RuntimeOptions(intra_op_threads=1))
+    own.load()
+    options_seen.append(own.session_options())
+print(json.dumps({"threads": counts, "options": options_seen, "outputs": outputs}))
 """
 
 
-def test_sessions_on_the_shared_pools_add_no_threads_and_answer_alike(repo):
-    """In a fresh process (the pools are process-wide): four sessions, one pool; a later own-pool ask shares it."""
-    run = subprocess.run([sys.executable, "-c", SHARED_PROCESS, str(repo / "digits" / "1")], capture_output=True,
-                         text=True, timeout=120, cwd=Path.cwd(), check=False)  # fmt: skip
+def _threads_in_a_fresh_process(repo: Path, kind: str) -> tuple[dict, str]:
+    run = subprocess.run([sys.executable, "-c", THREADS_PROCESS, str(repo / "digits" / "1"), kind],
+                         capture_output=True, text=True, timeout=120, cwd=Path.cwd(), check=False)  # fmt: skip
     assert run.returncode == 0, run.stderr
-    found = json.loads(run.stdout.strip().splitlines()[-1])
-    counts = found["threads"]
-    assert counts[1] > counts[0]  # the first session made the pools (an intra-op worker thread)
-    assert counts[1:] == [counts[1]] * 4  # later sessions added none
-    for options in found["options"]:
-        assert (options["thread_pool"], options["intra_op_threads"], options["inter_op_threads"]) == (
-            "shared",
-            "2",
-            "1",
-        )
-        assert options["intra_op_spinning"] == "1"
-    assert all(out == found["outputs"][0] for out in found["outputs"])
-    assert "refuses a pool of its own" in run.stderr
+    return json.loads(run.stdout.strip().splitlines()[-1]), run.stderr
+
+
+def test_sessions_on_the_shared_pools_add_no_threads_and_answer_alike(repo):
+    """Fresh processes (the pools are process-wide): four sessions with pools of their own add a thread each
+    (ORT's intra-op worker); on the shared pools they add none after the first."""
+    own, _ = _threads_in_a_fresh_process(repo, "own")
+    shared, stderr = _threads_in_a_fresh_process(repo, "shared")
+    assert own["threads"][4] - own["threads"][1] >= 3  # three more sessions, three more pools
+    assert shared["threads"][1:] == [shared["threads"][1]] * 4  # one pool for the four
+    assert [o["thread_pool"] for o in own["options"]] == ["own"] * 4
+    assert [o["thread_pool"] for o in shared["options"]] == ["shared"] * 5
+    assert shared["options"][0]["intra_op_threads"] == "2"
+    assert all(out == own["outputs"][0] for out in own["outputs"] + shared["outputs"])
+    assert "refuses a pool of its own" in stderr
