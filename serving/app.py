@@ -37,6 +37,7 @@ from serving.rest import repository as repository_routes
 from serving.rest import v1, v2
 from serving.rest.common import errors
 from serving.rest.fast import InferenceFastPath, ServingApp
+from serving.runtime.cpu_quota import cpu_quota
 from serving.runtime.onnx import OnnxModel, RuntimeOptions
 from serving.runtime.providers import ProviderConfig
 from serving.settings import Settings, SettingsError, load_settings
@@ -52,6 +53,14 @@ def server_version() -> str:
 
 
 def onnx_runtime_factory(settings: Settings) -> RuntimeFactory:
+    quota = cpu_quota()
+    shared, spinning = settings.uses_shared_thread_pool(quota), settings.spins(quota)
+    log.info(
+        "ONNX Runtime threads: %s, %s%s",
+        "one pool shared by every model" if shared else "a pool per model",
+        "spinning after a run" if spinning else "sleeping when idle",
+        f" (CPU quota of {quota:g} CPUs)" if quota is not None else "",
+    )
     options = RuntimeOptions(
         providers=ProviderConfig(
             requested=tuple(settings.providers),
@@ -62,8 +71,8 @@ def onnx_runtime_factory(settings: Settings) -> RuntimeFactory:
         ),
         intra_op_threads=settings.intra_op_threads,
         inter_op_threads=settings.inter_op_threads,
-        shared_thread_pool=settings.uses_shared_thread_pool(),
-        allow_spinning=settings.spins(),
+        shared_thread_pool=shared,
+        allow_spinning=spinning,
         cpu_mem_arena=settings.cpu_mem_arena,
         mem_pattern=settings.mem_pattern,
         shared_cpu_allocator=settings.shared_cpu_allocator,

@@ -58,14 +58,15 @@ class Settings(BaseSettings):
         description="One ONNX Runtime intra/inter-op thread pool for every model of the process (ORT's global "
         "pools, sized by intra_op_threads / inter_op_threads), whose threads spin briefly after a run: batch-1 "
         "latency near the HTTP cost (docs/benchmarks.md). False: a pool per model. Unset: shared, unless "
-        "allow_spinning is false.",
+        "allow_spinning is false or the process has a CPU quota (a Kubernetes CPU limit), where spinning is "
+        "throttled.",
     )
     allow_spinning: bool | None = Field(
         default=None,
         description="Let idle ONNX Runtime pool threads spin for a moment before they sleep (ORT's default). "
         "Unset: they spin on the shared pool and sleep in pools per model, where one model's spinning pool "
-        "would take the cores from the next model's run. False with shared_thread_pool=true is refused: ORT's "
-        "shared pool always spins.",
+        "would take the cores from the next model's run (and under a CPU quota). False with "
+        "shared_thread_pool=true is refused: ORT's shared pool always spins.",
     )
     cpu_mem_arena: bool = Field(
         default=False,
@@ -167,15 +168,23 @@ class Settings(BaseSettings):
             )
         return self
 
-    def uses_shared_thread_pool(self) -> bool:
-        """shared_thread_pool as set, else shared unless spinning was turned off."""
+    def uses_shared_thread_pool(self, cpu_quota: float | None = None) -> bool:
+        """shared_thread_pool as set; else as allow_spinning says; else shared unless the process has a CPU quota.
+
+        Args:
+            cpu_quota: CPUs allowed by this process's cgroup quota (``serving/runtime/cpu_quota.py``), None if none.
+        """
         if self.shared_thread_pool is not None:
             return self.shared_thread_pool
-        return self.allow_spinning is not False
+        if self.allow_spinning is not None:
+            return self.allow_spinning
+        return cpu_quota is None  # spinning burns quota, and a throttled server stalls for the rest of the period
 
-    def spins(self) -> bool:
+    def spins(self, cpu_quota: float | None = None) -> bool:
         """allow_spinning as set, else what suits the pools in use: spin on the shared one, sleep in per-model ones."""
-        return self.allow_spinning if self.allow_spinning is not None else self.uses_shared_thread_pool()
+        if self.allow_spinning is not None:
+            return self.allow_spinning
+        return self.uses_shared_thread_pool(cpu_quota)
 
     @model_validator(mode="after")
     def _auth_consistent(self) -> Settings:

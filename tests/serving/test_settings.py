@@ -65,6 +65,8 @@ def test_the_server_shares_one_spinning_thread_pool_by_default(monkeypatch, tmp_
     assert pools(shared_thread_pool="false") == (False, False)  # per-model pools sleep unless told to spin
     assert pools(shared_thread_pool="false", allow_spinning="true") == (False, True)
     assert pools(shared_thread_pool="true", allow_spinning="true") == (True, True)
+    quota_limited = Settings(repository=tmp_path)
+    assert (quota_limited.uses_shared_thread_pool(1.5), quota_limited.spins(1.5)) == (False, False)
     monkeypatch.setenv("MODELPRESS_SHARED_THREAD_POOL", "true")
     monkeypatch.setenv("MODELPRESS_ALLOW_SPINNING", "false")
     with pytest.raises(SettingsError, match=r"allow_spinning=false needs shared_thread_pool=false"):

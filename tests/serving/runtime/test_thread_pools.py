@@ -84,10 +84,16 @@ def test_the_server_settings_reach_the_runtime(repo, monkeypatch):
     monkeypatch.delenv("MODELPRESS_SHARED_THREAD_POOL", raising=False)  # tests/conftest.py sets it
     monkeypatch.delenv("MODELPRESS_ALLOW_SPINNING", raising=False)
     version_dir = repo / "digits" / "1"
-    for settings, want in ((Settings(repository=repo), (True, True)),
-                           (Settings(repository=repo, allow_spinning=False), (False, False))):  # fmt: skip
+    cases = [
+        (Settings(repository=repo), None, (True, True)),
+        (Settings(repository=repo, allow_spinning=False), None, (False, False)),
+        (Settings(repository=repo), 1.0, (False, False)),  # a CPU quota: spinning would be throttled
+        (Settings(repository=repo, allow_spinning=True), 1.0, (True, True)),  # asked for: given
+    ]
+    for settings, quota, want in cases:
+        monkeypatch.setattr("serving.app.cpu_quota", lambda quota=quota: quota)
         model = onnx_runtime_factory(settings)(read_manifest(version_dir), version_dir)  # built, not loaded
-        assert (model.options.shared_thread_pool, model.options.allow_spinning) == want
+        assert (model.options.shared_thread_pool, model.options.allow_spinning) == want, (settings, quota)
 
 
 THREADS_PROCESS = """
