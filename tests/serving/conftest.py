@@ -22,6 +22,13 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture
+def thread_settings_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The thread-pool settings as a server sees them by default (tests/conftest.py sets one for this process)."""
+    monkeypatch.delenv("MODELPRESS_SHARED_THREAD_POOL", raising=False)
+    monkeypatch.delenv("MODELPRESS_ALLOW_SPINNING", raising=False)
+
+
 @pytest.fixture(scope="session")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A read-only repository shared by tests that do not change it: digits v1 (classifier) and multi v1."""

@@ -46,11 +46,8 @@ def test_load_settings_names_the_bad_variable(monkeypatch, tmp_path):
         load_settings(repository=tmp_path)
 
 
-def test_the_server_shares_one_spinning_thread_pool_by_default(monkeypatch, tmp_path):
+def test_the_server_shares_one_spinning_thread_pool_by_default(monkeypatch, tmp_path, thread_settings_unset):
     from serving.settings import SettingsError, load_settings
-
-    monkeypatch.delenv("MODELPRESS_SHARED_THREAD_POOL", raising=False)  # tests/conftest.py sets it
-    monkeypatch.delenv("MODELPRESS_ALLOW_SPINNING", raising=False)
 
     def pools(**env: str) -> tuple[bool, bool]:
         for name, value in env.items():

@@ -76,13 +76,11 @@ def test_when_ort_cannot_make_the_pools_sessions_get_their_own_and_say_why(fresh
     assert choose_pool(False, 2, 1, create=ort) == thread_pools.PoolChoice(False)
 
 
-def test_the_server_settings_reach_the_runtime(repo, monkeypatch):
+def test_the_server_settings_reach_the_runtime(repo, monkeypatch, thread_settings_unset):
     from serving.app import onnx_runtime_factory
     from serving.manifest import read_manifest
     from serving.settings import Settings
 
-    monkeypatch.delenv("MODELPRESS_SHARED_THREAD_POOL", raising=False)  # tests/conftest.py sets it
-    monkeypatch.delenv("MODELPRESS_ALLOW_SPINNING", raising=False)
     version_dir = repo / "digits" / "1"
     cases = [
         (Settings(repository=repo), None, (True, True)),
@@ -109,7 +107,7 @@ def threads():
 folder, shared = Path(sys.argv[1]), sys.argv[2] == "shared"
 options = RuntimeOptions(shared_thread_pool=shared, allow_spinning=shared, intra_op_threads=2, inter_op_threads=1)
 counts, options_seen, outputs = [threads()], [], []
-models = []
+models = []  # kept alive: a freed session takes its own pool's threads with it
 for _ in range(4):
     model = OnnxModel(read_manifest(folder), folder, options)
     model.load()
