@@ -23,16 +23,19 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 COPY requirements/serve-common.txt requirements/serve.txt /src/requirements/
 RUN /opt/venv/bin/pip install -r /src/requirements/serve.txt
-# Only the CLI shell, the serving package and the helpers every stage shares (common/): training/ and export/
-# (and torch) stay out of the server.
+# Every package folder (the wheel maps them all under modelpress.*), but only the server's dependencies: training
+# and export code is never imported by `modelpress serve`, and torch stays out of the image.
 COPY pyproject.toml README.md /src/
-COPY common/ /src/common/
 COPY modelpress/ /src/modelpress/
+COPY common/ /src/common/
 COPY serving/ /src/serving/
+COPY training/ /src/training/
+COPY export/ /src/export/
+COPY benchmarks/ /src/benchmarks/
 RUN /opt/venv/bin/pip install --no-deps /src
 
 # ---------------------------------------------------------------------------------------------------------------
-# serve: the CPU inference server. Settings come from MODELPRESS_* env vars (serving.settings.Settings).
+# serve: the CPU inference server. Settings come from MODELPRESS_* env vars (modelpress.serving.settings.Settings).
 FROM ${PYTHON_IMAGE} AS serve
 LABEL org.opencontainers.image.title="modelpress-serve" \
       org.opencontainers.image.description="modelpress inference server: ONNX Runtime (CPU), Open Inference Protocol, Prometheus metrics" \
@@ -78,9 +81,12 @@ RUN apt-get update \
 COPY requirements/serve-common.txt requirements/serve-gpu.txt /src/requirements/
 RUN /opt/venv/bin/pip install -r /src/requirements/serve-gpu.txt
 COPY pyproject.toml README.md /src/
-COPY common/ /src/common/
 COPY modelpress/ /src/modelpress/
+COPY common/ /src/common/
 COPY serving/ /src/serving/
+COPY training/ /src/training/
+COPY export/ /src/export/
+COPY benchmarks/ /src/benchmarks/
 RUN /opt/venv/bin/pip install --no-deps /src
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -139,6 +145,7 @@ COPY modelpress/ /src/modelpress/
 COPY serving/ /src/serving/
 COPY training/ /src/training/
 COPY export/ /src/export/
+COPY benchmarks/ /src/benchmarks/
 COPY recipes/ /src/recipes/
 RUN pip install --no-deps /src
 USER 10001:10001

@@ -1,6 +1,6 @@
 """Event-loop CPU per inference request, in process: the app called as ASGI, no sockets, no HTTP parser.
 
-    python -m benchmarks.asgi_overhead --repository DIR --model digits --requests 3000 --rounds 3
+    python -m modelpress.benchmarks.asgi_overhead --repository DIR --model digits --requests 3000 --rounds 3
 
 Builds our app over the repository (fast path on, then off, alternating for ``rounds``), runs its lifespan,
 and sends ``requests`` batch-1 V2 JSON requests one after another straight to the ASGI callable. Reports the
@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.loadgen import Payload
-from benchmarks.served import latest_manifest, workload_for
+from modelpress.benchmarks.loadgen import Payload
+from modelpress.benchmarks.served import latest_manifest, workload_for
 
 
 async def _drive(app: Any, payload: Payload, requests: int) -> tuple[float, float]:
@@ -54,8 +54,8 @@ async def _drive(app: Any, payload: Payload, requests: int) -> tuple[float, floa
 
 
 async def measure(repository: Path, model: str, *, fast_path: bool, requests: int) -> tuple[float, float]:
-    from serving.app import create_app
-    from serving.settings import Settings
+    from modelpress.serving.app import create_app
+    from modelpress.serving.settings import Settings
 
     found = latest_manifest(repository, model)
     if found is None:

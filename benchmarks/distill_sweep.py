@@ -4,7 +4,7 @@ Runs the ``distill`` export pass (exactly as a recipe would, one seed at a time)
 setting and seed, and prints, per setting, test accuracy, validation accuracy and agreement with the teacher,
 with the mean and the minimum over the seeds. Run it under the shared heavy-job lock::
 
-    flock /tmp/modelpress-heavy.lock .venv/bin/python -m benchmarks.distill_sweep CHECKPOINT \
+    flock /tmp/modelpress-heavy.lock .venv/bin/python -m modelpress.benchmarks.distill_sweep CHECKPOINT \
         --setting '{"architecture": "cnn", "config": {"channels": [6, 12], "convs_per_block": 1,
                     "hidden": 0, "dropout": 0.0}, "temperature": 2.0, "alpha": 0.7, "mixup": 0.4,
                     "noise_std": 0.2, "epochs": 200}' --seeds 0 1 2 3 4 --threads 1 --json sweep.json
@@ -31,12 +31,12 @@ def _accuracy(module: Any, x: Any, y: Any) -> tuple[float, Any]:
 
 def run_setting(checkpoint: Path, setting: dict[str, Any], seeds: list[int]) -> list[dict[str, Any]]:
     """One row per seed: test/val accuracy, teacher agreement on the test split, parameters, seconds."""
-    from export.api import _load
-    from export.compress.distill import held_out_probe, teacher_fidelity
-    from export.compress.passes import Distill, DistillPassConfig
-    from export.data import eval_data_for_checkpoint
-    from export.passes import PassContext
-    from training.data import splits_for_checkpoint
+    from modelpress.export.api import _load
+    from modelpress.export.compress.distill import held_out_probe, teacher_fidelity
+    from modelpress.export.compress.passes import Distill, DistillPassConfig
+    from modelpress.export.data import eval_data_for_checkpoint
+    from modelpress.export.passes import PassContext
+    from modelpress.training.data import splits_for_checkpoint
 
     teacher, meta = _load(checkpoint)
     teacher.eval()
@@ -72,11 +72,11 @@ def main() -> None:
 
     import torch
 
-    from export.api import _load
+    from modelpress.export.api import _load
 
     torch.set_num_threads(args.threads)
     teacher, meta = _load(args.checkpoint)
-    from training.data import splits_for_checkpoint
+    from modelpress.training.data import splits_for_checkpoint
 
     splits = splits_for_checkpoint(meta)
     base, _ = _accuracy(teacher.eval(), splits.X_test, splits.y_test)

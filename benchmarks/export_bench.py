@@ -68,13 +68,13 @@ def main() -> None:
     import onnxruntime as ort
     import torch
 
-    from export.api import export_checkpoint
-    from export.data import eval_data_for_checkpoint
-    from training.checkpoint import load_checkpoint
+    from modelpress.export.api import export_checkpoint
+    from modelpress.export.data import eval_data_for_checkpoint
+    from modelpress.training.checkpoint import load_checkpoint
 
     if args.recipe is not None:
-        from training.api import train_recipe
-        from training.recipe import load_recipe
+        from modelpress.training.api import train_recipe
+        from modelpress.training.recipe import load_recipe
 
         recipe = load_recipe(args.recipe)
         args.checkpoint = train_recipe(recipe, args.workdir / f"bench-{int(time.time())}")

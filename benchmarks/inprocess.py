@@ -9,15 +9,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from export.compare.build import family_of
-from export.compare.runners import is_text
-from export.compare.torch_source import baseline_source
-from export.compare.worker import WorkerError, measure_in_fresh_process
-from serving.manifest import ManifestError, ModelManifest, list_models, list_versions, read_manifest
+from modelpress.export.compare.build import family_of
+from modelpress.export.compare.runners import is_text
+from modelpress.export.compare.torch_source import baseline_source
+from modelpress.export.compare.worker import WorkerError, measure_in_fresh_process
+from modelpress.serving.manifest import ManifestError, ModelManifest, list_models, list_versions, read_manifest
 
 
 def _worker(args: list[str]) -> dict:
-    """One model measured in its own process (:mod:`export.compare.worker`), or the error that stopped it."""
+    """One model measured in its own process (:mod:`modelpress.export.compare.worker`), or the error that stopped it."""
     try:
         return measure_in_fresh_process(args)
     except WorkerError as e:

@@ -1,6 +1,6 @@
 """MiniLM benchmark: PyTorch eager fp32 vs every published MiniLM variant, on held-out sentences.
 
-    python -m benchmarks.minilm_bench --repository DIR [--threads 2 --batch 8 --seq 64 --rounds 15]
+    python -m modelpress.benchmarks.minilm_bench --repository DIR [--threads 2 --batch 8 --seq 64 --rounds 15]
 
 Latency is the median over interleaved rounds (each round runs every model on the same batches in turn), so a
 machine whose load changes during the run slows every model alike instead of whichever ran at that moment.
@@ -20,15 +20,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from serving.manifest import list_models, list_versions, read_manifest
+from modelpress.serving.manifest import list_models, list_versions, read_manifest
 
 VARIANT_ORDER = ("fp32", "fp16", "int8", "student", "student-int8")
 
 
 def _batches(tokenizer_file: Path, batch: int, seq: int, count: int) -> list[dict[str, np.ndarray]]:
     """``count`` batches of held-out sentences, each exactly ``[batch, seq]`` (truncated, padded)."""
-    from serving.text import TextTokenizer
-    from training.text.corpus import load_corpus
+    from modelpress.serving.text import TextTokenizer
+    from modelpress.training.text.corpus import load_corpus
 
     sentences = load_corpus(None).heldout
     tokenizer = TextTokenizer(tokenizer_file, seq)
@@ -45,7 +45,7 @@ def _batches(tokenizer_file: Path, batch: int, seq: int, count: int) -> list[dic
 
 
 def _ort_runner(model_path: Path, threads: int):
-    from export.ort_session import cpu_session
+    from modelpress.export.ort_session import cpu_session
 
     # Spinning off (cpu_session's rule, and the server's default): with several sessions taking turns in one
     # process, a pool still spinning after its run takes the cores from the next model's threads, and the shorter
@@ -58,8 +58,8 @@ def _ort_runner(model_path: Path, threads: int):
 def _torch_runner(model_spec: str, threads: int):
     import torch
 
-    from training.text.encoder import SentenceEncoder
-    from training.text.source import load_encoder, resolve_source
+    from modelpress.training.text.encoder import SentenceEncoder
+    from modelpress.training.text.source import load_encoder, resolve_source
 
     torch.set_num_threads(threads)
     module = SentenceEncoder(load_encoder(resolve_source(model_spec))).eval()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import httpx
 import numpy as np
 
-from benchmarks.loadgen import Payload
+from modelpress.benchmarks.loadgen import Payload
 
 
 @dataclass

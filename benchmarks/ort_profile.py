@@ -1,7 +1,7 @@
 """Where an ONNX model's time goes: ONNX Runtime's profiler, summed per operator type and per node.
 
-    python -m benchmarks.ort_profile MODEL.onnx [--threads 2 --batch 8 --seq 64 --runs 20]
-    python -m benchmarks.ort_profile TEACHER.onnx STUDENT.onnx   # side by side, with the ratio per operator
+    python -m modelpress.benchmarks.ort_profile MODEL.onnx [--threads 2 --batch 8 --seq 64 --runs 20]
+    python -m modelpress.benchmarks.ort_profile TEACHER.onnx STUDENT.onnx   # side by side, with the ratio per operator
 
 Answers "which kernels run and which take the time" (e.g. whether ORT fused the int8 graph into
 ``DynamicQuantizeMatMul`` / ``QAttention``, and what the fp32 nodes left around them cost). The model is a text

@@ -11,7 +11,7 @@ import struct
 
 import numpy as np
 
-from benchmarks.loadgen import Payload
+from modelpress.benchmarks.loadgen import Payload
 
 _V2_DATATYPES = {np.float32: "FP32", np.float64: "FP64", np.int64: "INT64", np.int32: "INT32", np.str_: "BYTES"}
 

@@ -1,6 +1,6 @@
 """Where a served request's time goes: py-spy samples our server while wrk drives it.
 
-    python -m benchmarks.profile_served --repository DIR --model digits --concurrency 32 --seconds 10
+    python -m modelpress.benchmarks.profile_served --repository DIR --model digits --concurrency 32 --seconds 10
 
 Starts our server (one uvicorn worker, as the served benchmark does), runs wrk at one concurrency level for
 ``seconds`` and samples the server for most of that time with ``py-spy record --format raw`` (collapsed
@@ -19,9 +19,9 @@ import sys
 import threading
 from pathlib import Path
 
-from benchmarks.loadgen import StepResult, run_wrk
-from benchmarks.processes import free_port, running_server
-from benchmarks.served import SweepConfig, latest_manifest, modelpress_target, workload_for
+from modelpress.benchmarks.loadgen import StepResult, run_wrk
+from modelpress.benchmarks.processes import free_port, running_server
+from modelpress.benchmarks.served import SweepConfig, latest_manifest, modelpress_target, workload_for
 
 
 def top_frames(collapsed: str, count: int = 25) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from benchmarks.loadgen import Payload, StepResult, run_wrk
-from benchmarks.payloads import v2_binary, v2_json
-from benchmarks.processes import free_port, python_module, rss_bytes, running_server
-from benchmarks.scrape import scrape, step_split
-from serving.manifest import ModelManifest, TensorSpec, list_versions, read_manifest
+from modelpress.benchmarks.loadgen import Payload, StepResult, run_wrk
+from modelpress.benchmarks.payloads import v2_binary, v2_json
+from modelpress.benchmarks.processes import free_port, python_module, rss_bytes, running_server
+from modelpress.benchmarks.scrape import scrape, step_split
+from modelpress.serving.manifest import ModelManifest, TensorSpec, list_versions, read_manifest
 
 # One held-out-like sentence (19 words, ~22 tokens): every text request is the same, so runs compare.
 BATCHING_ON = "modelpress, batching on"
@@ -86,7 +86,7 @@ def modelpress_target(repository: Path, workloads: list[Workload], *, batching: 
            "MODELPRESS_LOG_LEVEL": "warning"}  # fmt: skip
     if not batching:
         env |= {"MODELPRESS_DYNAMIC_BATCHING": "false"}  # also over a manifest's own batching
-    argv = python_module("serving", "--repository", str(repository))
+    argv = python_module("modelpress.serving", "--repository", str(repository))
     return Target(BATCHING_ON if batching else BATCHING_OFF,
                   lambda port: _pinned([*argv, "--port", str(port)], config.server_cpus), workloads, env,
                   ("json", "binary"))  # fmt: skip
@@ -98,17 +98,21 @@ def baseline_target(label: str, argv: list[str], workload: Workload, config: Swe
 
 
 def naive_digits_target(checkpoint: Path, workload: Workload, config: SweepConfig) -> Target:
-    argv = python_module("benchmarks.baselines.naive_torch_server", str(checkpoint), "--threads", str(config.threads))
+    argv = python_module(
+        "modelpress.benchmarks.baselines.naive_torch_server", str(checkpoint), "--threads", str(config.threads)
+    )
     return baseline_target(NAIVE, argv, workload, config)
 
 
 def naive_text_target(source: str, workload: Workload, config: SweepConfig) -> Target:
-    argv = python_module("benchmarks.baselines.naive_text_server", "--source", source, "--threads", str(config.threads))
+    argv = python_module(
+        "modelpress.benchmarks.baselines.naive_text_server", "--source", source, "--threads", str(config.threads)
+    )
     return baseline_target(NAIVE, argv, workload, config)
 
 
 def echo_target(workload: Workload, config: SweepConfig) -> Target:
-    return baseline_target(ECHO, python_module("benchmarks.baselines.echo_server"), workload, config)
+    return baseline_target(ECHO, python_module("modelpress.benchmarks.baselines.echo_server"), workload, config)
 
 
 def latest_manifest(repository: Path, name: str) -> ModelManifest | None:

@@ -1,11 +1,15 @@
 """The echo ceiling and one or more builds of our server, side by side in one run, alternating rounds.
 
-    python -m benchmarks.side_by_side --repository DIR --model digits --build before=/tmp/base --build after=.
-    python -m benchmarks.side_by_side --repository DIR --build a=. --build b=. --env b:MODELPRESS_INTRA_OP_THREADS=1
+    python -m modelpress.benchmarks.side_by_side --repository DIR --model digits \
+        --build before=/tmp/base --build after=.
+    python -m modelpress.benchmarks.side_by_side --repository DIR --build a=. --build b=. \
+        --env b:MODELPRESS_INTRA_OP_THREADS=1
 
-Each ``--build LABEL=DIR`` is our server run as ``python -m serving`` from DIR (a checkout, or a copy of another
-commit's ``serving/`` folder: ``git archive COMMIT serving | tar -x -C DIR``), with this interpreter, so two
-builds differ only in their ``serving/`` code and in the ``--env`` settings given to each. Every server (the
+Each ``--build LABEL=DIR`` is our server run from DIR (a checkout, or a copy of another commit's folders:
+``git archive COMMIT modelpress common serving | tar -x -C DIR``), with this interpreter, so two builds differ only
+in their serving code and in the ``--env`` settings given to each. A build whose folders install under the
+``modelpress`` namespace runs as ``python -m modelpress.serving`` from a view of DIR laid out as installed
+(:func:`namespace_view`); an older one as ``python -m serving`` from DIR. Every server (the
 echo too) is started once, warmed up, then each round runs wrk against each server in turn at each concurrency,
 so slow drifts of this shared machine hit all of them alike. Per step: req/s, p50 / p99, and the server's CPU
 per request (user + system time of its process from /proc over the step, all its threads). Printed as Markdown,
@@ -19,12 +23,13 @@ import contextlib
 import json
 import os
 import statistics
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.loadgen import Payload, run_wrk
-from benchmarks.processes import free_port, python_module, running_server
-from benchmarks.served import latest_manifest, load_average, workload_for
+from modelpress.benchmarks.loadgen import Payload, run_wrk
+from modelpress.benchmarks.processes import free_port, python_module, running_server
+from modelpress.benchmarks.served import latest_manifest, load_average, workload_for
 
 ECHO = "echo"
 
@@ -43,16 +48,46 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+STAGE_FOLDERS = ("common", "training", "export", "serving", "benchmarks")
+
+
+def namespace_view(build: Path, into: Path) -> Path:
+    """A folder where ``modelpress.serving`` imports from ``build``, as an installed wheel maps it.
+
+    The checkout keeps ``serving/`` at the top level while the installed package names it ``modelpress.serving``;
+    symbolic links give the other build's code that name ahead of this interpreter's editable install.
+    """
+    package = into / "modelpress"
+    package.mkdir(parents=True)
+    for entry in (build / "modelpress").iterdir():
+        (package / entry.name).symlink_to(entry.resolve())
+    for folder in STAGE_FOLDERS:
+        if (build / folder).is_dir():
+            (package / folder).symlink_to((build / folder).resolve())
+    return into
+
+
+def is_namespaced(build: Path) -> bool:
+    """Whether the build's serving code imports itself as ``modelpress.serving`` (the namespace move) or ``serving``."""
+    return "modelpress.serving" in (build / "serving" / "__main__.py").read_text()
+
+
 def servers_for(
     repository: Path, builds: list[tuple[str, Path]], threads: int, extra_env: dict[str, dict[str, str]] | None = None
 ) -> list[Server]:
     env = {"MODELPRESS_INTRA_OP_THREADS": str(threads), "MODELPRESS_INTER_OP_THREADS": "1",
            "MODELPRESS_LOG_LEVEL": "warning"}  # fmt: skip
     extra_env = extra_env or {}
-    ours = [Server(label, python_module("serving", "--repository", str(repository.resolve())),
-                   env | extra_env.get(label, {}), folder.resolve())
-            for label, folder in builds]  # fmt: skip
-    return [Server(ECHO, python_module("benchmarks.baselines.echo_server"), {}, None), *ours]
+    views = Path(tempfile.mkdtemp(prefix="modelpress-builds-"))
+    ours = []
+    for label, folder in builds:
+        settings = env | extra_env.get(label, {})
+        if is_namespaced(folder):
+            module, cwd = "modelpress.serving", namespace_view(folder, views / label)
+        else:
+            module, cwd = "serving", folder.resolve()
+        ours.append(Server(label, python_module(module, "--repository", str(repository.resolve())), settings, cwd))
+    return [Server(ECHO, python_module("modelpress.benchmarks.baselines.echo_server"), {}, None), *ours]
 
 
 def step(pid: int, port: int, payload: Payload, concurrency: int, seconds: int) -> dict[str, object]:
@@ -103,7 +138,7 @@ def run(args: argparse.Namespace) -> dict[str, list[dict[str, object]]]:
         running = []
         for server in servers:
             port = free_port()
-            with contextlib.chdir(server.cwd or Path.cwd()):  # python -m serving imports from its folder
+            with contextlib.chdir(server.cwd or Path.cwd()):  # the build's code is found from its folder
                 proc = stack.enter_context(running_server([*server.argv, "--port", str(port)], port, env=server.env,
                                                           timeout=300))  # fmt: skip
             run_wrk(f"http://127.0.0.1:{port}", payload, concurrency=max(args.concurrency), seconds=2)  # warm-up

@@ -7,7 +7,7 @@
    accepted requests keep a bounded p99, nothing else fails;
 4. recovery: 0.5 x peak: no 503 and no error once the load drops.
 
-``python -m benchmarks.soak`` (10 minutes) or ``--short`` (about a minute, what ``make test`` runs). Without
+``python -m modelpress.benchmarks.soak`` (10 minutes) or ``--short`` (about a minute, what ``make test`` runs). Without
 ``--repository`` a synthetic MLP (64 -> 2048 -> 2048 -> 10, ONNX) is served with ``--rows`` (128) rows per
 binary request and a queue of ``--max-queue-size`` (8) requests, so that compute, not HTTP parsing or the
 Python client, is what saturates: load shedding by queue length (503) only protects a compute-bound server,
@@ -33,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.loadgen import Payload
-from benchmarks.openloop import Run, closed_loop_peak, open_loop
-from benchmarks.payloads import v2_binary
-from benchmarks.processes import free_port, python_module, rss_bytes, running_server
+from modelpress.benchmarks.loadgen import Payload
+from modelpress.benchmarks.openloop import Run, closed_loop_peak, open_loop
+from modelpress.benchmarks.payloads import v2_binary
+from modelpress.benchmarks.processes import free_port, python_module, rss_bytes, running_server
 
 RSS_GROWTH_LIMIT = 0.10
 P99_DRIFT_LIMIT = 2.0  # last third of the soak vs its first third (a shared 2-core machine is noisy)
@@ -68,7 +68,7 @@ def synthetic_repository(root: Path, name: str = "soak-mlp", hidden: int = 2048)
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from serving.manifest import ModelManifest, TensorSpec, file_records, write_manifest
+    from modelpress.serving.manifest import ModelManifest, TensorSpec, file_records, write_manifest
 
     rng = np.random.default_rng(0)
     dims = [64, hidden, hidden, 10]
@@ -103,7 +103,7 @@ def synthetic_repository(root: Path, name: str = "soak-mlp", hidden: int = 2048)
 
 
 def model_payload(repository: Path, model: str | None, rows: int) -> tuple[str, Payload]:
-    from serving.manifest import list_models, list_versions, read_manifest
+    from modelpress.serving.manifest import list_models, list_versions, read_manifest
 
     name = model or list_models(repository)[0]
     manifest = read_manifest(repository / name / str(list_versions(repository / name)[-1]))
@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> dict:
             "MODELPRESS_COMPUTE_THREADS": str(args.compute_threads),
             "MODELPRESS_INTRA_OP_THREADS": str(args.intra_op_threads),
         }
-        argv = python_module("serving", "--repository", str(repository), "--port", str(port))
+        argv = python_module("modelpress.serving", "--repository", str(repository), "--port", str(port))
         load_start = os.getloadavg()
         began = time.time()
         with running_server(argv, port, env=env) as proc:
@@ -250,7 +250,7 @@ def summary(report: dict) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m modelpress.benchmarks.soak", description=__doc__.split("\n")[0])
     p.add_argument("--repository", help="model repository to serve (default: a synthetic MLP)")
     p.add_argument("--model", help="model to load (default: the first one)")
     p.add_argument("--minutes", type=float, default=10.0, help="soak length [10]")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from benchmarks.served import BATCHING_OFF, BATCHING_ON, ECHO, NAIVE, step_at
+from modelpress.benchmarks.served import BATCHING_OFF, BATCHING_ON, ECHO, NAIVE, step_at
 
 
 @dataclass(frozen=True)

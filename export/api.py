@@ -14,15 +14,15 @@ from typing import Any
 
 from rich.progress import Progress
 
-from export.compress.quality import compressed_quality
-from export.data import EvalData, eval_data_for_checkpoint
-from export.errors import ExportError
-from export.manifest_builder import build_manifest
-from export.passes import PassContext, build_pass
-from export.repository import Published, StagedVersion, check_repository, check_version_free, commit_all
-from export.spec import ExportSpec, parse_spec, variant_model_name
-from export.verify import Reference, check_structure, judge, measure_quality, reference
-from serving.manifest import ModelManifest, PassRecord
+from modelpress.export.compress.quality import compressed_quality
+from modelpress.export.data import EvalData, eval_data_for_checkpoint
+from modelpress.export.errors import ExportError
+from modelpress.export.manifest_builder import build_manifest
+from modelpress.export.passes import PassContext, build_pass
+from modelpress.export.repository import Published, StagedVersion, check_repository, check_version_free, commit_all
+from modelpress.export.spec import ExportSpec, parse_spec, variant_model_name
+from modelpress.export.verify import Reference, check_structure, judge, measure_quality, reference
+from modelpress.serving.manifest import ModelManifest, PassRecord
 
 
 @dataclass
@@ -98,19 +98,19 @@ def export_checkpoint(
     """Export, verify and publish every variant of a checkpoint; all of them or none.
 
     Args:
-        checkpoint: a folder written by ``training.checkpoint.save_checkpoint``.
+        checkpoint: a folder written by ``modelpress.training.checkpoint.save_checkpoint``.
         repository: the model repository (created if missing).
         name: the base model name; variants other than fp32 are published as ``<name>-<variant>``.
         variants: which variants to publish (default: the spec's list, fp32, fp16 and int8).
         spec: the recipe's ``export:`` section (raw dict or parsed), for steps and thresholds.
         force: publish compressed variants that miss the quality thresholds (their warnings are kept).
         version: publish exactly this version number (an existing one is an error); default: the next free.
-        data: calibration and test samples; default: rebuilt from the checkpoint through ``training.data``.
+        data: calibration and test samples; default: rebuilt from the checkpoint through ``modelpress.training.data``.
         progress: show a progress bar.
 
     Raises:
         ExportError: bad input, a failed check or a refused variant; the repository is left unchanged.
-        training.checkpoint.CheckpointError: the checkpoint is missing files or was edited.
+        modelpress.training.checkpoint.CheckpointError: the checkpoint is missing files or was edited.
     """
     checkpoint, repository = Path(checkpoint), Path(repository)
     parsed = spec if isinstance(spec, ExportSpec) else parse_spec(spec, variants=list(variants) if variants else None)
@@ -178,7 +178,7 @@ def publish_all(repository: Path, built: list[BuiltVariant], *, version: int | N
 
 
 def _load(checkpoint: Path):
-    from training.checkpoint import load_checkpoint
+    from modelpress.training.checkpoint import load_checkpoint
 
     try:
         return load_checkpoint(checkpoint)

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from export.errors import ExportError
+from modelpress.export.errors import ExportError
 
 if TYPE_CHECKING:
-    from training.checkpoint import CheckpointMeta
+    from modelpress.training.checkpoint import CheckpointMeta
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class EvalData:
 
     @classmethod
     def from_splits(cls, splits: Any) -> EvalData:
-        """Build from ``training.data.Splits`` (X_train calibrates; X_test/y_test check)."""
+        """Build from ``modelpress.training.data.Splits`` (X_train calibrates; X_test/y_test check)."""
         return cls(
             calibration=np.ascontiguousarray(splits.X_train, dtype=np.float32),
             test_x=np.ascontiguousarray(splits.X_test, dtype=np.float32),
@@ -40,7 +40,7 @@ class EvalData:
 def eval_data_for_checkpoint(meta: CheckpointMeta) -> EvalData:
     """Recreate the checkpoint's splits (same data source, seed and preprocessing) through the training stage."""
     try:
-        from training.data import splits_for_checkpoint
+        from modelpress.training.data import splits_for_checkpoint
     except ImportError as e:
         raise ExportError(f"the training stage's data module is not available ({e}); pass the data explicitly") from e
     try:

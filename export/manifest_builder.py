@@ -1,4 +1,4 @@
-"""Assemble the :class:`~serving.manifest.ModelManifest` of one exported variant."""
+"""Assemble the :class:`~modelpress.serving.manifest.ModelManifest` of one exported variant."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from export.onnx_files import model_files
-from export.verify import tensor_specs
-from serving.manifest import ModelManifest, PassRecord, Preprocessing, SizeInfo, TensorSpec
+from modelpress.export.onnx_files import model_files
+from modelpress.export.verify import tensor_specs
+from modelpress.serving.manifest import ModelManifest, PassRecord, Preprocessing, SizeInfo, TensorSpec
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from training.checkpoint import CheckpointMeta
+    from modelpress.training.checkpoint import CheckpointMeta
 
 _TOOLS = ("torch", "onnx", "onnxruntime", "onnxscript", "numpy", "modelpress")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from export.api import export_checkpoint
-from export.errors import ExportError
-from export.repository import Published, check_repository
-from export.spec import parse_spec, variant_model_name
+from modelpress.export.api import export_checkpoint
+from modelpress.export.errors import ExportError
+from modelpress.export.repository import Published, check_repository
+from modelpress.export.spec import parse_spec, variant_model_name
 
 
 def run_pipeline(
@@ -26,17 +26,18 @@ def run_pipeline(
     input fails in a second, not after the training run.
 
     Raises:
-        training.recipe.RecipeError, training.data.DataError, training.api.TrainingError, ExportError.
+        modelpress.training.recipe.RecipeError, modelpress.training.data.DataError,
+        modelpress.training.api.TrainingError, ExportError.
     """
-    from export.text.dispatch import is_text_recipe
+    from modelpress.export.text.dispatch import is_text_recipe
 
     if is_text_recipe(recipe_path):  # a pretrained Hugging Face model (model.source: hf): nothing to train
-        from export.text.pipeline import run_text_pipeline
+        from modelpress.export.text.pipeline import run_text_pipeline
 
         return run_text_pipeline(recipe_path, repository, workdir=workdir, overrides=overrides, force=force,
                                  progress=progress)  # fmt: skip
-    from training.api import train_recipe
-    from training.recipe import load_recipe
+    from modelpress.training.api import train_recipe
+    from modelpress.training.recipe import load_recipe
 
     recipe = load_recipe(recipe_path, list(overrides))
     spec = parse_spec(recipe.export)

@@ -6,7 +6,7 @@ so two publishers racing for the same number cannot both win; the loser retries 
 
 A run of several versions is all or nothing, even under ``kill -9``: each version is listed in the run's
 journal before its rename, and readers ignore listed versions until the journal is deleted (see
-``serving.manifest.pending_versions``). The journal is locked while its run lives; the next publish finds a
+``modelpress.serving.manifest.pending_versions``). The journal is locked while its run lives; the next publish finds a
 journal nobody holds, retracts its versions and removes stale staging folders, so the repository is back to
 its bytes before the interrupted run.
 """
@@ -26,10 +26,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from export.errors import ExportError, VerificationError
-from export.onnx_files import copy_model
-from export.ort_session import cpu_session
-from serving.manifest import (
+from modelpress.export.errors import ExportError, VerificationError
+from modelpress.export.onnx_files import copy_model
+from modelpress.export.ort_session import cpu_session
+from modelpress.serving.manifest import (
     JOURNAL_PREFIX,
     JOURNAL_SUFFIX,
     ManifestError,
@@ -42,7 +42,7 @@ from serving.manifest import (
     write_manifest,
 )
 
-log = logging.getLogger("export.repository")
+log = logging.getLogger("modelpress.export.repository")
 
 STAGING_PREFIX = ".staging-"
 MAX_VERSION_ATTEMPTS = 100

@@ -6,10 +6,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from common.validation import first_error
-from export.errors import ExportError
-from export.passes import PASSES, build_pass
-from serving.manifest import validate_model_name
+from modelpress.common.validation import first_error
+from modelpress.export.errors import ExportError
+from modelpress.export.passes import PASSES, build_pass
+from modelpress.serving.manifest import validate_model_name
 
 # Built-in variants; a recipe may redefine them or add its own under ``steps``.
 DEFAULT_STEPS: dict[str, list[dict[str, Any]]] = {

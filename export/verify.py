@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from export.errors import AccuracyRefusedError, VerificationError
-from export.ort_session import cpu_session
-from export.spec import VerifySpec
+from modelpress.export.errors import AccuracyRefusedError, VerificationError
+from modelpress.export.ort_session import cpu_session
+from modelpress.export.spec import VerifySpec
 
 # ONNX TensorProto element types → Open Inference Protocol datatypes.
 V2_DATATYPES = {1: "FP32", 2: "UINT8", 3: "INT8", 4: "UINT16", 5: "INT16", 6: "INT32", 7: "INT64", 8: "BYTES",

@@ -1,16 +1,16 @@
-"""``python -m serving --repository DIR [--host] [--port] [--workers] [--require-gpu]``."""
+"""``python -m modelpress.serving --repository DIR [--host] [--port] [--workers] [--require-gpu]``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from serving.server import ServeError, serve
-from serving.settings import SettingsError, load_settings
+from modelpress.serving.server import ServeError, serve
+from modelpress.serving.settings import SettingsError, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving", description="modelpress inference server")
+    parser = argparse.ArgumentParser(prog="python -m modelpress.serving", description="modelpress inference server")
     parser.add_argument("--repository", help="model repository folder (or MODELPRESS_REPOSITORY)")
     parser.add_argument("--host")
     parser.add_argument("--port", type=int)

@@ -1,7 +1,7 @@
 """The app factory, run by uvicorn with ``--factory``.
 
-``uvicorn --factory serving.app:create_app`` reads settings from ``MODELPRESS_*``; ``modelpress serve`` and
-``python -m serving`` do the same for you.
+``uvicorn --factory modelpress.serving.app:create_app`` reads settings from ``MODELPRESS_*``; ``modelpress serve`` and
+``python -m modelpress.serving`` do the same for you.
 """
 
 from __future__ import annotations
@@ -22,25 +22,25 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
 
-from serving.auth import AuthConfigError, BearerAuth, BearerAuthMiddleware, TokenSource
-from serving.batching import batch_policy
-from serving.compute import ComputePool
-from serving.dataplane import DataPlane
-from serving.drain import Drain, InflightMiddleware
-from serving.errors import HANDLERS, CatchAllMiddleware
-from serving.manifest import ModelManifest
-from serving.metrics import Metrics
-from serving.protocol.types import InferenceRequest, PredictRequest
-from serving.repository import ModelRepository, RuntimeFactory
-from serving.rest import metrics as metrics_routes
-from serving.rest import repository as repository_routes
-from serving.rest import v1, v2
-from serving.rest.common import errors
-from serving.rest.fast import InferenceFastPath, ServingApp
-from serving.runtime.cpu_quota import cpu_quota
-from serving.runtime.onnx import OnnxModel, RuntimeOptions
-from serving.runtime.providers import ProviderConfig
-from serving.settings import Settings, SettingsError, load_settings
+from modelpress.serving.auth import AuthConfigError, BearerAuth, BearerAuthMiddleware, TokenSource
+from modelpress.serving.batching import batch_policy
+from modelpress.serving.compute import ComputePool
+from modelpress.serving.dataplane import DataPlane
+from modelpress.serving.drain import Drain, InflightMiddleware
+from modelpress.serving.errors import HANDLERS, CatchAllMiddleware
+from modelpress.serving.manifest import ModelManifest
+from modelpress.serving.metrics import Metrics
+from modelpress.serving.protocol.types import InferenceRequest, PredictRequest
+from modelpress.serving.repository import ModelRepository, RuntimeFactory
+from modelpress.serving.rest import metrics as metrics_routes
+from modelpress.serving.rest import repository as repository_routes
+from modelpress.serving.rest import v1, v2
+from modelpress.serving.rest.common import errors
+from modelpress.serving.rest.fast import InferenceFastPath, ServingApp
+from modelpress.serving.runtime.cpu_quota import cpu_quota
+from modelpress.serving.runtime.onnx import OnnxModel, RuntimeOptions
+from modelpress.serving.runtime.providers import ProviderConfig
+from modelpress.serving.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("serving")
 
@@ -84,7 +84,7 @@ def onnx_runtime_factory(settings: Settings) -> RuntimeFactory:
         rows = batch_policy(manifest, settings).max_batch_size  # warm up the largest batch this model runs
         own = dataclasses.replace(options, warmup_batch_sizes=tuple(sorted({1, rows})))
         if manifest.tokenizer is not None:  # text model: tokenizers is imported only when one is served
-            from serving.runtime.text_onnx import TextOnnxModel
+            from modelpress.serving.runtime.text_onnx import TextOnnxModel
 
             return TextOnnxModel(manifest, version_dir, own)
         return OnnxModel(manifest, version_dir, own)
@@ -107,7 +107,7 @@ def create_app(
         runtime_factory: builds the runtime of one version (ONNX Runtime by default); tests inject others.
         handle_signals: drain on SIGTERM before the server's own shutdown.
     """
-    if settings is None:  # `uvicorn --factory serving.app:create_app`: from MODELPRESS_*, one line if wrong
+    if settings is None:  # `uvicorn --factory modelpress.serving.app:create_app`: from MODELPRESS_*, one line if wrong
         try:
             settings = load_settings()
         except SettingsError as e:

@@ -16,8 +16,8 @@ from pathlib import Path
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from serving.errors import error_response
-from serving.settings import Settings
+from modelpress.serving.errors import error_response
+from modelpress.serving.settings import Settings
 
 log = logging.getLogger("serving")
 

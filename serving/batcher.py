@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serving.errors import InternalError, OverloadedError, UnavailableError
+from modelpress.serving.errors import InternalError, OverloadedError, UnavailableError
 
 RunFn = Callable[[dict[str, np.ndarray], list[str]], Awaitable[dict[str, np.ndarray]]]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from serving.manifest import BatchingConfig, ModelManifest
-from serving.settings import Settings
+from modelpress.serving.manifest import BatchingConfig, ModelManifest
+from modelpress.serving.settings import Settings
 
 
 @dataclass(frozen=True)

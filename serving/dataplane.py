@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serving.batcher import BatcherClosedError, BatchResult
-from serving.deadlines import Deadlines
-from serving.errors import BadRequestError, InternalError, ServingError, UnavailableError
-from serving.manifest import TensorSpec
-from serving.metrics import Metrics, outcome_of
-from serving.protocol.codec import decode_input, shape_str
-from serving.protocol.types import (
+from modelpress.serving.batcher import BatcherClosedError, BatchResult
+from modelpress.serving.deadlines import Deadlines
+from modelpress.serving.errors import BadRequestError, InternalError, ServingError, UnavailableError
+from modelpress.serving.manifest import TensorSpec
+from modelpress.serving.metrics import Metrics, outcome_of
+from modelpress.serving.protocol.codec import decode_input, shape_str
+from modelpress.serving.protocol.types import (
     InferenceRequest,
     InferenceStats,
     MetadataTensor,
@@ -28,11 +28,11 @@ from serving.protocol.types import (
     ServerMetadata,
     StatDuration,
 )
-from serving.protocol.v1 import instances_to_input, predictions, standardize
-from serving.repository import ModelRepository
-from serving.runtime.base import TRUNCATED
-from serving.served import PLATFORM, ServedModel
-from serving.settings import Settings
+from modelpress.serving.protocol.v1 import instances_to_input, predictions, standardize
+from modelpress.serving.repository import ModelRepository
+from modelpress.serving.runtime.base import TRUNCATED
+from modelpress.serving.served import PLATFORM, ServedModel
+from modelpress.serving.settings import Settings
 
 SERVER_NAME = "modelpress"
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]

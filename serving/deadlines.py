@@ -12,7 +12,7 @@ import asyncio
 import math
 from dataclasses import dataclass
 
-from serving.errors import RequestTimeoutError
+from modelpress.serving.errors import RequestTimeoutError
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from common.validation import first_error
+from modelpress.common.validation import first_error
 
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"

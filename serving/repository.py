@@ -16,19 +16,26 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.batcher import Batcher, BatchStats
-from serving.batching import batch_policy
-from serving.compute import ComputePool
-from serving.errors import ModelLoadError, ModelNotFoundError, ServingError
-from serving.manifest import ManifestError, ModelManifest, list_models, list_versions, read_manifest, verify_files
-from serving.memory import release_free_heap, rss_bytes
-from serving.metrics import Metrics
-from serving.protocol.types import RepositoryIndexEntry
-from serving.runtime.base import ModelRuntime
-from serving.served import ServedModel
-from serving.settings import Settings
+from modelpress.serving.batcher import Batcher, BatchStats
+from modelpress.serving.batching import batch_policy
+from modelpress.serving.compute import ComputePool
+from modelpress.serving.errors import ModelLoadError, ModelNotFoundError, ServingError
+from modelpress.serving.manifest import (
+    ManifestError,
+    ModelManifest,
+    list_models,
+    list_versions,
+    read_manifest,
+    verify_files,
+)
+from modelpress.serving.memory import release_free_heap, rss_bytes
+from modelpress.serving.metrics import Metrics
+from modelpress.serving.protocol.types import RepositoryIndexEntry
+from modelpress.serving.runtime.base import ModelRuntime
+from modelpress.serving.served import ServedModel
+from modelpress.serving.settings import Settings
 
-log = logging.getLogger("serving.repository")
+log = logging.getLogger("modelpress.serving.repository")
 
 RuntimeFactory = Callable[[ModelManifest, Path], ModelRuntime]
 
@@ -247,7 +254,7 @@ class ModelRepository:
 
 def _safe_name(name: str) -> bool:
     """A model name from a URL must be one plain path segment before it touches the filesystem."""
-    from serving.manifest import validate_model_name
+    from modelpress.serving.manifest import validate_model_name
 
     try:
         validate_model_name(name)

@@ -6,10 +6,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving.batcher import Batcher
-from serving.manifest import ModelManifest
-from serving.metrics import ModelSeries
-from serving.runtime.base import ModelRuntime
+from modelpress.serving.batcher import Batcher
+from modelpress.serving.manifest import ModelManifest
+from modelpress.serving.metrics import ModelSeries
+from modelpress.serving.runtime.base import ModelRuntime
 
 PLATFORM = "onnx_onnxv1"
 

@@ -1,4 +1,4 @@
-"""Running the app under uvicorn (what ``modelpress serve`` and ``python -m serving`` call)."""
+"""Running the app under uvicorn (what ``modelpress serve`` and ``python -m modelpress.serving`` call)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import os
 
 from pydantic import SecretStr
 
-from serving.runtime.providers import ProviderConfig, preflight
-from serving.settings import Settings
+from modelpress.serving.runtime.providers import ProviderConfig, preflight
+from modelpress.serving.settings import Settings
 
 
 class ServeError(Exception):
@@ -22,8 +22,8 @@ def check(settings: Settings) -> None:
     Raises:
         ServeError: naming the problem.
     """
-    from serving.auth import AuthConfigError, TokenSource
-    from serving.runtime.providers import ProviderError
+    from modelpress.serving.auth import AuthConfigError, TokenSource
+    from modelpress.serving.runtime.providers import ProviderError
 
     if not settings.repository.is_dir():
         raise ServeError(f"model repository {settings.repository} is not a directory")
@@ -80,8 +80,8 @@ def serve(settings: Settings) -> None:
     }
     if settings.workers > 1:
         os.environ.update(settings_env(settings))  # the entry point hands the settings to the workers
-        uvicorn.run("serving.app:create_app", workers=settings.workers, **common)
+        uvicorn.run("modelpress.serving.app:create_app", workers=settings.workers, **common)
     else:
-        from serving.app import create_app
+        from modelpress.serving.app import create_app
 
         uvicorn.run(functools.partial(create_app, settings), **common)

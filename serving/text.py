@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.errors import BadRequestError, ModelLoadError
-from serving.shared import SharedByKey
+from modelpress.serving.errors import BadRequestError, ModelLoadError
+from modelpress.serving.shared import SharedByKey
 
 
 class TextInputError(BadRequestError):

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from training import distributed
-from training.checkpoint import (
+from modelpress.training import distributed
+from modelpress.training.checkpoint import (
     CheckpointError,
     CheckpointMeta,
     InputSpec,
@@ -20,7 +20,7 @@ from training.checkpoint import (
     read_meta,
     save_checkpoint,
 )
-from training.data import (
+from modelpress.training.data import (
     DataError,
     Splits,
     apply_preprocessing,
@@ -30,9 +30,9 @@ from training.data import (
     read_npz,
     splits_for_checkpoint,
 )
-from training.models import build_model, count_parameters, resolve_config
-from training.recipe import Recipe, RecipeError, recipe_from_dict
-from training.trainer import check_monitor, evaluate_outputs, fit, predict, resolve_device
+from modelpress.training.models import build_model, count_parameters, resolve_config
+from modelpress.training.recipe import Recipe, RecipeError, recipe_from_dict
+from modelpress.training.trainer import check_monitor, evaluate_outputs, fit, predict, resolve_device
 
 TRAINER_STATE_FILE = "trainer_state.pt"
 

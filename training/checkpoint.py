@@ -154,7 +154,7 @@ def load_checkpoint(ckpt_dir: Path) -> tuple[nn.Module, CheckpointMeta]:
     """Rebuild the module from its metadata, load its weights, and return it in eval mode with the metadata."""
     from safetensors.torch import load_file
 
-    from training.models import build_model
+    from modelpress.training.models import build_model
 
     meta = read_meta(Path(ckpt_dir))
     model = build_model(

@@ -3,7 +3,7 @@
 Sources: scikit-learn's bundled handwritten digits (no download), a CSV file (numeric feature columns and a
 label column) or an NPZ file (arrays ``X`` and ``y``). The split is stratified for classification and fixed
 by the seed; standardisation statistics come from the training split only and travel with the checkpoint
-(:class:`~training.checkpoint.PreprocessingSpec`), so export and serving apply exactly the same transform.
+(:class:`~modelpress.training.checkpoint.PreprocessingSpec`), so export and serving apply exactly the same transform.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from training.checkpoint import PreprocessingSpec, file_sha256
-from training.recipe import DataConfig
+from modelpress.training.checkpoint import PreprocessingSpec, file_sha256
+from modelpress.training.recipe import DataConfig
 
 if TYPE_CHECKING:
-    from training.checkpoint import CheckpointMeta
+    from modelpress.training.checkpoint import CheckpointMeta
 
 # Features whose training-split std is below this are constant (digits has always-blank border pixels):
 # dividing by ~0 would blow up any value seen later, so they are only centred.

@@ -14,8 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from common.validation import first_error
-from training.models import ARCHITECTURES, resolve_config
+from modelpress.common.validation import first_error
+from modelpress.training.models import ARCHITECTURES, resolve_config
 
 
 class RecipeError(ValueError):
@@ -220,7 +220,7 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
 
 def _check_model_config_keys(raw: dict[str, Any], keys: list[str]) -> None:
     """Name an overridden ``model.config.<key>`` that the chosen architecture does not have."""
-    from training.models import REGISTRY
+    from modelpress.training.models import REGISTRY
 
     model = raw.get("model") or {}
     arch = model.get("architecture", ModelConfig().architecture) if isinstance(model, dict) else None

@@ -36,7 +36,7 @@ def confusion_table(matrix: list[list[int]], labels: list[str] | None, title: st
 
 
 def trials_table(rows: list[dict[str, Any]], metric: str) -> Table:
-    """Rows as produced by :func:`training.tune.trial_rows`."""
+    """Rows as produced by :func:`modelpress.training.tune.trial_rows`."""
     table = Table(title=f"trials ({metric})")
     for c in ("trial", "state", "value", "seconds", "params"):
         table.add_column(c, justify="right" if c in ("trial", "value", "seconds") else "left")

@@ -14,16 +14,16 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from training import distributed
-from training.data import Splits
-from training.metrics import (
+from modelpress.training import distributed
+from modelpress.training.data import Splits
+from modelpress.training.metrics import (
     CLASSIFICATION_METRICS,
     REGRESSION_METRICS,
     classification_metrics,
     higher_is_better,
     regression_metrics,
 )
-from training.recipe import OptimizerConfig, ScheduleConfig, TrainingConfig
+from modelpress.training.recipe import OptimizerConfig, ScheduleConfig, TrainingConfig
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -121,9 +121,9 @@ def fit(
     """Train ``model`` in place on ``splits`` and return what happened.
 
     Args:
-        model: built by :func:`training.models.build_model` (or any module with the same input/output).
+        model: built by :func:`modelpress.training.models.build_model` (or any module with the same input/output).
         splits: preprocessed data; the validation split drives early stopping.
-        training_cfg: :class:`~training.recipe.TrainingConfig` or its dict form.
+        training_cfg: :class:`~modelpress.training.recipe.TrainingConfig` or its dict form.
         loss_fn: ``loss_fn(model, x, y) -> scalar`` replacing the task's default loss (fine-tuning after
             pruning, distillation with a teacher's soft targets). L1/L2 penalties are still added.
         progress: show a progress bar (rank 0 only).

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.api import TrainingError, build_for_recipe, check_out_dir, seed_everything, train_recipe
-from training.data import Splits, cv_splits, load_splits
-from training.models import ARCHITECTURES
-from training.recipe import ParamSpec, Recipe, RecipeError, recipe_from_dict, set_dotted
-from training.trainer import evaluate_outputs, fit, monitor_names, predict
+from modelpress.training.api import TrainingError, build_for_recipe, check_out_dir, seed_everything, train_recipe
+from modelpress.training.data import Splits, cv_splits, load_splits
+from modelpress.training.models import ARCHITECTURES
+from modelpress.training.recipe import ParamSpec, Recipe, RecipeError, recipe_from_dict, set_dotted
+from modelpress.training.trainer import evaluate_outputs, fit, monitor_names, predict
 
 STUDY_FILE = "study.db"
 BEST_RECIPE_FILE = "best_recipe.yaml"

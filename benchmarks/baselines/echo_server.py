@@ -1,7 +1,7 @@
 """The ceiling: a FastAPI endpoint on the same stack (uvicorn, same workers) that only parses and echoes.
 
 Whatever our server does beyond this (decode, validate, batch, run, encode) is what our code costs.
-Run: ``python -m benchmarks.baselines.echo_server --port 8001``.
+Run: ``python -m modelpress.benchmarks.baselines.echo_server --port 8001``.
 """
 
 from __future__ import annotations

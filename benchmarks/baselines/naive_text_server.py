@@ -3,7 +3,7 @@
 A pydantic body, the Hugging Face tokenizer and model loaded from the packaged MiniLM (or a local folder),
 mean pooling and L2 normalisation, one forward pass per request under ``torch.no_grad``; nothing else.
 It answers ``POST /v2/models/{model}/infer`` with a V2 JSON BYTES input of texts, so the same payloads drive
-our server and this one. Run: ``python -m benchmarks.baselines.naive_text_server --port 8003``.
+our server and this one. Run: ``python -m modelpress.benchmarks.baselines.naive_text_server --port 8003``.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from benchmarks.baselines.v2 import V2Request, base_app, serve, v2_response
+from modelpress.benchmarks.baselines.v2 import V2Request, base_app, serve, v2_response
 
 
 def create_app(source: str, threads: int) -> FastAPI:
     import torch
 
-    from training.text.source import offline, resolve_source
+    from modelpress.training.text.source import offline, resolve_source
 
     offline()  # before transformers is imported: nothing may come from a hub
     from transformers import AutoModel, AutoTokenizer
@@ -44,7 +44,7 @@ def create_app(source: str, threads: int) -> FastAPI:
 
 
 def main() -> None:
-    from training.text.source import PACKAGED_MINILM
+    from modelpress.training.text.source import PACKAGED_MINILM
 
     serve(__doc__, 8003, lambda p: p.add_argument("--source", default=PACKAGED_MINILM, help="Package or folder."),
           lambda args: create_app(args.source, args.threads))  # fmt: skip

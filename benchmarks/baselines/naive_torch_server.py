@@ -1,7 +1,7 @@
 """What a user would write without modelpress: FastAPI + PyTorch eager, one forward pass per request.
 
 A pydantic body, ``torch.no_grad`` and the model from a modelpress checkpoint; nothing else.
-Run: ``python -m benchmarks.baselines.naive_torch_server CHECKPOINT --port 8002``.
+Run: ``python -m modelpress.benchmarks.baselines.naive_torch_server CHECKPOINT --port 8002``.
 It answers ``POST /v2/models/{model}/infer`` with V2 JSON too, so the same payloads drive every server.
 """
 
@@ -12,13 +12,13 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from benchmarks.baselines.v2 import V2Request, base_app, serve, v2_response
+from modelpress.benchmarks.baselines.v2 import V2Request, base_app, serve, v2_response
 
 
 def create_app(checkpoint: Path, threads: int) -> FastAPI:
     import torch
 
-    from training.checkpoint import load_checkpoint
+    from modelpress.training.checkpoint import load_checkpoint
 
     torch.set_num_threads(threads)
     model, _ = load_checkpoint(checkpoint)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from rich.progress import Progress
 
-from export.compare.machine import describe_machine
-from export.compare.macs import count_macs
-from export.compare.runners import (
+from modelpress.export.compare.machine import describe_machine
+from modelpress.export.compare.macs import count_macs
+from modelpress.export.compare.runners import (
     TEXT_SEQUENCE,
     concrete_shape,
     graph_inputs,
@@ -20,10 +20,10 @@ from export.compare.runners import (
     throughput_batch,
     torch_callable,
 )
-from export.compare.schema import Report, TorchBaseline, VariantRow
-from export.compare.timing import STANDARD, TimingBudget, measure, rows_per_second
-from export.compare.torch_source import NoBaselineError, baseline_source, load_baseline
-from serving.manifest import (
+from modelpress.export.compare.schema import Report, TorchBaseline, VariantRow
+from modelpress.export.compare.timing import STANDARD, TimingBudget, measure, rows_per_second
+from modelpress.export.compare.torch_source import NoBaselineError, baseline_source, load_baseline
+from modelpress.serving.manifest import (
     ManifestError,
     ModelManifest,
     list_models,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from export.compare.schema import Report, VariantRow
+from modelpress.export.compare.schema import Report, VariantRow
 
 
 def _quality(row: VariantRow) -> float | None:

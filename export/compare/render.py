@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from export.compare.runners import TEXT_BATCH, TEXT_SEQUENCE
-from export.compare.schema import Report, VariantRow
+from modelpress.export.compare.runners import TEXT_BATCH, TEXT_SEQUENCE
+from modelpress.export.compare.schema import Report, VariantRow
 
 
 def _num(value: float | int | None, fmt: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.manifest import ModelManifest, TensorSpec
+from modelpress.serving.manifest import ModelManifest, TensorSpec
 
 _NUMPY_DTYPES = {
     "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,

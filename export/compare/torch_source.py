@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from export.compare.runners import is_text
-from serving.manifest import ModelManifest
+from modelpress.export.compare.runners import is_text
+from modelpress.serving.manifest import ModelManifest
 
 
 class NoBaselineError(Exception):
@@ -38,7 +38,7 @@ def load_baseline(manifest: ModelManifest) -> Any:
     if not source or not Path(source).is_dir():
         raise NoBaselineError(f"source checkpoint not found ({source!r}): no PyTorch baseline")
     try:
-        from training.checkpoint import CheckpointError, load_checkpoint
+        from modelpress.training.checkpoint import CheckpointError, load_checkpoint
     except ImportError as e:  # a serving-only install has no torch
         raise NoBaselineError(f"PyTorch not installed ({e}): no baseline") from e
     try:
@@ -50,8 +50,8 @@ def load_baseline(manifest: ModelManifest) -> Any:
 
 def _load_text_encoder(spec: str) -> Any:
     try:
-        from training.text.encoder import SentenceEncoder
-        from training.text.source import TextModelError, load_encoder, resolve_source
+        from modelpress.training.text.encoder import SentenceEncoder
+        from modelpress.training.text.source import TextModelError, load_encoder, resolve_source
     except ImportError as e:  # no torch / transformers in this install
         raise NoBaselineError(f"PyTorch or transformers not installed ({e}): no baseline") from e
     try:

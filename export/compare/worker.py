@@ -1,4 +1,6 @@
-"""Measure one model in a fresh process: ``python -m export.compare.worker`` (or ``python -m benchmarks.worker``).
+"""Measure one model in a fresh process: ``python -m modelpress.export.compare.worker``.
+
+The same as ``python -m modelpress.benchmarks.worker``.
 
 A fresh process makes the figures the model's own: its peak RSS holds nothing else, and PyTorch's thread pool
 is the one asked for. In a process whose torch thread count changed before (training at one thread, then
@@ -22,10 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from export.compare.runners import ort_callable, ort_session, synthetic_inputs, throughput_batch, torch_callable
-from export.compare.timing import QUICK, STANDARD, measure, rows_per_second
-from serving.manifest import read_manifest
-from serving.memory import rss_bytes
+from modelpress.export.compare.runners import (
+    ort_callable,
+    ort_session,
+    synthetic_inputs,
+    throughput_batch,
+    torch_callable,
+)
+from modelpress.export.compare.timing import QUICK, STANDARD, measure, rows_per_second
+from modelpress.serving.manifest import read_manifest
+from modelpress.serving.memory import rss_bytes
 
 # (feeds → a callable running the model once on them, batch size → feeds, the throughput batch)
 Model = tuple[Callable[[dict[str, np.ndarray]], Callable[[], object]], Callable[[int], dict[str, np.ndarray]], int]
@@ -42,7 +50,7 @@ def measure_in_fresh_process(args: Sequence[str], *, timeout: float | None = Non
         WorkerError: the worker exited with an error.
         subprocess.TimeoutExpired: it ran longer than ``timeout`` seconds.
     """
-    argv = [sys.executable, "-m", "export.compare.worker", *args]
+    argv = [sys.executable, "-m", "modelpress.export.compare.worker", *args]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
         raise WorkerError((proc.stderr.strip().splitlines() or ["no output"])[-1])
@@ -89,7 +97,7 @@ def _from_version(args: argparse.Namespace) -> Model:
     if args.kind == "ort":
         session = ort_session(args.version_dir / manifest.model_file, args.threads)
         return lambda feeds: ort_callable(session, feeds), inputs, throughput_batch(manifest, args.batch)
-    from export.compare.torch_source import load_baseline
+    from modelpress.export.compare.torch_source import load_baseline
 
     module = load_baseline(manifest)  # the checkpoint, or a text model's recorded package / folder
     return lambda feeds: torch_callable(module, feeds, args.threads), inputs, throughput_batch(manifest, args.batch)
@@ -97,7 +105,7 @@ def _from_version(args: argparse.Namespace) -> Model:
 
 def _from_checkpoint(args: argparse.Namespace) -> Model:
     """A checkpoint's module in PyTorch eager, on inputs of its recorded input spec (no manifest needed)."""
-    from training.checkpoint import load_checkpoint
+    from modelpress.training.checkpoint import load_checkpoint
 
     module, meta = load_checkpoint(args.checkpoint)
 

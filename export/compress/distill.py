@@ -17,14 +17,14 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from export.compress.structured import output_layer
+from modelpress.export.compress.structured import output_layer
 
 
 class DistillConfig(BaseModel):
     """Teacher → student distillation.
 
     Attributes:
-        architecture: the student's architecture (any of ``training.models``).
+        architecture: the student's architecture (any of ``modelpress.training.models``).
         config: the student's architecture options (narrower, fewer layers than the teacher).
         temperature: softens both distributions; higher shares more of the teacher's "dark knowledge".
         alpha: weight of the soft-target term; ``1 - alpha`` weighs the hard-label cross-entropy.
@@ -197,7 +197,7 @@ def make_loss_fn(
     wrapper: StudentWithProjection | None = None,
     augmenter: ImageAugmenter | None = None,
 ) -> tuple[Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor], Callable[[], None]]:
-    """A ``loss_fn(model, x, y)`` for :func:`training.trainer.fit`, and a function releasing its hooks.
+    """A ``loss_fn(model, x, y)`` for :func:`modelpress.training.trainer.fit`, and a function releasing its hooks.
 
     The teacher runs in eval mode without gradients on the same (possibly noise-augmented) batch as the student,
     plus, with ``augmenter``, a transformed copy of it and, with mixup, a mixed copy: both only soft-labelled.
@@ -240,7 +240,7 @@ def make_loss_fn(
 
 def build_student(cfg: DistillConfig, *, input_shape: list[int], num_outputs: int) -> nn.Module:
     """An untrained student of ``cfg.architecture`` (ValueError naming a bad option)."""
-    from training.models import build_model
+    from modelpress.training.models import build_model
 
     return build_model(cfg.architecture, cfg.config, input_shape=input_shape, num_outputs=num_outputs,
                        task="classification")  # fmt: skip
@@ -259,13 +259,13 @@ def distill(
 
     Args:
         teacher: the trained model (left unchanged).
-        splits: :class:`training.data.Splits` (classification) the teacher was trained on.
+        splits: :class:`modelpress.training.data.Splits` (classification) the teacher was trained on.
         cfg: student architecture and loss weights.
-        training_cfg: :class:`training.recipe.TrainingConfig` (or its dict) for the student's training.
+        training_cfg: :class:`modelpress.training.recipe.TrainingConfig` (or its dict) for the student's training.
         student: a ready student (e.g. initialised elsewhere) instead of building one from ``cfg``.
         progress: show the trainer's progress bar.
     """
-    from training.trainer import fit
+    from modelpress.training.trainer import fit
 
     if splits.task != "classification":
         raise ValueError(f"distillation with soft targets needs a classification task, got {splits.task!r}")

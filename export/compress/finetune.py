@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from training.data import Splits
-from training.recipe import TrainingConfig
-from training.trainer import LossFn, evaluate_outputs, fit, predict
+from modelpress.training.data import Splits
+from modelpress.training.recipe import TrainingConfig
+from modelpress.training.trainer import LossFn, evaluate_outputs, fit, predict
 
 
 def finetune_config(

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from common.validation import first_error
-from export.errors import ExportError
+from modelpress.common.validation import first_error
+from modelpress.export.errors import ExportError
 
 # fp16w: fp16 storage, fp32 compute (half the bytes, fp32's latency; see the fp16 pass's weights_only)
 Precision = Literal["fp32", "fp16", "fp16w", "int8"]

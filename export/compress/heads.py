@@ -1,6 +1,6 @@
 """Attention-head pruning: remove whole heads of the registry's transformer so its attention really shrinks.
 
-A head of ``training.models.transformer.SelfAttention`` owns ``head_dim`` rows of each of the q, k and v
+A head of ``modelpress.training.models.transformer.SelfAttention`` owns ``head_dim`` rows of each of the q, k and v
 blocks of ``qkv`` and the same ``head_dim`` input columns of ``proj``. Removing a head removes those rows and
 columns and lowers ``nhead``; the residual width (``d_model``) stays, so nothing outside the block changes.
 A head's importance is the norm of all its weights (the ``l1``/``l2`` group magnitude the channel pruner uses).

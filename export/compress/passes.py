@@ -15,8 +15,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from export.errors import ExportError
-from export.passes.base import Pass, PassConfig, PassContext, PassOutput
+from modelpress.export.errors import ExportError
+from modelpress.export.passes.base import Pass, PassConfig, PassContext, PassOutput
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -32,7 +32,7 @@ class _TorchPass(Pass):
 
     @staticmethod
     def _splits(ctx: PassContext) -> Any:
-        from training.data import splits_for_checkpoint
+        from modelpress.training.data import splits_for_checkpoint
 
         try:
             return splits_for_checkpoint(ctx.meta)
@@ -44,7 +44,7 @@ class _TorchPass(Pass):
         """The checkpoint's own training settings, with this pass's epochs, learning rate and seed."""
         from pydantic import ValidationError
 
-        from training.recipe import TrainingConfig
+        from modelpress.training.recipe import TrainingConfig
 
         raw = dict(ctx.meta.recipe.get("training") or {})
         try:
@@ -56,7 +56,7 @@ class _TorchPass(Pass):
 
     def _finetuner(self, ctx: PassContext, epochs: int, lr: float | None, seed: int) -> Any:
         """``finetune(model, step)`` on the checkpoint's splits, or None when ``epochs`` is 0."""
-        from export.compress.finetune import make_finetune
+        from modelpress.export.compress.finetune import make_finetune
 
         if epochs == 0:
             return None
@@ -77,7 +77,7 @@ class _TorchPass(Pass):
 
 
 class DistillPassConfig(PassConfig):
-    architecture: str = Field("mlp", description="student architecture (any of training.models)")
+    architecture: str = Field("mlp", description="student architecture (any of modelpress.training.models)")
     config: dict[str, Any] = Field(default_factory=lambda: {"hidden": [32], "dropout": 0.0})
     temperature: float = Field(4.0, gt=0.0)
     alpha: float = Field(0.7, ge=0.0, le=1.0, description="weight of the soft targets; 1 - alpha: hard labels")
@@ -106,8 +106,8 @@ class Distill(_TorchPass):
     config: DistillPassConfig
 
     def run(self, model_path: Path | None, out_dir: Path, ctx: PassContext) -> PassOutput:
-        from export.compress.distill import DistillConfig, held_out_probe, teacher_fidelity
-        from export.compress.sizes import count_parameters
+        from modelpress.export.compress.distill import DistillConfig, held_out_probe, teacher_fidelity
+        from modelpress.export.compress.sizes import count_parameters
 
         self._check_position(model_path)
         cfg = DistillConfig(**self.config.model_dump(include=set(DistillConfig.model_fields)))
@@ -144,7 +144,7 @@ class Distill(_TorchPass):
         """One student trained from ``seed`` (its initialisation and the trainer's batch order)."""
         import torch
 
-        from export.compress.distill import build_student, distill
+        from modelpress.export.compress.distill import build_student, distill
 
         torch.manual_seed(seed)
         try:
@@ -179,8 +179,8 @@ class Prune(_TorchPass):
     config: PruneConfig
 
     def run(self, model_path: Path | None, out_dir: Path, ctx: PassContext) -> PassOutput:
-        from export.compress.sizes import count_nonzero_parameters, count_parameters
-        from export.compress.unstructured import UnstructuredConfig, prune_unstructured
+        from modelpress.export.compress.sizes import count_nonzero_parameters, count_parameters
+        from modelpress.export.compress.unstructured import UnstructuredConfig, prune_unstructured
 
         self._check_position(model_path)
         try:
@@ -218,9 +218,9 @@ class PruneStructured(_TorchPass):
     def run(self, model_path: Path | None, out_dir: Path, ctx: PassContext) -> PassOutput:
         import torch
 
-        from export.compress.heads import head_counts
-        from export.compress.sizes import count_parameters
-        from export.compress.structured import StructuredConfig, layer_widths, prune_structured
+        from modelpress.export.compress.heads import head_counts
+        from modelpress.export.compress.sizes import count_parameters
+        from modelpress.export.compress.structured import StructuredConfig, layer_widths, prune_structured
 
         self._check_position(model_path)
         fields = self.config.model_dump(exclude={"lr", "seed"})

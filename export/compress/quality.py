@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from export.spec import VerifySpec
-from export.verify import Reference, measure_quality, reference, run_ort
+from modelpress.export.spec import VerifySpec
+from modelpress.export.verify import Reference, measure_quality, reference, run_ort
 
 
 def compressed_quality(
@@ -24,7 +24,7 @@ def compressed_quality(
     task: str,
     spec: VerifySpec,
 ) -> dict[str, Any]:
-    """The variant's quality dict, in the same keys as :func:`export.verify.measure_quality`.
+    """The variant's quality dict, in the same keys as :func:`modelpress.export.verify.measure_quality`.
 
     ``max_abs_diff`` and ``conversion_agreement`` compare the ONNX model with ``module`` (its own PyTorch
     source); ``top1_agreement``, ``reference_accuracy`` and ``accuracy_drop`` compare it with the original

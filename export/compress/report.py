@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from export.compress.search import Candidate, SearchResult
+from modelpress.export.compress.search import Candidate, SearchResult
 
 COLUMNS = ("candidate", "status", "params", "nonzero", "ONNX bytes", "gzip bytes", "× smaller", "accuracy",
            "drop (pts)", "p50 b=1", "× eager", "marks")  # fmt: skip

@@ -21,14 +21,14 @@ from typing import Any
 
 from rich.progress import Progress
 
-from export.compress.grid import PRECISION_STEPS, SearchGrid
-from export.compress.quality import compressed_quality
-from export.compress.sizes import count_nonzero_parameters, count_parameters, gzip_bytes, onnx_bytes
-from export.compress.timing import batch1_latency_ms, eager_latency_ms
-from export.errors import ExportError
-from export.repository import check_repository
-from export.spec import VerifySpec, parse_spec, variant_model_name
-from export.verify import check_structure, judge, measure_quality, reference
+from modelpress.export.compress.grid import PRECISION_STEPS, SearchGrid
+from modelpress.export.compress.quality import compressed_quality
+from modelpress.export.compress.sizes import count_nonzero_parameters, count_parameters, gzip_bytes, onnx_bytes
+from modelpress.export.compress.timing import batch1_latency_ms, eager_latency_ms
+from modelpress.export.errors import ExportError
+from modelpress.export.repository import check_repository
+from modelpress.export.spec import VerifySpec, parse_spec, variant_model_name
+from modelpress.export.verify import check_structure, judge, measure_quality, reference
 
 SCHEMA_VERSION = 1
 
@@ -134,9 +134,9 @@ def search(
         ExportError: the checkpoint is unusable, the grid names an invalid step or the repository is not one
             (before any candidate runs), or publishing failed (then nothing of this search is published).
     """
-    from export.api import _Chain, _load
-    from export.data import eval_data_for_checkpoint
-    from export.passes import PassContext
+    from modelpress.export.api import _Chain, _load
+    from modelpress.export.data import eval_data_for_checkpoint
+    from modelpress.export.passes import PassContext
 
     if max_accuracy_drop < 0:
         raise ExportError(f"--max-accuracy-drop must be 0 or more points, got {max_accuracy_drop}")
@@ -202,8 +202,8 @@ def _publish(
     result: SearchResult, artifacts: dict[str, _Artifact], request: PublishRequest, ctx: Any, checkpoint: Path
 ) -> None:
     """Publish the chosen candidates in one atomic commit and note on each where it went."""
-    from export.api import BuiltVariant, publish_all
-    from export.manifest_builder import build_manifest
+    from modelpress.export.api import BuiltVariant, publish_all
+    from modelpress.export.manifest_builder import build_manifest
 
     roles = to_publish(result, request.pareto)
     if not roles:

@@ -5,7 +5,7 @@ matching batch-norm entries and the input channels of every layer that consumes 
 the matching block of the next Linear's inputs), so coupled layers shrink together and the module stays
 valid. The classifier head keeps its outputs. Attention projections are not channel-pruned (their reshape
 into heads would not survive an arbitrary width); with ``heads``, whole attention heads are removed instead
-(:mod:`export.compress.heads`), and the feed-forward neurons of a transformer are channel-pruned.
+(:mod:`modelpress.export.compress.heads`), and the feed-forward neurons of a transformer are channel-pruned.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def prune_structured(
     Returns:
         The narrower model (same object) and one record per step (parameters left, fine-tune result).
     """
-    from export.compress.heads import head_counts, prune_heads
+    from modelpress.export.compress.heads import head_counts, prune_heads
 
     if cfg.ratio == 0 and cfg.heads == 0:
         raise ValueError("nothing to prune: set ratio (channels) or heads above 0")

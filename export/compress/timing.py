@@ -1,6 +1,6 @@
 """Batch-1 latency of an ONNX model and of the PyTorch eager module, timed like ``modelpress compare`` does.
 
-PyTorch eager is timed in a fresh process (:mod:`export.compare.worker`, which says why): a search has
+PyTorch eager is timed in a fresh process (:mod:`modelpress.export.compare.worker`, which says why): a search has
 trained and exported in this process, with other torch thread counts, before it times anything.
 """
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from export.compare.runners import ort_callable, ort_session
-from export.compare.timing import QUICK, STANDARD, measure
-from export.compare.worker import WorkerError, measure_in_fresh_process
-from export.errors import ExportError
+from modelpress.export.compare.runners import ort_callable, ort_session
+from modelpress.export.compare.timing import QUICK, STANDARD, measure
+from modelpress.export.compare.worker import WorkerError, measure_in_fresh_process
+from modelpress.export.errors import ExportError
 
 
 def batch1_latency_ms(model_path: Path, sample: np.ndarray, threads: int, *, quick: bool = False) -> float:

@@ -6,14 +6,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from common.validation import first_error
-from export.compress.passes import COMPRESSION_PASSES
-from export.errors import ExportError
-from export.passes.base import Pass, PassConfig, PassContext, PassOutput
-from export.passes.fp16 import Float16
-from export.passes.optimize import OrtOptimize
-from export.passes.quantize import Quantize
-from export.passes.to_onnx import OnnxExport
+from modelpress.common.validation import first_error
+from modelpress.export.compress.passes import COMPRESSION_PASSES
+from modelpress.export.errors import ExportError
+from modelpress.export.passes.base import Pass, PassConfig, PassContext, PassOutput
+from modelpress.export.passes.fp16 import Float16
+from modelpress.export.passes.optimize import OrtOptimize
+from modelpress.export.passes.quantize import Quantize
+from modelpress.export.passes.to_onnx import OnnxExport
 
 PASSES: dict[str, type[Pass]] = {
     cls.name: cls for cls in (*COMPRESSION_PASSES, OnnxExport, OrtOptimize, Float16, Quantize)

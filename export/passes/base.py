@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:
     from torch import nn
 
-    from export.data import EvalData
-    from training.checkpoint import CheckpointMeta
+    from modelpress.export.data import EvalData
+    from modelpress.training.checkpoint import CheckpointMeta
 
 
 class PassConfig(BaseModel):

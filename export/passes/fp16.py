@@ -11,10 +11,10 @@ from typing import Any
 
 from pydantic import Field
 
-from export.errors import VerificationError
-from export.graph_rewrite import topological_sort
-from export.onnx_files import has_external_data, save_model
-from export.passes.base import Pass, PassConfig, PassContext, PassOutput
+from modelpress.export.errors import VerificationError
+from modelpress.export.graph_rewrite import topological_sort
+from modelpress.export.onnx_files import has_external_data, save_model
+from modelpress.export.passes.base import Pass, PassConfig, PassContext, PassOutput
 
 
 class Float16Config(PassConfig):

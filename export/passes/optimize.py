@@ -8,10 +8,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from export.errors import VerificationError
-from export.onnx_files import EXTERNAL_DATA_NAME, drop_unused_opsets, has_external_data, save_model
-from export.ort_session import cpu_session
-from export.passes.base import Pass, PassConfig, PassContext, PassOutput
+from modelpress.export.errors import VerificationError
+from modelpress.export.onnx_files import EXTERNAL_DATA_NAME, drop_unused_opsets, has_external_data, save_model
+from modelpress.export.ort_session import cpu_session
+from modelpress.export.passes.base import Pass, PassConfig, PassContext, PassOutput
 
 
 class OptimizeConfig(PassConfig):

@@ -16,10 +16,10 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from export.errors import VerificationError
-from export.graph_rewrite import drop_zero_bias_zero_points, gemm_to_matmul
-from export.onnx_files import has_external_data, save_model
-from export.passes.base import Pass, PassConfig, PassContext, PassOutput
+from modelpress.export.errors import VerificationError
+from modelpress.export.graph_rewrite import drop_zero_bias_zero_points, gemm_to_matmul
+from modelpress.export.onnx_files import has_external_data, save_model
+from modelpress.export.passes.base import Pass, PassConfig, PassContext, PassOutput
 
 
 class QuantizeConfig(PassConfig):

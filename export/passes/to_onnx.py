@@ -8,10 +8,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from export.errors import VerificationError
-from export.onnx_files import save_model, strip_export_metadata
-from export.passes.base import Pass, PassConfig, PassContext, PassOutput
-from export.quiet import quiet_exporters
+from modelpress.export.errors import VerificationError
+from modelpress.export.onnx_files import save_model, strip_export_metadata
+from modelpress.export.passes.base import Pass, PassConfig, PassContext, PassOutput
+from modelpress.export.quiet import quiet_exporters
 
 INPUT_NAME = "input"
 OUTPUT_NAMES = {"classification": "logits", "regression": "predictions"}

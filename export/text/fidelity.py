@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.text import TextTokenizer
+from modelpress.serving.text import TextTokenizer
 
 
 def token_batches(
@@ -26,7 +26,7 @@ def token_batches(
 
 def onnx_embeddings(model_path: Path, batches: Sequence[dict[str, np.ndarray]], *, threads: int = 2) -> np.ndarray:
     """Run the model on every batch and stack the (float32) embeddings."""
-    from export.ort_session import cpu_session
+    from modelpress.export.ort_session import cpu_session
 
     session = cpu_session(model_path, threads=threads)
     names = {i.name for i in session.get_inputs()}

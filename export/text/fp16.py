@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from export.errors import VerificationError
-from export.graph_rewrite import topological_sort
-from export.onnx_files import save_model
+from modelpress.export.errors import VerificationError
+from modelpress.export.graph_rewrite import topological_sort
+from modelpress.export.onnx_files import save_model
 
 
 def convert_encoder_fp16(model_path: Path, out_dir: Path) -> Path:

@@ -2,9 +2,10 @@
 
 Three things make dynamic int8 both small and faithful on MiniLM:
 
-1. the word-embedding table (half the model) stored per-row int8 (:mod:`export.text.embedding_int8`);
+1. the word-embedding table (half the model) stored per-row int8 (:mod:`modelpress.export.text.embedding_int8`);
 2. per-channel int8 weights on every MatMul and fused Attention, after activation smoothing whose strength
-   ``alpha`` is chosen by measuring each candidate on the calibration sentences (:mod:`export.text.smoothing`);
+   ``alpha`` is chosen by measuring each candidate on the calibration sentences
+   (:mod:`modelpress.export.text.smoothing`);
 3. if the mean cosine to fp32 on the calibration sentences is still below the target, the most sensitive
    nodes stay fp32, a few at most: sensitivity is measured one node at a time on the same sentences, for the
    nodes whose inputs have the strongest outlier channels.
@@ -23,10 +24,10 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from export.onnx_files import save_model
-from export.text.embedding_int8 import quantize_embedding_tables
-from export.text.fidelity import cosines, onnx_embeddings
-from export.text.smoothing import activation_ranges, smooth_model, smooth_targets
+from modelpress.export.onnx_files import save_model
+from modelpress.export.text.embedding_int8 import quantize_embedding_tables
+from modelpress.export.text.fidelity import cosines, onnx_embeddings
+from modelpress.export.text.smoothing import activation_ranges, smooth_model, smooth_targets
 
 
 class Int8Config(BaseModel):
@@ -101,7 +102,7 @@ def quantize_encoder_int8(
     """Quantize an optimised fp32 encoder (without EmbedLayerNormalization fusion) to int8.
 
     Args:
-        model_path: the fp32 graph (``export.text.optimize.optimize_encoder(..., embed_layer_norm=False)``).
+        model_path: the fp32 graph (``modelpress.export.text.optimize.optimize_encoder(..., embed_layer_norm=False)``).
         out_dir: where ``model.onnx`` is written.
         calibration: token batches of calibration sentences.
         reference: the fp32 teacher's embeddings of those batches, stacked.

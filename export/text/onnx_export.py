@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from export.errors import VerificationError
-from export.onnx_files import save_model, strip_node_metadata
-from export.quiet import quiet_exporters
-from training.text.encoder import GRAPH_INPUTS, GRAPH_OUTPUT
+from modelpress.export.errors import VerificationError
+from modelpress.export.onnx_files import save_model, strip_node_metadata
+from modelpress.export.quiet import quiet_exporters
+from modelpress.training.text.encoder import GRAPH_INPUTS, GRAPH_OUTPUT
 
 if TYPE_CHECKING:
     from torch import nn
@@ -50,7 +50,7 @@ def export_encoder(
     exporter: Exporter = "torchscript",
     tolerance: float = 1e-4,
 ) -> tuple[Path, dict[str, object]]:
-    """Export ``encoder`` (a :class:`training.text.encoder.SentenceEncoder`) to ``out_dir/model.onnx``.
+    """Export ``encoder`` (a :class:`modelpress.training.text.encoder.SentenceEncoder`) to ``out_dir/model.onnx``.
 
     Returns:
         The model path and details (exporter, opset, the largest difference to PyTorch).
@@ -129,7 +129,7 @@ def check_against_torch(model_path: Path, encoder: nn.Module, *, tolerance: floa
     import onnx
     import torch
 
-    from export.ort_session import cpu_session
+    from modelpress.export.ort_session import cpu_session
 
     try:
         onnx.checker.check_model(str(model_path), full_check=True)

@@ -7,8 +7,8 @@ import io
 import logging
 from pathlib import Path
 
-from export.errors import VerificationError
-from export.onnx_files import save_model
+from modelpress.export.errors import VerificationError
+from modelpress.export.onnx_files import save_model
 
 # The fusions worth reporting for a BERT encoder (the optimizer's statistics list many more, mostly zero).
 REPORTED_FUSIONS = (

@@ -20,16 +20,16 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from export.errors import AccuracyRefusedError, ExportError
-from export.manifest_builder import tool_versions
-from export.onnx_files import model_files
-from export.repository import Published, check_repository
-from export.spec import variant_model_name
-from export.text.fidelity import fidelity, onnx_embeddings, token_batches
-from export.text.publish import BuiltTextVariant, publish_text_variants
-from export.text.recipe import TextRecipe, load_text_recipe
-from serving.manifest import ModelManifest, PassRecord, SizeInfo, TensorSpec, TokenizerSpec
-from serving.text import TextTokenizer
+from modelpress.export.errors import AccuracyRefusedError, ExportError
+from modelpress.export.manifest_builder import tool_versions
+from modelpress.export.onnx_files import model_files
+from modelpress.export.repository import Published, check_repository
+from modelpress.export.spec import variant_model_name
+from modelpress.export.text.fidelity import fidelity, onnx_embeddings, token_batches
+from modelpress.export.text.publish import BuiltTextVariant, publish_text_variants
+from modelpress.export.text.recipe import TextRecipe, load_text_recipe
+from modelpress.serving.manifest import ModelManifest, PassRecord, SizeInfo, TensorSpec, TokenizerSpec
+from modelpress.serving.text import TextTokenizer
 
 TEXT_INPUT = "text"
 PRECISION = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "student": "fp32", "student-int8": "int8"}
@@ -78,7 +78,7 @@ def torch_embeddings(module: Any, batches: list[dict[str, np.ndarray]]) -> np.nd
 
 
 def _export_stage(ctx: _Context, module: Any, tag: str, lineage: list[PassRecord]) -> _Stage:
-    from export.text.onnx_export import export_encoder
+    from modelpress.export.text.onnx_export import export_encoder
 
     ctx.note(f"{tag}: ONNX export")
     started = time.perf_counter()
@@ -90,7 +90,7 @@ def _export_stage(ctx: _Context, module: Any, tag: str, lineage: list[PassRecord
 
 def _optimized(ctx: _Context, stage: _Stage, tag: str, embed_layer_norm: bool) -> tuple[Path, PassRecord]:
     """The ORT-fused graph (cached per stage and fusion setting)."""
-    from export.text.optimize import encoder_dims, optimize_encoder
+    from modelpress.export.text.optimize import encoder_dims, optimize_encoder
 
     if embed_layer_norm not in stage.optimized:
         if not ctx.recipe.export.optimize:
@@ -118,7 +118,7 @@ def _optimized(ctx: _Context, stage: _Stage, tag: str, embed_layer_norm: bool) -
 
 def _int8(ctx: _Context, stage: _Stage, tag: str) -> tuple[Path, list[PassRecord]]:
     """The int8 graph of a stage, with the teacher's int8 settings or the student's own (``export.student_int8``)."""
-    from export.text.int8 import quantize_encoder_int8
+    from modelpress.export.text.int8 import quantize_encoder_int8
 
     path, opt_record = _optimized(ctx, stage, tag, embed_layer_norm=False)
     if stage.calibration_reference is None:
@@ -136,7 +136,7 @@ def _int8(ctx: _Context, stage: _Stage, tag: str) -> tuple[Path, list[PassRecord
 
 
 def _fp16(ctx: _Context, stage: _Stage, tag: str) -> tuple[Path, list[PassRecord]]:
-    from export.text.fp16 import convert_encoder_fp16
+    from modelpress.export.text.fp16 import convert_encoder_fp16
 
     path, opt_record = _optimized(ctx, stage, tag, embed_layer_norm=True)
     ctx.note(f"{tag}: fp16")
@@ -151,7 +151,7 @@ DISTILL_RECORD = "distill.json"  # beside a kept student: how it was distilled, 
 def _distilled(ctx: _Context, teacher: _Stage, corpus_train: list[str], validation: list[str]) -> tuple[_Stage, Path]:
     import torch
 
-    from training.text.distill import distill
+    from modelpress.training.text.distill import distill
 
     tokenizer = TextTokenizer(ctx.tokenizer_file, ctx.recipe.distill.max_length)
 
@@ -195,9 +195,9 @@ def _reused_student(folder: str, layers: int, key: str) -> tuple[Any, dict[str, 
     Raises:
         DistillError: the folder is not a student of ``layers`` layers.
     """
-    from training.text.distill import DistillError
-    from training.text.encoder import SentenceEncoder
-    from training.text.source import TextModelError, load_encoder, resolve_source
+    from modelpress.training.text.distill import DistillError
+    from modelpress.training.text.encoder import SentenceEncoder
+    from modelpress.training.text.source import TextModelError, load_encoder, resolve_source
 
     try:
         source = resolve_source(folder)
@@ -256,9 +256,9 @@ def build_text_variants(
     recipe: TextRecipe, work: Path, *, force: bool = False, progress: bool = True
 ) -> tuple[list[BuiltTextVariant], Path | None]:
     """Build and measure every variant the recipe lists; return them (unpublished) and the student folder."""
-    from training.text.corpus import load_corpus
-    from training.text.encoder import SentenceEncoder
-    from training.text.source import load_encoder, resolve_source
+    from modelpress.training.text.corpus import load_corpus
+    from modelpress.training.text.encoder import SentenceEncoder
+    from modelpress.training.text.source import load_encoder, resolve_source
 
     wanted = recipe.export.variants
     steps = 3 + 2 * len(wanted) + (3 if any(v.startswith("student") for v in wanted) else 0)
@@ -347,9 +347,9 @@ def run_text_pipeline(
     Raises:
         ExportError: bad recipe, source, corpus, a failed check or a refused variant; nothing is published.
     """
-    from training.text.corpus import CorpusError, check_corpus_spec
-    from training.text.distill import DistillError
-    from training.text.source import TextModelError, resolve_source
+    from modelpress.training.text.corpus import CorpusError, check_corpus_spec
+    from modelpress.training.text.distill import DistillError
+    from modelpress.training.text.source import TextModelError, resolve_source
 
     recipe = load_text_recipe(recipe_path, overrides)
     for variant in recipe.export.variants:

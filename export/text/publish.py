@@ -7,8 +7,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from export.repository import Published, StagedVersion, commit_all
-from serving.manifest import ModelManifest
+from modelpress.export.repository import Published, StagedVersion, commit_all
+from modelpress.serving.manifest import ModelManifest
 
 
 class _StagedTextVersion(StagedVersion):

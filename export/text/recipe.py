@@ -1,6 +1,6 @@
 """The recipe of a pretrained text encoder: where the model comes from, the corpus, distillation and export.
 
-A recipe is a text recipe when its ``model.source`` is ``hf`` (:func:`export.text.dispatch.is_text_recipe`).
+A recipe is a text recipe when its ``model.source`` is ``hf`` (:func:`modelpress.export.text.dispatch.is_text_recipe`).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from common.validation import first_error
-from export.errors import ExportError
-from export.text.int8 import Int8Config
-from training.text.distill import DistillConfig
+from modelpress.common.validation import first_error
+from modelpress.export.errors import ExportError
+from modelpress.export.text.int8 import Int8Config
+from modelpress.training.text.distill import DistillConfig
 
 VARIANTS = ("fp32", "int8", "fp16", "student", "student-int8")
 
@@ -77,7 +77,7 @@ def load_text_recipe(path: Path, overrides: list[str] | tuple[str, ...] = ()) ->
     Raises:
         ExportError: naming the file, the key and the problem.
     """
-    from training.recipe import RecipeError, apply_override
+    from modelpress.training.recipe import RecipeError, apply_override
 
     path = Path(path)
     try:

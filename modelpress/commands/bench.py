@@ -88,9 +88,9 @@ def register(app: typer.Typer) -> None:
         client_cpus: str = typer.Option("", help="CPUs wrk is pinned to (empty: not pinned)."),
     ) -> None:
         """Bounded closed-loop load (wrk) against a running server: throughput, latency percentiles, errors."""
-        from benchmarks.loadgen import WrkError
-        from benchmarks.served import measure_step, workload_for
-        from serving.manifest import TensorSpec
+        from modelpress.benchmarks.loadgen import WrkError
+        from modelpress.benchmarks.served import measure_step, workload_for
+        from modelpress.serving.manifest import TensorSpec
 
         if payload not in ("json", "binary"):
             fail(f"--payload {payload!r}: expected json or binary")
@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _sweep_config(concurrency: str, duration: int, warmup: int, threads: int, client_cpus: str, server_cpus: str):
-    from benchmarks.served import SweepConfig
+    from modelpress.benchmarks.served import SweepConfig
 
     levels = tuple(_levels(concurrency))
     client, server = _cpus("--client-cpus", client_cpus), _cpus("--server-cpus", server_cpus)
@@ -115,8 +115,8 @@ def _sweep_config(concurrency: str, duration: int, warmup: int, threads: int, cl
 
 
 def _inprocess(repository: Path, threads: int, batch: int, quick: bool, out: Path, stamp: str) -> list[str]:
-    from benchmarks.inprocess import bench_repository
-    from benchmarks.inprocess import to_markdown as inprocess_markdown
+    from modelpress.benchmarks.inprocess import bench_repository
+    from modelpress.benchmarks.inprocess import to_markdown as inprocess_markdown
 
     inproc = bench_repository(repository, threads=threads, batch=batch, quick=quick)
     (out / f"inprocess-{stamp}.json").write_text(json.dumps(inproc, indent=2))
@@ -125,11 +125,11 @@ def _inprocess(repository: Path, threads: int, batch: int, quick: bool, out: Pat
 
 def _served(repository: Path, models: list[str], config, out: Path, stamp: str) -> list[str]:
     """The served sweep; skipped with a note (not an error) where wrk is missing, as `make tools` says."""
-    from benchmarks.loadgen import WrkError, wrk_binary
-    from benchmarks.served import run_sweep, targets_for, to_markdown
-    from benchmarks.targets import check_targets
-    from benchmarks.targets import to_markdown as targets_markdown
-    from serving.settings import Settings
+    from modelpress.benchmarks.loadgen import WrkError, wrk_binary
+    from modelpress.benchmarks.served import run_sweep, targets_for, to_markdown
+    from modelpress.benchmarks.targets import check_targets
+    from modelpress.benchmarks.targets import to_markdown as targets_markdown
+    from modelpress.serving.settings import Settings
 
     try:
         wrk_binary()

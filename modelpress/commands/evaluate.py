@@ -18,8 +18,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Evaluate a checkpoint: on its own test split (same split and preprocessing), or on your data."""
         from modelpress.errors import user_errors
-        from training.api import USER_ERRORS, evaluate_checkpoint
-        from training.checkpoint import read_meta
+        from modelpress.training.api import USER_ERRORS, evaluate_checkpoint
+        from modelpress.training.checkpoint import read_meta
 
         with user_errors(*USER_ERRORS):
             result = evaluate_checkpoint(checkpoint, data, label)
@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
             return
         from rich.console import Console
 
-        from training.report import confusion_table, metrics_table
+        from modelpress.training.report import confusion_table, metrics_table
 
         console = Console()
         console.print(metrics_table({result["data"]: result["metrics"]}, title=f"{checkpoint}"))

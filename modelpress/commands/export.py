@@ -8,15 +8,15 @@ import typer
 from modelpress.errors import fail, user_errors
 
 if TYPE_CHECKING:
-    from export.repository import Published
+    from modelpress.export.repository import Published
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
-    from export.errors import ExportError
-    from training.api import TrainingError
-    from training.checkpoint import CheckpointError
-    from training.data import DataError
-    from training.recipe import RecipeError
+    from modelpress.export.errors import ExportError
+    from modelpress.training.api import TrainingError
+    from modelpress.training.checkpoint import CheckpointError
+    from modelpress.training.data import DataError
+    from modelpress.training.recipe import RecipeError
 
     return ExportError, CheckpointError, RecipeError, DataError, TrainingError
 
@@ -71,8 +71,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Convert a checkpoint to ONNX, compress it, verify every variant and publish each as its own model."""
         with user_errors(*_user_error_types()):
-            from export.api import export_checkpoint
-            from training.checkpoint import read_meta
+            from modelpress.export.api import export_checkpoint
+            from modelpress.training.checkpoint import read_meta
 
             spec = read_meta(checkpoint).recipe.get("export")
             published = export_checkpoint(
@@ -92,7 +92,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train the recipe, then run every export step it lists and publish the variants."""
         with user_errors(*_user_error_types()):
-            from export.pipeline import run_pipeline
+            from modelpress.export.pipeline import run_pipeline
 
             checkpoint, published = run_pipeline(
                 recipe, repository, workdir=workdir, overrides=overrides, force=force, progress=not quiet
@@ -108,8 +108,8 @@ def _print_training_metrics(checkpoint: Path | None) -> None:
         return  # a pretrained text model: its fidelity is in the summary below
     from rich.console import Console
 
-    from training.checkpoint import read_meta
-    from training.report import metrics_table
+    from modelpress.training.checkpoint import read_meta
+    from modelpress.training.report import metrics_table
 
     meta = read_meta(checkpoint)
     parameters = meta.training.get("parameters", "?")

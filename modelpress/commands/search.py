@@ -70,8 +70,8 @@ def register(app: typer.Typer) -> None:
             "distill_epochs": distill_epochs,
             "finetune_epochs": finetune_epochs,
         }
-        from export.compress.grid import load_grid
-        from export.errors import ExportError
+        from modelpress.export.compress.grid import load_grid
+        from modelpress.export.errors import ExportError
 
         with user_errors(ExportError):
             parsed = load_grid(grid, overrides)
@@ -80,11 +80,11 @@ def register(app: typer.Typer) -> None:
         if publish is None and (name is not None or publish_pareto):
             fail("--name and --publish-pareto need --publish REPOSITORY")
 
-        from export.compress.report import print_result, to_json
-        from export.compress.search import PublishRequest
-        from export.compress.search import search as run_search
-        from training.checkpoint import CheckpointError
-        from training.data import DataError
+        from modelpress.export.compress.report import print_result, to_json
+        from modelpress.export.compress.search import PublishRequest
+        from modelpress.export.compress.search import search as run_search
+        from modelpress.training.checkpoint import CheckpointError
+        from modelpress.training.data import DataError
 
         with user_errors(ExportError, CheckpointError, DataError):
             result = run_search(checkpoint, parsed, max_accuracy_drop=max_accuracy_drop, threads=threads,

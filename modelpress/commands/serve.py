@@ -21,9 +21,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve a model repository over KServe V2 / V1 REST with Prometheus metrics (also MODELPRESS_* env)."""
         from modelpress.errors import user_errors
-        from serving.server import ServeError
-        from serving.server import serve as run
-        from serving.settings import SettingsError, load_settings
+        from modelpress.serving.server import ServeError
+        from modelpress.serving.server import serve as run
+        from modelpress.serving.settings import SettingsError, load_settings
 
         given = {
             "repository": repository, "host": host, "port": port, "workers": workers, "log_level": log_level,

@@ -34,10 +34,10 @@ def register(app: typer.Typer) -> None:
 
         import torch
 
-        from training import distributed
-        from training.api import USER_ERRORS, data_overrides, resume_checkpoint, train_recipe
-        from training.checkpoint import read_meta
-        from training.recipe import load_recipe
+        from modelpress.training import distributed
+        from modelpress.training.api import USER_ERRORS, data_overrides, resume_checkpoint, train_recipe
+        from modelpress.training.checkpoint import read_meta
+        from modelpress.training.recipe import load_recipe
 
         if threads:
             torch.set_num_threads(threads)
@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
 def _print_summary(meta, out: Path) -> None:
     from rich.console import Console
 
-    from training.report import metrics_table
+    from modelpress.training.report import metrics_table
 
     t = meta.training
     console = Console()

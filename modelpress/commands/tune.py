@@ -27,9 +27,9 @@ def register(app: typer.Typer) -> None:
         import torch
 
         from modelpress.errors import user_errors
-        from training.api import USER_ERRORS, data_overrides
-        from training.recipe import load_recipe
-        from training.tune import TuneError, run_tune
+        from modelpress.training.api import USER_ERRORS, data_overrides
+        from modelpress.training.recipe import load_recipe
+        from modelpress.training.tune import TuneError, run_tune
 
         if threads:
             torch.set_num_threads(threads)
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
             result = run_tune(r, out, trials=trials, storage=storage, progress=progress, train_best=train_best)
         from rich.console import Console
 
-        from training.report import trials_table
+        from modelpress.training.report import trials_table
 
         console = Console()
         console.print(trials_table(result.trials, r.tune.metric))
@@ -46,8 +46,8 @@ def register(app: typer.Typer) -> None:
         console.print(f"study: {result.study_name} in {result.storage}")
         console.print(f"best recipe: {result.best_recipe}")
         if result.checkpoint:
-            from training.checkpoint import read_meta
-            from training.report import metrics_table
+            from modelpress.training.checkpoint import read_meta
+            from modelpress.training.report import metrics_table
 
             console.print(
                 metrics_table(read_meta(result.checkpoint).metrics, title=f"best recipe → {result.checkpoint}")

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from serving.errors import BadRequestError
-from serving.protocol.datatypes import V2_TO_NUMPY, element_size, numpy_to_v2
-from serving.protocol.types import RequestInput
+from modelpress.serving.errors import BadRequestError
+from modelpress.serving.protocol.datatypes import V2_TO_NUMPY, element_size, numpy_to_v2
+from modelpress.serving.protocol.types import RequestInput
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 _LEN = struct.Struct("<I")

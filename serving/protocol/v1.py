@@ -9,9 +9,9 @@ import math
 
 import numpy as np
 
-from serving.errors import BadRequestError
-from serving.manifest import ModelManifest, TensorSpec
-from serving.protocol.types import RequestInput
+from modelpress.serving.errors import BadRequestError
+from modelpress.serving.manifest import ModelManifest, TensorSpec
+from modelpress.serving.protocol.types import RequestInput
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

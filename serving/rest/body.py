@@ -8,9 +8,9 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from serving.errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
-from serving.protocol.codec import HEADER_LENGTH, split_binary
-from serving.protocol.types import InferenceRequest
+from modelpress.serving.errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
+from modelpress.serving.protocol.codec import HEADER_LENGTH, split_binary
+from modelpress.serving.protocol.types import InferenceRequest
 
 M = TypeVar("M", bound=BaseModel)
 

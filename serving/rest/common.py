@@ -11,10 +11,10 @@ from prometheus_client import Gauge
 from starlette.requests import Request
 from starlette.responses import Response
 
-from serving.dataplane import DataPlane
-from serving.errors import ServingError
-from serving.protocol.types import ErrorResponse
-from serving.served import ServedModel
+from modelpress.serving.dataplane import DataPlane
+from modelpress.serving.errors import ServingError
+from modelpress.serving.protocol.types import ErrorResponse
+from modelpress.serving.served import ServedModel
 
 
 def dumps(payload: Any) -> bytes:

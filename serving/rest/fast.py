@@ -25,13 +25,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from serving.auth import BearerAuth
-from serving.dataplane import DataPlane
-from serving.drain import Drain
-from serving.errors import ServingError, log_unexpected, serving_error_response, unexpected_error_response
-from serving.rest.limits import check_path_names
-from serving.rest.v1 import predict_response
-from serving.rest.v2 import infer_response
+from modelpress.serving.auth import BearerAuth
+from modelpress.serving.dataplane import DataPlane
+from modelpress.serving.drain import Drain
+from modelpress.serving.errors import ServingError, log_unexpected, serving_error_response, unexpected_error_response
+from modelpress.serving.rest.limits import check_path_names
+from modelpress.serving.rest.v1 import predict_response
+from modelpress.serving.rest.v2 import infer_response
 
 Handler = Callable[[DataPlane, Request, str, str | None], Awaitable[Response]]
 

@@ -11,10 +11,10 @@ import re
 
 from starlette.requests import Request
 
-from serving.errors import BadRequestError, PayloadTooLargeError
-from serving.manifest import validate_model_name
-from serving.protocol.types import InferenceRequest
-from serving.settings import Settings
+from modelpress.serving.errors import BadRequestError, PayloadTooLargeError
+from modelpress.serving.manifest import validate_model_name
+from modelpress.serving.protocol.types import InferenceRequest
+from modelpress.serving.settings import Settings
 
 _VERSION_RE = re.compile(r"^[0-9]{1,18}$")
 

@@ -6,11 +6,11 @@ from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
-from serving.errors import ForbiddenError
-from serving.protocol.types import RepositoryIndexEntry, RepositoryIndexRequest
-from serving.rest.body import parse_json_model, read_body, require_json
-from serving.rest.common import dataplane_of, errors, json_response
-from serving.rest.limits import valid_path_names
+from modelpress.serving.errors import ForbiddenError
+from modelpress.serving.protocol.types import RepositoryIndexEntry, RepositoryIndexRequest
+from modelpress.serving.rest.body import parse_json_model, read_body, require_json
+from modelpress.serving.rest.common import dataplane_of, errors, json_response
+from modelpress.serving.rest.limits import valid_path_names
 
 router = APIRouter(tags=["repository"], dependencies=[Depends(valid_path_names)])
 

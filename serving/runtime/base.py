@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from serving.manifest import ModelManifest, TensorSpec
+from modelpress.serving.manifest import ModelManifest, TensorSpec
 
 # Side output of text runtimes: per row, whether its text was cut to the tokenizer's maximum length.
 TRUNCATED = "__truncated__"

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.errors import BadRequestError, InternalError, ModelLoadError
-from serving.manifest import ModelManifest, TensorSpec
-from serving.protocol.datatypes import ORT_TO_V2, V2_TO_NUMPY
-from serving.runtime.base import ModelRuntime
-from serving.runtime.providers import (
+from modelpress.serving.errors import BadRequestError, InternalError, ModelLoadError
+from modelpress.serving.manifest import ModelManifest, TensorSpec
+from modelpress.serving.protocol.datatypes import ORT_TO_V2, V2_TO_NUMPY
+from modelpress.serving.runtime.base import ModelRuntime
+from modelpress.serving.runtime.providers import (
     ProviderConfig,
     ProviderError,
     check_session_providers,
@@ -21,10 +21,10 @@ from serving.runtime.providers import (
     select_providers,
     use_io_binding,
 )
-from serving.runtime.shared_weights import SHARED, ScanError, SharedTable
-from serving.runtime.thread_pools import choose_pool, shared_pool_sizes
+from modelpress.serving.runtime.shared_weights import SHARED, ScanError, SharedTable
+from modelpress.serving.runtime.thread_pools import choose_pool, shared_pool_sizes
 
-log = logging.getLogger("serving.runtime")
+log = logging.getLogger("modelpress.serving.runtime")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger("serving.runtime")
+log = logging.getLogger("modelpress.serving.runtime")
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "NvTensorRTRTXExecutionProvider", "CUDAExecutionProvider")
 CPU_PROVIDER = "CPUExecutionProvider"

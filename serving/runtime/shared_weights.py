@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.shared import SharedByKey
+from modelpress.serving.shared import SharedByKey
 
 # onnx.proto field numbers (ModelProto.graph; GraphProto.node / .initializer; NodeProto.input / .op_type;
 # TensorProto.dims / .data_type / .name / .raw_data / .data_location).

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.errors import ModelLoadError
-from serving.manifest import ModelManifest
-from serving.runtime.base import TRUNCATED
-from serving.runtime.onnx import OnnxModel, RuntimeOptions
-from serving.text import TextTokenizer, decode_text, shared_tokenizer
+from modelpress.serving.errors import ModelLoadError
+from modelpress.serving.manifest import ModelManifest
+from modelpress.serving.runtime.base import TRUNCATED
+from modelpress.serving.runtime.onnx import OnnxModel, RuntimeOptions
+from modelpress.serving.text import TextTokenizer, decode_text, shared_tokenizer
 
 
 class TextOnnxModel(OnnxModel):

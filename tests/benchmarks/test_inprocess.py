@@ -1,4 +1,4 @@
-from benchmarks.inprocess import bench_repository, to_markdown
+from modelpress.benchmarks.inprocess import bench_repository, to_markdown
 from tests.export.compare.tiny_repository import gemm_classifier, publish
 
 

@@ -6,9 +6,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from benchmarks.loadgen import WRK_MARKER, Payload, WrkError, lua_script, lua_string, parse_wrk_output, run_wrk
-from benchmarks.payloads import plain_json, v2_binary, v2_json
-from benchmarks.processes import free_port, python_module, rss_bytes, running_server
+from modelpress.benchmarks.loadgen import (
+    WRK_MARKER,
+    Payload,
+    WrkError,
+    lua_script,
+    lua_string,
+    parse_wrk_output,
+    run_wrk,
+)
+from modelpress.benchmarks.payloads import plain_json, v2_binary, v2_json
+from modelpress.benchmarks.processes import free_port, python_module, rss_bytes, running_server
 
 needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (make tools installs it as root)")
 
@@ -117,7 +125,9 @@ def test_wrong_answers_are_counted_as_errors(exact_body_server):
 @needs_wrk
 def test_bounded_step_against_the_echo_server():
     port = free_port()
-    with running_server(python_module("benchmarks.baselines.echo_server", "--port", str(port)), port) as proc:
+    with running_server(
+        python_module("modelpress.benchmarks.baselines.echo_server", "--port", str(port)), port
+    ) as proc:
         assert rss_bytes(proc.pid) > 10 * 2**20
         payload = v2_json("m", "input", np.ones((1, 4), np.float32))
         result = run_wrk(f"http://127.0.0.1:{port}", payload, concurrency=4, seconds=1)

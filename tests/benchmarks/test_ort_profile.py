@@ -3,15 +3,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.ort_profile import Breakdown, profile, profile_interleaved, side_by_side, text_feeds
+from modelpress.benchmarks.ort_profile import Breakdown, profile, profile_interleaved, side_by_side, text_feeds
 
 pytest.importorskip("transformers", reason="the tiny text encoder needs the hf extra")
 
 
 def test_profile_sums_kernel_time_per_operator_of_the_measured_runs(tiny_bert: Path, tmp_path: Path):
-    from export.text.onnx_export import export_encoder
-    from training.text.encoder import SentenceEncoder
-    from training.text.source import load_encoder, resolve_source
+    from modelpress.export.text.onnx_export import export_encoder
+    from modelpress.training.text.encoder import SentenceEncoder
+    from modelpress.training.text.source import load_encoder, resolve_source
 
     module = SentenceEncoder(load_encoder(resolve_source(tiny_bert))).eval()
     model, _ = export_encoder(module, tmp_path / "onnx", opset=17, exporter="torchscript")

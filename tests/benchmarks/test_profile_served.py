@@ -1,6 +1,6 @@
 import pytest
 
-from benchmarks.profile_served import top_frames
+from modelpress.benchmarks.profile_served import top_frames
 
 COLLAPSED = """\
 main (a.py:1);serve (b.py:2);decode (c.py:3) 6

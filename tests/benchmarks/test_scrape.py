@@ -1,6 +1,6 @@
 import pytest
 
-from benchmarks.scrape import histogram_totals, step_split
+from modelpress.benchmarks.scrape import histogram_totals, step_split
 
 METRICS = """\
 # HELP modelpress_queue_duration_seconds Time in queue.

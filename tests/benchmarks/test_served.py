@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.served import (
+from modelpress.benchmarks.served import (
     BATCHING_OFF,
     BATCHING_ON,
     ECHO,
@@ -13,8 +13,8 @@ from benchmarks.served import (
     targets_for,
     to_markdown,
 )
-from benchmarks.targets import check_targets
-from benchmarks.targets import to_markdown as targets_markdown
+from modelpress.benchmarks.targets import check_targets
+from modelpress.benchmarks.targets import to_markdown as targets_markdown
 from tests.export.compare.tiny_repository import gemm_classifier, publish
 
 needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (make tools installs it as root)")

@@ -1,10 +1,22 @@
 import argparse
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from benchmarks.side_by_side import ECHO, cpu_seconds, envs_by_label, parse_build, parse_env, servers_for, to_markdown
+from modelpress.benchmarks.side_by_side import (
+    ECHO,
+    cpu_seconds,
+    envs_by_label,
+    namespace_view,
+    parse_build,
+    parse_env,
+    servers_for,
+    to_markdown,
+)
 
 
 def test_parse_build_needs_a_label_and_a_folder_with_serving(tmp_path):
@@ -15,19 +27,39 @@ def test_parse_build_needs_a_label_and_a_folder_with_serving(tmp_path):
             parse_build(bad)
 
 
+def old_build(folder: Path) -> Path:
+    """A build from before the namespace move: its server imports itself as ``serving``."""
+    (folder / "serving").mkdir(parents=True)
+    (folder / "serving" / "__main__.py").write_text("from serving.server import serve\n")
+    return folder
+
+
 def test_servers_are_the_echo_then_each_build_from_its_folder(tmp_path):
-    servers = servers_for(Path("repo"), [("before", tmp_path), ("after", Path("."))], threads=2)
+    servers = servers_for(Path("repo"), [("before", old_build(tmp_path)), ("after", Path("."))], threads=2)
     assert [s.label for s in servers] == [ECHO, "before", "after"]
     assert servers[1].cwd == tmp_path.resolve()
     assert servers[1].argv[-3:] == ["serving", "--repository", str(Path("repo").resolve())]
+    assert servers[2].argv[-3:] == ["modelpress.serving", "--repository", str(Path("repo").resolve())]
+    assert (servers[2].cwd / "modelpress" / "serving").resolve() == Path("serving").resolve()
     assert servers[2].env["MODELPRESS_INTRA_OP_THREADS"] == "2"
+
+
+def test_a_namespaced_build_is_imported_from_its_own_folder(tmp_path):
+    """The view puts the build's code ahead of this interpreter's editable install of the checkout."""
+    build = tmp_path / "build"
+    for folder in ("modelpress", "common", "serving"):
+        shutil.copytree(folder, build / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    view = namespace_view(build, tmp_path / "view")
+    found = subprocess.run([sys.executable, "-c", "import modelpress.serving.settings as s; print(s.__file__)"],
+                           cwd=view, capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    assert Path(found).resolve() == (build / "serving" / "settings.py").resolve()
 
 
 def test_env_settings_go_to_their_build_only(tmp_path):
     envs = [parse_env("b:MODELPRESS_INTRA_OP_THREADS=1"), parse_env("b:MODELPRESS_X=a=b")]
     extra = envs_by_label(envs, ["a", "b"])
     assert extra == {"b": {"MODELPRESS_INTRA_OP_THREADS": "1", "MODELPRESS_X": "a=b"}}
-    servers = servers_for(Path("repo"), [("a", tmp_path), ("b", tmp_path)], threads=2, extra_env=extra)
+    servers = servers_for(Path("repo"), [("a", old_build(tmp_path)), ("b", tmp_path)], threads=2, extra_env=extra)
     assert servers[1].env["MODELPRESS_INTRA_OP_THREADS"] == "2"
     assert servers[2].env["MODELPRESS_INTRA_OP_THREADS"] == "1"
     assert servers[2].env["MODELPRESS_X"] == "a=b"

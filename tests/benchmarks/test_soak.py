@@ -1,4 +1,4 @@
-"""The short soak and overload run (about a minute): what `python -m benchmarks.soak` checks, on a real server."""
+"""The short soak and overload run (about a minute): what `python -m modelpress.benchmarks.soak` checks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from benchmarks import soak
+from modelpress.benchmarks import soak
 
 
 def _short_soak(out_dir, capsys) -> tuple[int, str, dict]:

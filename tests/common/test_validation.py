@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from common.validation import first_error
+from modelpress.common.validation import first_error
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_PACKAGES = {"training", "export", "serving", "modelpress", "benchmarks", "tests"}

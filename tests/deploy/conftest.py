@@ -32,7 +32,7 @@ def tiny_repository(tmp_path_factory: pytest.TempPathFactory):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from serving.manifest import ModelManifest, TensorSpec, file_records, write_manifest
+    from modelpress.serving.manifest import ModelManifest, TensorSpec, file_records, write_manifest
 
     root = tmp_path_factory.mktemp("repository")
     version_dir = root / "tiny" / "1"
@@ -64,7 +64,7 @@ def tiny_repository(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def serve_image_path(tmp_path_factory: pytest.TempPathFactory):
-    """PYTHONPATH of a stand-in for the `serve` image: requirements/serve.txt, common/, serving/, modelpress/."""
+    """PYTHONPATH of a stand-in for the `serve` image: requirements/serve.txt and modelpress with its serving stages."""
     from tests.deploy.files import REQUIREMENTS, read_requirements
     from tests.deploy.image_env import build
 

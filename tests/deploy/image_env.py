@@ -1,9 +1,11 @@
 """An offline stand-in for the `serve` image's Python environment, built from this venv without a network.
 
 A folder holds symlinks to exactly the distributions ``requirements/serve.txt`` resolves to (with their
-dependencies, read from installed metadata) plus copies of the ``common``, ``serving`` and ``modelpress`` packages
-the Dockerfile copies. ``python -S`` with that folder on PYTHONPATH sees the standard library and that folder only,
-no site-packages: what is not in the image cannot be imported.
+dependencies, read from installed metadata) plus the ``modelpress`` package laid out as the wheel installs it, with
+only the stage folders the server imports (``common`` and ``serving`` as ``modelpress.common`` and
+``modelpress.serving``): a server module that imports training or export code fails here. ``python -S`` with that
+folder on PYTHONPATH sees the standard library and that folder only, no site-packages: what is not in the image
+cannot be imported.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from tests.deploy.files import ROOT, dependency_closure
 
-IMAGE_PACKAGES = ("common", "serving", "modelpress")
+IMAGE_STAGES = ("common", "serving")
 
 
 def _top_level_entries(dist: md.Distribution) -> set[str]:
@@ -41,6 +43,8 @@ def build(target: Path, requirements: dict[str, str]) -> Path:
             link = target / entry
             if not link.exists() and (site / entry).exists():
                 link.symlink_to(site / entry)
-    for package in IMAGE_PACKAGES:
-        shutil.copytree(ROOT / package, target / package, ignore=shutil.ignore_patterns("__pycache__"))
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(ROOT / "modelpress", target / "modelpress", ignore=ignore)
+    for stage in IMAGE_STAGES:
+        shutil.copytree(ROOT / stage, target / "modelpress" / stage, ignore=ignore)
     return target

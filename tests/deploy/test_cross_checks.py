@@ -29,7 +29,9 @@ METRIC_RE = re.compile(r"\b((?:modelpress|process)_[a-z0-9_]+)\b")
 
 
 def _settings_class():
-    return pytest.importorskip("serving.settings", reason="serving.settings not importable").Settings
+    return pytest.importorskip(
+        "modelpress.serving.settings", reason="modelpress.serving.settings not importable"
+    ).Settings
 
 
 def _manifest_env(rendered: dict[str, list[dict]]) -> dict[str, set[str]]:
@@ -80,7 +82,7 @@ def test_every_env_var_is_a_setting(rendered: dict[str, list[dict]], stages: dic
                 found.setdefault(key, set()).add(f"Dockerfile {target}")
     assert len(found) >= 10
     unknown = {key: sorted(where) for key, where in found.items() if key[len(PREFIX) :].lower() not in fields}
-    assert not unknown, f"not fields of serving.settings.Settings: {unknown}"
+    assert not unknown, f"not fields of modelpress.serving.settings.Settings: {unknown}"
     for name, objects in rendered.items():
         for cm in of_kind(objects, "ConfigMap"):
             if cm["metadata"]["name"].startswith("modelpress-settings"):
@@ -151,7 +153,7 @@ def test_gpu_image_env_parses(stages: dict[str, Stage], monkeypatch: pytest.Monk
 
 @pytest.fixture(scope="module")
 def routes(tmp_path_factory: pytest.TempPathFactory) -> set[tuple[str, str]]:
-    app_module = pytest.importorskip("serving.app", reason="serving.app not importable")
+    app_module = pytest.importorskip("modelpress.serving.app", reason="modelpress.serving.app not importable")
     settings = _settings_class()(repository=tmp_path_factory.mktemp("empty-repository"))
     app = app_module.create_app(settings, handle_signals=False)
     found = set()
@@ -167,7 +169,7 @@ def test_probe_paths_exist_in_the_app(rendered: dict[str, list[dict]], routes: s
     ports = {p["name"]: p["containerPort"] for p in server["ports"]}
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         get = server[probe]["httpGet"]
-        assert ("GET", get["path"]) in routes, f"{probe} {get['path']} is not a route of serving.app"
+        assert ("GET", get["path"]) in routes, f"{probe} {get['path']} is not a route of modelpress.serving.app"
         assert ports[get["port"]] == 8000
     monitor = one(rendered[name], "ServiceMonitor")
     for endpoint in monitor["spec"]["endpoints"]:
@@ -194,7 +196,7 @@ def exported(tiny_repository) -> dict[str, set[str]]:
     """{metric family or sample name: label names} scraped from an app serving a tiny model after traffic."""
     from fastapi.testclient import TestClient
 
-    app_module = pytest.importorskip("serving.app", reason="serving.app not importable")
+    app_module = pytest.importorskip("modelpress.serving.app", reason="modelpress.serving.app not importable")
     settings = _settings_class()(repository=tiny_repository, max_queue_delay_us=0)
     app = app_module.create_app(settings, handle_signals=False)
     with TestClient(app) as client:

@@ -104,10 +104,11 @@ def test_dependencies_install_before_the_source(stages: dict[str, Stage], build:
 
 
 @pytest.mark.parametrize("build", ["serve-build", "serve-gpu-build"])
-def test_server_images_hold_only_serving_code(stages: dict[str, Stage], build: str) -> None:
+def test_server_images_install_only_serving_dependencies(stages: dict[str, Stage], build: str) -> None:
+    """The wheel maps every stage folder under modelpress.*, so the build copies them all; what keeps torch-side code
+    out of the server is that none of its dependencies are installed (tests/deploy/test_entrypoint.py imports every
+    serving module in a stand-in of the image that has only the server's stages)."""
     copied = " ".join(i.args for i in stages[build].all("COPY"))
-    for package in ("training/", "export/"):
-        assert package not in copied, f"{build} copies {package}: torch-side code does not belong in the server"
     for package in ("common/", "modelpress/", "serving/"):  # what the server imports (common: shared helpers)
         assert package in copied, f"{build} does not copy {package}"
     for inst in stages[build].all("RUN"):

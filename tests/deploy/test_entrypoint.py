@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from benchmarks.processes import free_port
+from modelpress.benchmarks.processes import free_port
 from tests.deploy.files import PREFIX, ROOT, Stage, one
 
 
@@ -55,7 +55,7 @@ def _healthcheck(stage: Stage) -> list[str]:
 
 def _serving_modules() -> list[str]:
     return sorted(
-        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        ".".join(("modelpress", *path.relative_to(ROOT).with_suffix("").parts)).removesuffix(".__init__")
         for path in (ROOT / "serving").rglob("*.py")
     )
 

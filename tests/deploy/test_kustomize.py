@@ -289,7 +289,7 @@ def test_dashboard_is_wellformed(rendered: dict[str, list[dict]]) -> None:
 
 
 def test_termination_grace_exceeds_prestop(rendered: dict[str, list[dict]]) -> None:
-    """The settings half (drain timeout) is checked against serving.settings in test_cross_checks."""
+    """The settings half (drain timeout) is checked against modelpress.serving.settings in test_cross_checks."""
     pod = one(rendered["overlays/cpu"], "Deployment")["spec"]["template"]["spec"]
     sleep = float(pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][1])
     assert pod["terminationGracePeriodSeconds"] > sleep

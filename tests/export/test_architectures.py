@@ -3,8 +3,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from export.api import export_checkpoint
-from serving.manifest import read_manifest, verify_files
+from modelpress.export.api import export_checkpoint
+from modelpress.serving.manifest import read_manifest, verify_files
 
 ARCHITECTURES = ["mlp", "cnn", "rnn", "transformer"]
 # The 2-epoch tiny transformer has small logit margins, so int8 flips a few more borderline samples.

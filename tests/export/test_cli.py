@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelpress.cli import build_app
-from serving.manifest import list_models, read_manifest
+from modelpress.serving.manifest import list_models, read_manifest
 
 SUBPROCESS_CASES = ("edited weights", "unknown variant", "slash in name")
 

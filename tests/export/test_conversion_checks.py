@@ -3,10 +3,10 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from export.api import export_checkpoint
-from export.errors import VerificationError
-from export.passes import to_onnx
-from export.passes.optimize import OrtOptimize
+from modelpress.export.api import export_checkpoint
+from modelpress.export.errors import VerificationError
+from modelpress.export.passes import to_onnx
+from modelpress.export.passes.optimize import OrtOptimize
 
 
 @pytest.mark.slow

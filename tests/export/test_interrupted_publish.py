@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from export.api import export_checkpoint
-from export.repository import STAGING_PREFIX, recover_interrupted
-from serving.manifest import JOURNAL_PREFIX, list_models, list_versions, pending_versions, sha256_file
+from modelpress.export.api import export_checkpoint
+from modelpress.export.repository import STAGING_PREFIX, recover_interrupted
+from modelpress.serving.manifest import JOURNAL_PREFIX, list_models, list_versions, pending_versions, sha256_file
 
 # The child exports the tiny digits MLP (variants fp32, fp16, int8: three versions in one run) and stops,
 # printing PAUSED, right after the chosen step; the test then kills it with SIGKILL.
 CHILD = """
 import sys, time
 from pathlib import Path
-import export.repository as publishing
-from export.api import export_checkpoint
+import modelpress.export.repository as publishing
+from modelpress.export.api import export_checkpoint
 from tests.export.tiny_checkpoints import digits_data
 
 point, checkpoint, repository = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
@@ -125,7 +125,7 @@ def test_kill_9_mid_publish_leaves_the_repository_as_it_was(checkpoint_for, tmp_
 
 def test_a_live_run_is_not_rolled_back(tmp_path):
     """Another process's journal that is still locked: its versions stay pending and its staging is kept."""
-    from export.repository import PublishJournal
+    from modelpress.export.repository import PublishJournal
 
     repository = tmp_path / "repository"
     (repository / "m" / "1").mkdir(parents=True)
@@ -134,7 +134,7 @@ def test_a_live_run_is_not_rolled_back(tmp_path):
     journal.intend("m", 1)
     assert list_versions(repository / "m") == []  # pending: not published
     code = (
-        "import sys; from pathlib import Path; from export.repository import recover_interrupted; "
+        "import sys; from pathlib import Path; from modelpress.export.repository import recover_interrupted; "
         "print(len(recover_interrupted(Path(sys.argv[1]))))"
     )
     env = {**os.environ, "PYTHONPATH": str(Path.cwd())}

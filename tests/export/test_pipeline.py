@@ -4,8 +4,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from export.pipeline import run_pipeline
-from serving.manifest import list_models, read_manifest, verify_files
+from modelpress.export.pipeline import run_pipeline
+from modelpress.serving.manifest import list_models, read_manifest, verify_files
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "digits.yaml"
 

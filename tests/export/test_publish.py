@@ -1,12 +1,12 @@
 import onnxruntime as ort
 import pytest
 
-from export import api
-from export.api import export_checkpoint
-from export.errors import ExportError
-from export.passes.quantize import Quantize
-from export.repository import StagedVersion
-from serving.manifest import list_versions, read_manifest, sha256_file, verify_files
+from modelpress.export import api
+from modelpress.export.api import export_checkpoint
+from modelpress.export.errors import ExportError
+from modelpress.export.passes.quantize import Quantize
+from modelpress.export.repository import StagedVersion
+from modelpress.serving.manifest import list_versions, read_manifest, sha256_file, verify_files
 
 
 def _tree(root):
@@ -80,7 +80,7 @@ def test_racing_publishers_take_different_versions(checkpoint_for, tmp_path, mon
     export_checkpoint(checkpoint, tmp_path, "digits", variants=["fp32"], data=data, progress=False)
     first, second = staged
     # Both computed "next = 1" before either renamed: the loser's rename fails and it moves on.
-    monkeypatch.setattr("export.repository.taken_versions", lambda model_dir: [])
+    monkeypatch.setattr("modelpress.export.repository.taken_versions", lambda model_dir: [])
     assert first.commit().version == 1
     assert second.commit().version == 2
     for version in (1, 2):

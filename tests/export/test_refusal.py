@@ -2,10 +2,10 @@ import dataclasses
 
 import pytest
 
-from export.api import export_checkpoint
-from export.errors import AccuracyRefusedError, VerificationError
-from export.spec import VerifySpec
-from export.verify import judge
+from modelpress.export.api import export_checkpoint
+from modelpress.export.errors import AccuracyRefusedError, VerificationError
+from modelpress.export.spec import VerifySpec
+from modelpress.export.verify import judge
 
 
 @pytest.fixture

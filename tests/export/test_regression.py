@@ -1,10 +1,10 @@
 import numpy as np
 import torch
 
-from export.api import export_checkpoint
-from export.data import EvalData
-from training.checkpoint import CheckpointMeta, InputSpec, PreprocessingSpec, save_checkpoint
-from training.models import build_model
+from modelpress.export.api import export_checkpoint
+from modelpress.export.data import EvalData
+from modelpress.training.checkpoint import CheckpointMeta, InputSpec, PreprocessingSpec, save_checkpoint
+from modelpress.training.models import build_model
 
 
 def test_a_regression_model_exports_with_a_predictions_output(tmp_path):

@@ -4,10 +4,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from export.errors import ExportError
-from export.graph_rewrite import gemm_to_matmul, topological_sort
-from export.passes import PASSES, build_pass
-from export.spec import parse_spec, variant_model_name
+from modelpress.export.errors import ExportError
+from modelpress.export.graph_rewrite import gemm_to_matmul, topological_sort
+from modelpress.export.passes import PASSES, build_pass
+from modelpress.export.spec import parse_spec, variant_model_name
 
 
 def test_default_spec_and_pass_registry():

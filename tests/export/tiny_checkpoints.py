@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.data import EvalData
-from training.checkpoint import CheckpointMeta, InputSpec, PreprocessingSpec, save_checkpoint
-from training.models import build_model
+from modelpress.export.data import EvalData
+from modelpress.training.checkpoint import CheckpointMeta, InputSpec, PreprocessingSpec, save_checkpoint
+from modelpress.training.models import build_model
 
 # Small configs so export and quantization run in seconds; the cnn is the recipe's shape, narrower.
 TINY_CONFIGS = {

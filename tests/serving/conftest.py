@@ -12,8 +12,8 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from serving.app import create_app
-from serving.settings import Settings
+from modelpress.serving.app import create_app
+from modelpress.serving.settings import Settings
 from tests.serving.models import publish_classifier, publish_multi
 
 

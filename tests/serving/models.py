@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from serving.manifest import ModelManifest, Preprocessing, TensorSpec, file_records, write_manifest
+from modelpress.serving.manifest import ModelManifest, Preprocessing, TensorSpec, file_records, write_manifest
 
 FEATURES = 64
 CLASSES = 10
@@ -185,7 +185,7 @@ def encoder_reference(text: str) -> tuple[np.ndarray, bool]:
 
 
 def publish_encoder(repository: Path, name: str = "encoder", version: int = 1) -> None:
-    from serving.manifest import TokenizerSpec
+    from modelpress.serving.manifest import TokenizerSpec
 
     publish(
         repository, name, version, encoder_graph(), extra_files={"tokenizer.json": tokenizer_json()},

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.processes import free_port
+from modelpress.benchmarks.processes import free_port
 
 
 @dataclass

@@ -12,9 +12,9 @@ import httpx
 import numpy as np
 import pytest
 
-from serving.app import create_app
-from serving.auth import AuthConfigError, TokenSource, bearer_token
-from serving.settings import Settings, SettingsError, load_settings
+from modelpress.serving.app import create_app
+from modelpress.serving.auth import AuthConfigError, TokenSource, bearer_token
+from modelpress.serving.settings import Settings, SettingsError, load_settings
 from tests.serving.conftest import client_for, running, settings_for
 from tests.serving.models import FEATURES
 
@@ -160,7 +160,7 @@ async def test_payloads_and_tokens_are_never_logged(repo, caplog):
 
 
 def test_workers_receive_the_real_token(tmp_path):
-    from serving.server import settings_env
+    from modelpress.serving.server import settings_env
 
     env = settings_env(Settings(repository=tmp_path, auth_token=TOKEN))
     assert env["MODELPRESS_AUTH_TOKEN"] == TOKEN

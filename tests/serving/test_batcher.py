@@ -8,8 +8,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from serving.batcher import Batcher, BatcherClosedError
-from serving.errors import OverloadedError
+from modelpress.serving.batcher import Batcher, BatcherClosedError
+from modelpress.serving.errors import OverloadedError
 from tests.serving.conftest import client_for
 from tests.serving.models import FEATURES
 

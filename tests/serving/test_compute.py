@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from serving.compute import ComputePool, ComputePoolClosedError
+from modelpress.serving.compute import ComputePool, ComputePoolClosedError
 
 pytestmark = pytest.mark.anyio
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from serving.deadlines import Deadlines
-from serving.errors import RequestTimeoutError
+from modelpress.serving.deadlines import Deadlines
+from modelpress.serving.errors import RequestTimeoutError
 
 pytestmark = pytest.mark.anyio
 

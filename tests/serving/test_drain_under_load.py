@@ -42,7 +42,7 @@ def test_sigterm_under_load_drains_in_order(repo):
 
     # Each request waits 200 ms for company (also when idle), so several are always in flight.
     with server_process(
-        [sys.executable, "-m", "serving"],
+        [sys.executable, "-m", "modelpress.serving"],
         repo,
         MODELPRESS_MAX_QUEUE_DELAY_US="200000",
         MODELPRESS_WAIT_WHEN_IDLE="true",

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from serving.app import create_app
+from modelpress.serving.app import create_app
 from tests.serving.conftest import running, settings_for
 from tests.serving.models import FEATURES
 

@@ -154,7 +154,7 @@ async def test_binary_bytes_and_fp16_inputs(repo):
 
 
 async def test_v1_predict_applies_standardization_and_softmax(repo, digits_weights):
-    from serving.manifest import read_manifest
+    from modelpress.serving.manifest import read_manifest
 
     manifest = read_manifest(repo / "digits" / "1")
     raw = np.random.default_rng(3).uniform(0, 8, (2, FEATURES))
@@ -244,7 +244,7 @@ async def test_openapi_describes_every_endpoint(repo):
 
 def test_inference_routes_are_matched_first():
     """FastAPI tries routes in order; the hot path must not pay for every metadata route before it."""
-    from serving.rest import v2
+    from modelpress.serving.rest import v2
 
     paths = [route.path for route in v2.router.routes]
     assert paths[:2] == ["/v2/models/{model_name}/infer", "/v2/models/{model_name}/versions/{model_version}/infer"]
@@ -252,7 +252,7 @@ def test_inference_routes_are_matched_first():
 
 
 async def test_memory_settings_reach_every_served_session(repo, digits_weights):
-    from serving.app import create_app
+    from modelpress.serving.app import create_app
     from tests.serving.conftest import running, settings_for
 
     settings = settings_for(repo, cpu_mem_arena=False, mem_pattern=False, shared_cpu_allocator=True)

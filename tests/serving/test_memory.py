@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from serving.memory import release_free_heap, rss_bytes
+from modelpress.serving.memory import release_free_heap, rss_bytes
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's")

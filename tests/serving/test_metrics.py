@@ -114,7 +114,7 @@ def test_model_series_write_the_same_series_as_labels():
     """The hot path's cached series are the registry's own children, so /metrics shows what they count."""
     from prometheus_client import generate_latest
 
-    from serving.metrics import Metrics
+    from modelpress.serving.metrics import Metrics
 
     metrics = Metrics(process=False, gpu=False)
     series = metrics.series("digits", "3")

@@ -126,7 +126,7 @@ async def test_truncated_and_invalid_versions_are_refused_with_reason(own_repo):
 
 async def test_manifest_that_lies_about_the_model_is_refused(own_repo):
     root, _ = own_repo
-    from serving.manifest import read_manifest, write_manifest
+    from modelpress.serving.manifest import read_manifest, write_manifest
 
     async with client_for(root, **ADMIN) as c:
         publish_classifier(root, version=2, seed=4)

@@ -140,7 +140,7 @@ def test_cli_serves_without_torch_and_drains_on_sigterm(repo):
 
 @pytest.mark.slow
 def test_python_m_serving_has_no_torch_in_sys_modules(repo, tmp_path):
-    """Run the server module as `python -m serving` does, and read sys.modules from inside the process."""
+    """Run the server module as `python -m modelpress.serving` does, and read sys.modules from inside the process."""
     report = tmp_path / "modules.json"
     probe = (
         # Written to a temporary name then renamed, so the test never reads a half-written file.
@@ -148,7 +148,7 @@ def test_python_m_serving_has_no_torch_in_sys_modules(repo, tmp_path):
         f"def dump(*a): Path({str(report)!r} + '.tmp').write_text(json.dumps(sorted(sys.modules))); "
         f"os.replace({str(report)!r} + '.tmp', {str(report)!r})\n"
         "signal.signal(signal.SIGUSR1, dump)\n"
-        "from serving.__main__ import main\n"
+        "from modelpress.serving.__main__ import main\n"
         "sys.exit(main())\n"
     )
     with server_process([sys.executable, "-c", probe], repo, MODELPRESS_LOG_LEVEL="warning") as server:
@@ -162,7 +162,7 @@ def test_python_m_serving_has_no_torch_in_sys_modules(repo, tmp_path):
             time.sleep(0.05)
         modules = json.loads(report.read_text())
         assert "onnxruntime" in modules
-        assert "serving.app" in modules
+        assert "modelpress.serving.app" in modules
         assert not [m for m in modules if m == "torch" or m.startswith("torch.")]
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
@@ -183,14 +183,14 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path):
     assert "a GPU is required" in gpu.stderr
     assert "Traceback" not in gpu.stderr
     bad = subprocess.run(
-        [sys.executable, "-m", "serving", "--repository", str(tmp_path), "--port", "99999"],
+        [sys.executable, "-m", "modelpress.serving", "--repository", str(tmp_path), "--port", "99999"],
         env=clean_env(), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bad.returncode == 2
     assert "port" in bad.stderr
     assert "Traceback" not in bad.stderr
     no_spin = subprocess.run(
-        [sys.executable, "-m", "serving", "--repository", str(tmp_path)],
+        [sys.executable, "-m", "modelpress.serving", "--repository", str(tmp_path)],
         env=clean_env(MODELPRESS_SHARED_THREAD_POOL="true", MODELPRESS_ALLOW_SPINNING="false"),
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving.settings import Settings
+from modelpress.serving.settings import Settings
 
 
 def test_settings_from_env(monkeypatch, tmp_path):
@@ -36,7 +36,7 @@ def test_settings_refuse_bad_values(tmp_path):
 
 
 def test_load_settings_names_the_bad_variable(monkeypatch, tmp_path):
-    from serving.settings import SettingsError, load_settings
+    from modelpress.serving.settings import SettingsError, load_settings
 
     monkeypatch.delenv("MODELPRESS_REPOSITORY", raising=False)
     with pytest.raises(SettingsError, match=r"setting 'repository' \(MODELPRESS_REPOSITORY\): Field required"):
@@ -47,7 +47,7 @@ def test_load_settings_names_the_bad_variable(monkeypatch, tmp_path):
 
 
 def test_the_server_shares_one_spinning_thread_pool_by_default(monkeypatch, tmp_path, thread_settings_unset):
-    from serving.settings import SettingsError, load_settings
+    from modelpress.serving.settings import SettingsError, load_settings
 
     def pools(**env: str) -> tuple[bool, bool]:
         for name, value in env.items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from serving.shared import SharedByKey
+from modelpress.serving.shared import SharedByKey
 
 
 class Value:

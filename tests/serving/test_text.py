@@ -15,7 +15,9 @@ from tests.serving.models import EMBED, encoder_reference, publish_encoder
 
 pytestmark = pytest.mark.anyio
 
-pytest.importorskip("serving.text", reason="serving/text.py (the tokenizer, from the transformer issue) is not present")
+pytest.importorskip(
+    "modelpress.serving.text", reason="serving/text.py (the tokenizer, from the transformer issue) is not present"
+)
 pytest.importorskip("tokenizers", reason="text models need the hf extra (tokenizers)")
 
 LONG = "a b c d e f g h"  # 10 tokens with [CLS]/[SEP]: over the 6-token maximum

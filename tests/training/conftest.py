@@ -29,7 +29,7 @@ def _one_torch_thread():
 
 @pytest.fixture
 def tiny_recipe():
-    from training.recipe import recipe_from_dict
+    from modelpress.training.recipe import recipe_from_dict
 
     def make(*overrides: str):
         return recipe_from_dict({}, [*TINY, *overrides])
@@ -68,8 +68,8 @@ def digits_npz(tmp_path_factory, digits_arrays):
 @pytest.fixture(scope="session")
 def trained_ckpt(tmp_path_factory):
     """A tiny MLP checkpoint on digits, trained once for the tests that only read one."""
-    from training.api import train_recipe
-    from training.recipe import recipe_from_dict
+    from modelpress.training.api import train_recipe
+    from modelpress.training.recipe import recipe_from_dict
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from training.models import ARCHITECTURES, build_model, resolve_config
+from modelpress.training.models import ARCHITECTURES, build_model, resolve_config
 
 SMALL = {
     "mlp": {"hidden": [16]},

@@ -4,11 +4,18 @@ import numpy as np
 import pytest
 import torch
 
-from training.api import TrainingError, evaluate_checkpoint, resume_checkpoint, train_recipe
-from training.checkpoint import CheckpointError, CheckpointMeta, InputSpec, load_checkpoint, read_meta, save_checkpoint
-from training.data import DataError, load_splits
-from training.models import ARCHITECTURES, build_model
-from training.trainer import predict
+from modelpress.training.api import TrainingError, evaluate_checkpoint, resume_checkpoint, train_recipe
+from modelpress.training.checkpoint import (
+    CheckpointError,
+    CheckpointMeta,
+    InputSpec,
+    load_checkpoint,
+    read_meta,
+    save_checkpoint,
+)
+from modelpress.training.data import DataError, load_splits
+from modelpress.training.models import ARCHITECTURES, build_model
+from modelpress.training.trainer import predict
 
 SMALL = {
     "mlp": {"hidden": [8], "batch_norm": True},

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from training.data import DataError, cv_splits, load_splits, splits_for_checkpoint
-from training.recipe import DataConfig
+from modelpress.training.data import DataError, cv_splits, load_splits, splits_for_checkpoint
+from modelpress.training.recipe import DataConfig
 
 
 def test_digits_splits_are_deterministic_disjoint_and_stratified():
@@ -125,7 +125,7 @@ def test_cv_folds_cover_the_pool_without_test():
 
 
 def test_splits_for_checkpoint_reproduce_and_detect_changes(trained_ckpt, tmp_path, digits_csv):
-    from training.checkpoint import read_meta
+    from modelpress.training.checkpoint import read_meta
 
     meta = read_meta(trained_ckpt)
     again = splits_for_checkpoint(meta)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, r2_score
 
-from training.metrics import classification_metrics, higher_is_better, regression_metrics
+from modelpress.training.metrics import classification_metrics, higher_is_better, regression_metrics
 
 
 def test_classification_by_hand():

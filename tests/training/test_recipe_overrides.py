@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from training.recipe import Recipe, RecipeError, load_recipe, recipe_from_dict
+from modelpress.training.recipe import Recipe, RecipeError, load_recipe, recipe_from_dict
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 

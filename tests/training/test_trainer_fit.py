@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from training.data import load_splits
-from training.models import ARCHITECTURES, build_model
-from training.recipe import RecipeError, ScheduleConfig, TrainingConfig, recipe_from_dict
-from training.trainer import fit, lr_factor, predict
+from modelpress.training.data import load_splits
+from modelpress.training.models import ARCHITECTURES, build_model
+from modelpress.training.recipe import RecipeError, ScheduleConfig, TrainingConfig, recipe_from_dict
+from modelpress.training.trainer import fit, lr_factor, predict
 
 SMALL = {
     "mlp": {"hidden": [32]},

@@ -1,8 +1,8 @@
 import optuna
 import pytest
 
-from training.recipe import RecipeError, load_recipe, recipe_from_dict
-from training.tune import TuneError, run_tune, trial_rows, validate_space
+from modelpress.training.recipe import RecipeError, load_recipe, recipe_from_dict
+from modelpress.training.tune import TuneError, run_tune, trial_rows, validate_space
 
 SPACE = {
     "model.architecture": {"choices": ["mlp", "cnn"]},
@@ -97,12 +97,12 @@ def test_bad_space_fails_before_any_trial(tune, message, tmp_path):
 
 
 def test_a_trial_checks_the_monitor_as_train_does(tmp_path, monkeypatch):
-    """Trials build their model through training.api.build_for_recipe: a monitor the task lacks fails every
+    """Trials build their model through modelpress.training.api.build_for_recipe: a monitor the task lacks fails every
     trial before any training, as `modelpress train` refuses it."""
-    import training.tune
+    import modelpress.training.tune
 
     fitted = []
-    monkeypatch.setattr(training.tune, "fit", lambda *a, **k: fitted.append(a))
+    monkeypatch.setattr(modelpress.training.tune, "fit", lambda *a, **k: fitted.append(a))
     recipe = recipe_from_dict(
         {
             "model": {"architecture": "mlp", "config": {"hidden": [8]}},

@@ -10,11 +10,11 @@ from typing import Any, NamedTuple
 
 from torch import nn
 
-from training.models.cnn import CNN, CNNConfig
-from training.models.config import ArchConfig, parse_config
-from training.models.mlp import MLP, MLPConfig
-from training.models.rnn import RNN, RNNConfig
-from training.models.transformer import Transformer, TransformerConfig
+from modelpress.training.models.cnn import CNN, CNNConfig
+from modelpress.training.models.config import ArchConfig, parse_config
+from modelpress.training.models.mlp import MLP, MLPConfig
+from modelpress.training.models.rnn import RNN, RNNConfig
+from modelpress.training.models.transformer import Transformer, TransformerConfig
 
 TASKS = ("classification", "regression")
 

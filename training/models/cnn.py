@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from torch import nn
 
-from training.models.config import ArchConfig, check_reshape
+from modelpress.training.models.config import ArchConfig, check_reshape
 
 
 class CNNConfig(ArchConfig):

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from common.validation import first_error
+from modelpress.common.validation import first_error
 
 ConfigT = TypeVar("ConfigT", bound="ArchConfig")
 

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-from training.models.config import ArchConfig
+from modelpress.training.models.config import ArchConfig
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
 

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-from training.models.config import ArchConfig, check_reshape
+from modelpress.training.models.config import ArchConfig, check_reshape
 
 
 class RNNConfig(ArchConfig):

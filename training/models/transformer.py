@@ -13,7 +13,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from training.models.config import ArchConfig, check_reshape
+from modelpress.training.models.config import ArchConfig, check_reshape
 
 
 class TransformerConfig(ArchConfig):

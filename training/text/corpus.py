@@ -82,7 +82,7 @@ def _pydoc_topics() -> str:
 
 def _named_corpus(name: str) -> str:
     """The text of a corpus that ships with Python: see :data:`NAMED_CORPORA`."""
-    from training.text.python_docs import docstring_text, site_roots, stdlib_root
+    from modelpress.training.text.python_docs import docstring_text, site_roots, stdlib_root
 
     roots = [stdlib_root(), *(site_roots() if name == "python-docs+site" else [])]
     return _pydoc_topics() + "\n\n" + docstring_text(roots)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from torch import nn
 from tqdm.auto import tqdm
 
-from training.text.encoder import SentenceEncoder, mean_pool
+from modelpress.training.text.encoder import SentenceEncoder, mean_pool
 
 # texts -> (input_ids, attention_mask), int64 arrays [batch, seq]
 Tokenize = Callable[[Sequence[str]], tuple[np.ndarray, np.ndarray]]

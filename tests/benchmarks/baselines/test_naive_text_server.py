@@ -1,7 +1,7 @@
 import numpy as np
 from fastapi.testclient import TestClient
 
-from benchmarks.baselines.naive_text_server import create_app
+from modelpress.benchmarks.baselines.naive_text_server import create_app
 
 
 def test_one_forward_per_request_gives_unit_embeddings(tiny_bert):

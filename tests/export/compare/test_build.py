@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from export.compare.build import CompareError, build_report, mark_pareto
-from export.compare.macs import count_macs
-from export.compare.plot import plot_report
-from export.compare.render import to_csv, to_json, to_markdown
-from export.compare.schema import Report, VariantRow
-from export.compare.timing import TimingBudget
+from modelpress.export.compare.build import CompareError, build_report, mark_pareto
+from modelpress.export.compare.macs import count_macs
+from modelpress.export.compare.plot import plot_report
+from modelpress.export.compare.render import to_csv, to_json, to_markdown
+from modelpress.export.compare.schema import Report, VariantRow
+from modelpress.export.compare.timing import TimingBudget
 from tests.export.compare.tiny_repository import gemm_classifier, publish
 
 FAST = TimingBudget(warmup=2, min_iterations=5, max_iterations=20, max_seconds=0.05)
@@ -123,8 +123,8 @@ def test_macs_of_a_gemm_graph(tmp_path):
 
 
 def test_text_models_are_fed_their_graph_inputs():
-    from export.compare.runners import graph_inputs, synthetic_inputs
-    from serving.manifest import ModelManifest, TensorSpec
+    from modelpress.export.compare.runners import graph_inputs, synthetic_inputs
+    from modelpress.serving.manifest import ModelManifest, TensorSpec
 
     manifest = ModelManifest(
         name="enc",

@@ -1,8 +1,8 @@
 import pytest
 
-from export.compare.worker import WorkerError, measure_in_fresh_process
-from export.compress.timing import eager_latency_ms
-from export.errors import ExportError
+from modelpress.export.compare.worker import WorkerError, measure_in_fresh_process
+from modelpress.export.compress.timing import eager_latency_ms
+from modelpress.export.errors import ExportError
 from tests.export.compare.tiny_repository import gemm_classifier, publish
 
 QUICK = ["--threads", "1", "--quick"]

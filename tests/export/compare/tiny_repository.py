@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from serving.manifest import (
+from modelpress.serving.manifest import (
     ModelManifest,
     PassRecord,
     SizeInfo,

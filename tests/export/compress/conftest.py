@@ -3,8 +3,8 @@ import warnings
 import pytest
 import torch
 
-from training.data import load_splits
-from training.recipe import DataConfig, TrainingConfig
+from modelpress.training.data import load_splits
+from modelpress.training.recipe import DataConfig, TrainingConfig
 
 
 @pytest.fixture(autouse=True)

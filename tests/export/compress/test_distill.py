@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from export.compress.distill import (
+from modelpress.export.compress.distill import (
     DistillConfig,
     StudentWithProjection,
     build_student,
@@ -10,9 +10,9 @@ from export.compress.distill import (
     distillation_loss,
     soft_target_loss,
 )
+from modelpress.training.models import build_model
+from modelpress.training.trainer import fit
 from tests.export.compress.conftest import quick_training
-from training.models import build_model
-from training.trainer import fit
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_unknown_student_option_names_the_key():
 
 
 def _augmenter(**fields):
-    from export.compress.distill import ImageAugmenter
+    from modelpress.export.compress.distill import ImageAugmenter
 
     mean, std = [0.5] * 64, [2.0] * 64
     return ImageAugmenter([1, 8, 8], mean, std, DistillConfig(**fields)), torch.tensor(mean), torch.tensor(std)
@@ -115,7 +115,7 @@ def test_image_shifts_move_pixels_by_at_most_the_shift_and_fill_with_blank():
 
 
 def test_augmentation_off_by_default_and_image_shape_is_found_or_refused():
-    from export.compress.distill import image_shape_of
+    from modelpress.export.compress.distill import image_shape_of
 
     assert not DistillConfig().augments
     assert DistillConfig(rotate=5.0).augments

@@ -3,12 +3,12 @@ import onnx
 import pytest
 import torch
 
-from export.compress.heads import head_counts, head_importance, prune_heads
-from export.compress.sizes import count_parameters, onnx_bytes
-from export.compress.structured import StructuredConfig, layer_widths, prune_structured
-from export.verify import run_ort
+from modelpress.export.compress.heads import head_counts, head_importance, prune_heads
+from modelpress.export.compress.sizes import count_parameters, onnx_bytes
+from modelpress.export.compress.structured import StructuredConfig, layer_widths, prune_structured
+from modelpress.export.verify import run_ort
+from modelpress.training.models import build_model
 from tests.export.compress.conftest import export_onnx
-from training.models import build_model
 
 
 def _transformer(layers=2, nhead=4, seed=0):
@@ -86,7 +86,7 @@ def test_heads_and_channels_together_and_bad_requests(digits):
 
 @pytest.mark.slow
 def test_the_pass_publishes_a_transformer_with_fewer_heads_in_its_onnx_graph(checkpoint_for, tmp_path):
-    from export.api import export_checkpoint
+    from modelpress.export.api import export_checkpoint
 
     checkpoint, data = checkpoint_for("transformer")  # d_model 16, 2 heads of 8
     steps = {"fp32": [{"pass": "onnx"}],

@@ -1,10 +1,10 @@
 import onnx
 import pytest
 
-from export.api import export_checkpoint
-from export.errors import ExportError
-from export.spec import parse_spec
-from serving.manifest import read_manifest, verify_files
+from modelpress.export.api import export_checkpoint
+from modelpress.export.errors import ExportError
+from modelpress.export.spec import parse_spec
+from modelpress.serving.manifest import read_manifest, verify_files
 from tests.export.tiny_checkpoints import train_checkpoint
 
 ONNX = {"pass": "onnx", "exporter": "torchscript"}  # the faster exporter: these tests are about compression

@@ -4,10 +4,10 @@ import sys
 
 import pytest
 
-from export.compress.grid import SearchGrid, load_grid
-from export.compress.report import print_result, to_json
-from export.compress.search import Candidate, SearchResult, _judge, search
-from export.errors import ExportError
+from modelpress.export.compress.grid import SearchGrid, load_grid
+from modelpress.export.compress.report import print_result, to_json
+from modelpress.export.compress.search import Candidate, SearchResult, _judge, search
+from modelpress.export.errors import ExportError
 from tests.export.tiny_checkpoints import train_checkpoint
 
 
@@ -165,8 +165,8 @@ def test_cli_search_prints_every_candidate_and_writes_json(tmp_path):
 
 @pytest.mark.slow
 def test_search_publishes_its_winners_atomically_with_lineage(tmp_path):
-    from export.compress.search import PublishRequest
-    from serving.manifest import list_models, read_manifest, verify_files
+    from modelpress.export.compress.search import PublishRequest
+    from modelpress.serving.manifest import list_models, read_manifest, verify_files
 
     checkpoint, _ = train_checkpoint("mlp", tmp_path / "checkpoint", epochs=2)
     grid = SearchGrid(sparsities=[0.5], channel_ratios=[], student_widths=[[4]], precisions=["fp32"],
@@ -190,7 +190,7 @@ def test_search_publishes_its_winners_atomically_with_lineage(tmp_path):
 
 
 def test_search_refuses_a_repository_that_is_a_file_before_any_candidate_runs(tmp_path):
-    from export.compress.search import PublishRequest
+    from modelpress.export.compress.search import PublishRequest
 
     checkpoint, _ = train_checkpoint("mlp", tmp_path / "checkpoint", epochs=1)
     not_a_repo = tmp_path / "repo"

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from export.compress.sizes import count_parameters, onnx_bytes
-from export.compress.structured import StructuredConfig, layer_widths, prune_structured
+from modelpress.export.compress.sizes import count_parameters, onnx_bytes
+from modelpress.export.compress.structured import StructuredConfig, layer_widths, prune_structured
+from modelpress.training.models import build_model
 from tests.export.compress.conftest import export_onnx, quick_training
-from training.models import build_model
 
 TINY = {
     "cnn": {"channels": [8, 16], "convs_per_block": 2, "hidden": 32, "dropout": 0.0},
@@ -48,7 +48,7 @@ def test_mlp_neurons_and_batch_norm_shrink_and_finetuning_runs(digits):
     calls = []
 
     def finetune(m, step):
-        from training.trainer import fit
+        from modelpress.training.trainer import fit
 
         calls.append(count_parameters(m))
         return fit(m, digits, quick_training(1), progress=False)["epochs_run"]

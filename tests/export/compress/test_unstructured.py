@@ -3,16 +3,16 @@ import pytest
 import torch
 from torch import nn
 
-from export.compress.sizes import count_nonzero_parameters, count_parameters, gzip_bytes, onnx_bytes
-from export.compress.unstructured import (
+from modelpress.export.compress.sizes import count_nonzero_parameters, count_parameters, gzip_bytes, onnx_bytes
+from modelpress.export.compress.unstructured import (
     UnstructuredConfig,
     global_magnitude_prune,
     make_permanent,
     prune_unstructured,
     sparsity_of,
 )
+from modelpress.training.models import build_model
 from tests.export.compress.conftest import export_onnx, quick_training
-from training.models import build_model
 
 
 def _mlp(seed=0):
@@ -38,7 +38,7 @@ def test_iterative_pruning_keeps_pruned_weights_zero_through_finetuning(digits):
     seen = []
 
     def finetune(m, step):
-        from training.trainer import fit
+        from modelpress.training.trainer import fit
 
         seen.append(sparsity_of(m))
         fit(m, digits, quick_training(1), progress=False)

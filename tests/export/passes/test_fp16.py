@@ -2,9 +2,9 @@ import numpy as np
 import onnx
 import pytest
 
-from export.api import export_checkpoint
-from export.ort_session import cpu_session
-from export.verify import run_ort
+from modelpress.export.api import export_checkpoint
+from modelpress.export.ort_session import cpu_session
+from modelpress.export.verify import run_ort
 
 STEPS = {
     "fp32": [{"pass": "onnx"}, {"pass": "optimize"}],

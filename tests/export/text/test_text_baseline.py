@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.inprocess import bench_repository
-from export.compare.build import build_report
-from export.compare.render import footer
-from export.compare.timing import QUICK
-from export.compare.torch_source import NoBaselineError, load_baseline
-from export.pipeline import run_pipeline
-from serving.manifest import read_manifest
+from modelpress.benchmarks.inprocess import bench_repository
+from modelpress.export.compare.build import build_report
+from modelpress.export.compare.render import footer
+from modelpress.export.compare.timing import QUICK
+from modelpress.export.compare.torch_source import NoBaselineError, load_baseline
+from modelpress.export.pipeline import run_pipeline
+from modelpress.serving.manifest import read_manifest
 from tests.export.text.test_text_pipeline import write_recipe
 
 

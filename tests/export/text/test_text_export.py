@@ -7,20 +7,20 @@ import onnx
 import pytest
 import torch
 
-from export.errors import VerificationError
-from export.ort_session import cpu_session
-from export.text.embedding_int8 import quantize_embedding_tables, quantize_rows
-from export.text.fidelity import fidelity, nearest_neighbours, onnx_embeddings, token_batches
-from export.text.fp16 import convert_encoder_fp16
-from export.text.int8 import Int8Config, quantize_encoder_int8
-from export.text.onnx_export import check_against_torch, example_tokens, export_encoder
-from export.text.optimize import optimize_encoder
-from export.text.smoothing import activation_ranges, smooth_model, smooth_targets
-from serving.text import TextTokenizer
+from modelpress.export.errors import VerificationError
+from modelpress.export.ort_session import cpu_session
+from modelpress.export.text.embedding_int8 import quantize_embedding_tables, quantize_rows
+from modelpress.export.text.fidelity import fidelity, nearest_neighbours, onnx_embeddings, token_batches
+from modelpress.export.text.fp16 import convert_encoder_fp16
+from modelpress.export.text.int8 import Int8Config, quantize_encoder_int8
+from modelpress.export.text.onnx_export import check_against_torch, example_tokens, export_encoder
+from modelpress.export.text.optimize import optimize_encoder
+from modelpress.export.text.smoothing import activation_ranges, smooth_model, smooth_targets
+from modelpress.serving.text import TextTokenizer
+from modelpress.training.text.corpus import load_corpus
+from modelpress.training.text.encoder import SentenceEncoder
+from modelpress.training.text.source import load_encoder, resolve_source
 from tests.training.text.tiny_bert import HEADS, HIDDEN, LAYERS
-from training.text.corpus import load_corpus
-from training.text.encoder import SentenceEncoder
-from training.text.source import load_encoder, resolve_source
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import yaml
 
-from export.errors import AccuracyRefusedError, ExportError
-from export.pipeline import run_pipeline
-from export.text.recipe import load_text_recipe
-from serving.manifest import list_models, read_manifest, verify_files
+from modelpress.export.errors import AccuracyRefusedError, ExportError
+from modelpress.export.pipeline import run_pipeline
+from modelpress.export.text.recipe import load_text_recipe
+from modelpress.serving.manifest import list_models, read_manifest, verify_files
 from tests.training.text.tiny_bert import HIDDEN
 
 REPO = Path(__file__).resolve().parents[3]

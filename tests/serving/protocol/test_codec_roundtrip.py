@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.extra import numpy as hnp
 
-from serving.protocol.codec import decode_input, encode_binary, encode_json, output_datatype
-from serving.protocol.datatypes import V2_TO_NUMPY
-from serving.protocol.types import RequestInput
+from modelpress.serving.protocol.codec import decode_input, encode_binary, encode_json, output_datatype
+from modelpress.serving.protocol.datatypes import V2_TO_NUMPY
+from modelpress.serving.protocol.types import RequestInput
 
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "modelpress-hypothesis")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving.protocol.datatypes import V2_TO_NUMPY, numpy_to_v2
+from modelpress.serving.protocol.datatypes import V2_TO_NUMPY, numpy_to_v2
 
 
 @pytest.mark.parametrize("name", [n for n in V2_TO_NUMPY if n != "BYTES"])

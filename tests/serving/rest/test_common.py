@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from serving.rest.common import dumps
+from modelpress.serving.rest.common import dumps
 
 
 @pytest.mark.parametrize(

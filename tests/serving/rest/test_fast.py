@@ -13,8 +13,8 @@ import httpx
 import numpy as np
 import pytest
 
-from serving.app import create_app
-from serving.rest import fast
+from modelpress.serving.app import create_app
+from modelpress.serving.rest import fast
 from tests.serving.conftest import running, settings_for
 from tests.serving.models import FEATURES
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from serving.protocol.codec import HEADER_LENGTH
+from modelpress.serving.protocol.codec import HEADER_LENGTH
 from tests.serving.conftest import ADMIN, client_for
 from tests.serving.models import FEATURES
 

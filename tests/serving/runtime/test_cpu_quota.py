@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.runtime.cpu_quota import cpu_quota
+from modelpress.serving.runtime.cpu_quota import cpu_quota
 
 
 def _write(path: Path, text: str) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving.errors import ModelLoadError
-from serving.manifest import read_manifest
-from serving.runtime.onnx import OnnxModel, RuntimeOptions, warmup_inputs
-from serving.runtime.providers import ProviderConfig
+from modelpress.serving.errors import ModelLoadError
+from modelpress.serving.manifest import read_manifest
+from modelpress.serving.runtime.onnx import OnnxModel, RuntimeOptions, warmup_inputs
+from modelpress.serving.runtime.providers import ProviderConfig
 from tests.serving.models import MULTI_INPUTS
 
 

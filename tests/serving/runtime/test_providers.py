@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving.runtime.providers import (
+from modelpress.serving.runtime.providers import (
     ProviderConfig,
     ProviderError,
     check_session_providers,

@@ -10,10 +10,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from serving.manifest import TensorSpec
-from serving.memory import release_free_heap, rss_bytes
-from serving.runtime.onnx import OnnxModel, RuntimeOptions
-from serving.runtime.shared_weights import (
+from modelpress.serving.manifest import TensorSpec
+from modelpress.serving.memory import release_free_heap, rss_bytes
+from modelpress.serving.runtime.onnx import OnnxModel, RuntimeOptions
+from modelpress.serving.runtime.shared_weights import (
     MIN_SHARED_BYTES,
     ScanError,
     SharedWeights,
@@ -58,7 +58,7 @@ def publish_lookup(repo: Path, name: str, emb: np.ndarray, proj_seed: int = 0) -
 
 
 def load(version_dir: Path, share: bool = True) -> OnnxModel:
-    from serving.manifest import read_manifest
+    from modelpress.serving.manifest import read_manifest
 
     model = OnnxModel(read_manifest(version_dir), version_dir, RuntimeOptions(share_weights=share, warmup_runs=1))
     model.load()
@@ -150,9 +150,9 @@ def test_a_second_session_with_the_same_table_adds_no_copy_of_it(tmp_path):
 
 def test_text_variants_share_one_tokenizer_per_file(tmp_path):
     pytest.importorskip("tokenizers")
-    from serving.app import onnx_runtime_factory
-    from serving.manifest import read_manifest
-    from serving.settings import Settings
+    from modelpress.serving.app import onnx_runtime_factory
+    from modelpress.serving.manifest import read_manifest
+    from modelpress.serving.settings import Settings
     from tests.serving.models import publish_encoder
 
     publish_encoder(tmp_path, "encoder")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from serving.runtime import thread_pools
-from serving.runtime.thread_pools import choose_pool
+from modelpress.serving.runtime import thread_pools
+from modelpress.serving.runtime.thread_pools import choose_pool
 
 
 @pytest.fixture
@@ -77,9 +77,9 @@ def test_when_ort_cannot_make_the_pools_sessions_get_their_own_and_say_why(fresh
 
 
 def test_the_server_settings_reach_the_runtime(repo, monkeypatch, thread_settings_unset):
-    from serving.app import onnx_runtime_factory
-    from serving.manifest import read_manifest
-    from serving.settings import Settings
+    from modelpress.serving.app import onnx_runtime_factory
+    from modelpress.serving.manifest import read_manifest
+    from modelpress.serving.settings import Settings
 
     version_dir = repo / "digits" / "1"
     cases = [
@@ -89,7 +89,7 @@ def test_the_server_settings_reach_the_runtime(repo, monkeypatch, thread_setting
         (Settings(repository=repo, allow_spinning=True), 1.0, (True, True)),  # asked for: given
     ]
     for settings, quota, want in cases:
-        monkeypatch.setattr("serving.app.cpu_quota", lambda quota=quota: quota)
+        monkeypatch.setattr("modelpress.serving.app.cpu_quota", lambda quota=quota: quota)
         model = onnx_runtime_factory(settings)(read_manifest(version_dir), version_dir)  # built, not loaded
         assert (model.options.shared_thread_pool, model.options.allow_spinning) == want, (settings, quota)
 
@@ -98,8 +98,8 @@ THREADS_PROCESS = """
 import json, os, sys
 from pathlib import Path
 import numpy as np
-from serving.manifest import read_manifest
-from serving.runtime.onnx import OnnxModel, RuntimeOptions
+from modelpress.serving.manifest import read_manifest
+from modelpress.serving.runtime.onnx import OnnxModel, RuntimeOptions
 
 def threads():
     return len(os.listdir("/proc/self/task"))

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from training.text import python_docs
-from training.text.corpus import CorpusError, _held_out, load_corpus, read_corpus_text
+from modelpress.training.text import python_docs
+from modelpress.training.text.corpus import CorpusError, _held_out, load_corpus, read_corpus_text
 
 MODULE = '''"""Tools that parse the configuration files of a small web server.
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from serving.text import TextTokenizer
-from training.text.corpus import CorpusError, load_corpus, split_sentences
-from training.text.distill import (
+from modelpress.serving.text import TextTokenizer
+from modelpress.training.text.corpus import CorpusError, load_corpus, split_sentences
+from modelpress.training.text.distill import (
     DistillConfig,
     DistillError,
     build_student,
@@ -17,8 +17,8 @@ from training.text.distill import (
     epoch_batches,
     hidden_state_loss,
 )
-from training.text.encoder import SentenceEncoder, mean_pool
-from training.text.source import TextModelError, load_encoder, resolve_source
+from modelpress.training.text.encoder import SentenceEncoder, mean_pool
+from modelpress.training.text.source import TextModelError, load_encoder, resolve_source
 
 
 @pytest.fixture(scope="module")
