@@ -22,12 +22,13 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
 
-from modelpress.serving.auth import AuthConfigError, BearerAuth, BearerAuthMiddleware, TokenSource
+from modelpress.serving.auth import AuthConfigError, TokenSource
 from modelpress.serving.batching import batch_policy
 from modelpress.serving.compute import ComputePool
 from modelpress.serving.dataplane import DataPlane
-from modelpress.serving.drain import Drain, InflightMiddleware
+from modelpress.serving.drain import Drain
 from modelpress.serving.errors import HANDLERS, CatchAllMiddleware
+from modelpress.serving.guards import Guards
 from modelpress.serving.manifest import ModelManifest
 from modelpress.serving.metrics import Metrics
 from modelpress.serving.protocol.types import InferenceRequest, PredictRequest
@@ -37,6 +38,7 @@ from modelpress.serving.rest import repository as repository_routes
 from modelpress.serving.rest import v1, v2
 from modelpress.serving.rest.common import errors
 from modelpress.serving.rest.fast import InferenceFastPath, ServingApp
+from modelpress.serving.rest.guard import GuardMiddleware
 from modelpress.serving.runtime.cpu_quota import cpu_quota
 from modelpress.serving.runtime.onnx import OnnxModel, RuntimeOptions
 from modelpress.serving.runtime.providers import ProviderConfig
@@ -160,14 +162,13 @@ def create_app(
     unauthorized = errors(401) if tokens is not None else None
     for router in (v2.router, v1.router, repository_routes.router, metrics_routes.router):
         app.include_router(router, responses=unauthorized)
+    guards = Guards.from_settings(settings, drain, tokens)
+    app.state.guards = guards
     app.add_middleware(CatchAllMiddleware)
-    app.add_middleware(InflightMiddleware, drain=drain)
-    auth = None
-    if tokens is not None:  # outermost but for the fast path: a request without the token touches nothing else
-        auth = BearerAuth(tokens, health=settings.auth_health, metrics=settings.auth_metrics)
-        app.add_middleware(BearerAuthMiddleware, auth=auth)
-    if settings.fast_path:  # the inference routes skip every layer above (the fast path applies auth itself)
-        app.fast_path = InferenceFastPath(dataplane=dataplane, drain=drain, auth=auth)
+    # Outermost but for the fast path: a request without the token touches nothing else.
+    app.add_middleware(GuardMiddleware, guards=guards)
+    if settings.fast_path:  # the inference routes skip every layer above (the fast path admits through the guards)
+        app.fast_path = InferenceFastPath(dataplane=dataplane, guards=guards)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -1,4 +1,4 @@
-"""Optional bearer-token auth in front of every route (pure ASGI, so it costs one header lookup per request).
+"""Optional bearer-token auth: the token's source and the check (applied to every transport by ``guards.py``).
 
 The token comes from ``MODELPRESS_AUTH_TOKEN`` or from a file (``MODELPRESS_AUTH_TOKEN_FILE``, e.g. a mounted
 Kubernetes Secret). A file is re-read when its modification time changes, so a rotated Secret takes effect
@@ -13,16 +13,11 @@ import logging
 import os
 from pathlib import Path
 
-from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-from modelpress.serving.errors import error_response
+from modelpress.serving.errors import UnauthenticatedError
 from modelpress.serving.settings import Settings
 
 log = logging.getLogger("serving")
 
-HEALTH_PATHS = ("/v2/health/live", "/v2/health/ready")
-METRICS_PATHS = ("/metrics",)
 REALM = "modelpress"
 
 
@@ -90,40 +85,28 @@ def bearer_token(header: bytes | None) -> bytes | None:
 
 
 class BearerAuth:
-    """The check itself, shared by the middleware and the inference fast path (``serving/rest/fast.py``)."""
+    """The token check itself; :class:`~modelpress.serving.guards.Guards` applies it to every transport."""
 
-    def __init__(self, tokens: TokenSource, *, health: bool, metrics: bool) -> None:
+    def __init__(self, tokens: TokenSource) -> None:
         self.tokens = tokens
-        self.open_paths = (() if health else HEALTH_PATHS) + (() if metrics else METRICS_PATHS)
 
-    def denied(self, scope: Scope) -> Response | None:
-        """None when the request may pass (an open path, or the right token), else the 401 to answer."""
-        if scope["path"] in self.open_paths:
-            return None
-        header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-        given = bearer_token(header)
+    def check(self, authorization: bytes | None) -> None:
+        """Pass when ``authorization`` is ``Bearer <the token>``.
+
+        Args:
+            authorization: the ``Authorization`` header (REST) or ``authorization`` metadata (gRPC), if sent.
+
+        Raises:
+            UnauthenticatedError: no token, or the wrong one (``WWW-Authenticate`` in its headers).
+        """
+        given = bearer_token(authorization)
         # compare_digest takes time independent of where the first differing byte is (no timing oracle).
         if given is not None and hmac.compare_digest(given, self.tokens.current()):
-            return None
+            return
         if given is None:
             message = "authentication required: send 'Authorization: Bearer <token>'"
             challenge = f'Bearer realm="{REALM}"'
         else:
             message = "invalid bearer token"
             challenge = f'Bearer realm="{REALM}", error="invalid_token"'
-        return error_response(401, message, {"WWW-Authenticate": challenge})
-
-
-class BearerAuthMiddleware:
-    """Answers 401 (JSON, ``WWW-Authenticate: Bearer``) to a request without the right token."""
-
-    def __init__(self, app: ASGIApp, auth: BearerAuth) -> None:
-        self.app = app
-        self.auth = auth
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        denied = self.auth.denied(scope) if scope["type"] == "http" else None
-        if denied is None:
-            await self.app(scope, receive, send)
-        else:
-            await denied(scope, receive, send)
+        raise UnauthenticatedError(message, headers={"WWW-Authenticate": challenge})

@@ -15,14 +15,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
-
 log = logging.getLogger("serving")
-
-UNCOUNTED = ("/v2/health/live", "/v2/health/ready", "/metrics")
 
 
 class Drain:
+    """Waits for in-flight requests on SIGTERM; ``inflight`` is kept by ``guards.py`` for every transport."""
+
     def __init__(self, timeout_s: float, grace_s: float, on_start: Callable[[], None]) -> None:
         self.timeout_s = timeout_s
         self.grace_s = grace_s
@@ -78,21 +76,3 @@ class Drain:
         if self._previous is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._previous)
             self._previous = None
-
-
-class InflightMiddleware:
-    """Counts requests being served (health and /metrics excluded) so the drain knows when they are done."""
-
-    def __init__(self, app: ASGIApp, drain: Drain) -> None:
-        self.app = app
-        self.drain = drain
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in UNCOUNTED:
-            await self.app(scope, receive, send)
-            return
-        self.drain.inflight += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.drain.inflight -= 1

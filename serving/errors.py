@@ -20,7 +20,10 @@ log = logging.getLogger("serving")
 
 
 class ServingError(Exception):
-    """Base of every error the server answers on purpose; ``status`` is the HTTP status."""
+    """Base of every error the server answers on purpose; ``status`` is the HTTP status.
+
+    Every transport answers it from ``status`` alone: REST with that status, gRPC with :data:`GRPC_CODES`'s code.
+    """
 
     status: int = 500
 
@@ -32,6 +35,12 @@ class ServingError(Exception):
 
 class BadRequestError(ServingError):
     status = 400
+
+
+class UnauthenticatedError(ServingError):
+    """No bearer token or a wrong one; ``WWW-Authenticate`` tells how to authenticate (RFC 6750)."""
+
+    status = 401
 
 
 class ForbiddenError(ServingError):
@@ -75,6 +84,21 @@ class ModelLoadError(ServingError):
 
 class InternalError(ServingError):
     status = 500
+
+
+# The gRPC status of each HTTP status we answer with (names of ``grpc.StatusCode``, so this module needs no grpc).
+# 413 is RESOURCE_EXHAUSTED, what gRPC itself answers to a message over its size limit.
+GRPC_CODES: dict[int, str] = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    413: "RESOURCE_EXHAUSTED",
+    415: "INVALID_ARGUMENT",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -1,20 +1,16 @@
-"""Helpers shared by the routers: fast JSON responses, the documented error responses, request accounting."""
+"""Helpers shared by the routers: fast JSON responses, the documented error responses."""
 
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import orjson
-from prometheus_client import Gauge
 from starlette.requests import Request
 from starlette.responses import Response
 
 from modelpress.serving.dataplane import DataPlane
-from modelpress.serving.errors import ServingError
 from modelpress.serving.protocol.types import ErrorResponse
-from modelpress.serving.served import ServedModel
 
 
 def dumps(payload: Any) -> bytes:
@@ -56,44 +52,3 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def dataplane_of(request: Request) -> DataPlane:
     return request.app.state.dataplane
-
-
-class Tracked:
-    """Counts one inference request in the metrics and statistics, whatever its outcome.
-
-    ``with Tracked(dataplane, name, "v2") as track:``, and the route fills in ``track.served`` (which version
-    ran) and ``track.rows``. A class rather than ``@asynccontextmanager``: no generator to drive per request.
-    """
-
-    __slots__ = ("_dataplane", "_gauge", "_name", "_protocol", "_started", "rows", "served")
-
-    def __init__(self, dataplane: DataPlane, name: str, protocol: str) -> None:
-        self._dataplane = dataplane
-        self._name = name
-        self._protocol = protocol
-        self._gauge: Gauge | None = None
-        self.served: ServedModel | None = None
-        self.rows = 0
-
-    def __enter__(self) -> Tracked:
-        self._started = time.perf_counter()
-        try:
-            served = self._dataplane.repository.get(self._name)
-            self._gauge = served.series.inflight
-            self._gauge.inc()
-            self.served = served  # failures before the run are still this version's
-        except ServingError:
-            pass
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
-        if exc is None:
-            status = 200
-        elif isinstance(exc, ServingError):
-            status = exc.status
-        else:  # a bug (500); BaseExceptions such as a cancellation are counted the same way
-            status = 500
-        if self._gauge is not None:
-            self._gauge.dec()
-        seconds = time.perf_counter() - self._started
-        self._dataplane.record(self._name, self._protocol, status, seconds, self.rows, self.served)

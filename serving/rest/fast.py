@@ -2,8 +2,9 @@
 
 ``POST /v2/models/{m}[/versions/{v}]/infer`` and ``POST /v1/models/{m}:predict`` are matched here and answered
 by the same functions FastAPI's routes call (``infer_response``, ``predict_response``), with what the layers
-between would have added done inline: bearer auth when configured, the drain's in-flight count, the path-name
-check of the routers' dependency, the handler table's JSON errors and the catch-all's 500. Everything else, and
+between would have added done inline: the request guards (``serving/guards.py``: bearer auth, the drain's
+in-flight count) through the same ``Guards.admit`` the middleware calls, the path-name check of the routers'
+dependency, the handler table's JSON errors and the catch-all's 500. Everything else, and
 every request this does not match (another method, a ``root_path``), goes on to FastAPI, which still declares
 these routes, so ``/openapi.json`` describes them and ``fast_path=false`` serves them the old way.
 :class:`ServingApp` dispatches here first, before ``FastAPI.__call__``: its per-request OpenTelemetry check (it
@@ -25,11 +26,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from modelpress.serving.auth import BearerAuth
 from modelpress.serving.dataplane import DataPlane
-from modelpress.serving.drain import Drain
 from modelpress.serving.errors import ServingError, log_unexpected, serving_error_response, unexpected_error_response
-from modelpress.serving.rest.limits import check_path_names
+from modelpress.serving.guards import CallKind, Guards
+from modelpress.serving.limits import check_path_names
+from modelpress.serving.rest.guard import authorization
 from modelpress.serving.rest.v1 import predict_response
 from modelpress.serving.rest.v2 import infer_response
 
@@ -65,22 +66,21 @@ class InferenceFastPath:
 
     Args:
         dataplane: what the routes call.
-        drain: counts the request as in flight, as ``InflightMiddleware`` does.
-        auth: the bearer-token check when auth is on, else None.
+        guards: the request guards, as ``GuardMiddleware`` applies them to every other request.
     """
 
-    def __init__(self, *, dataplane: DataPlane, drain: Drain, auth: BearerAuth | None) -> None:
+    def __init__(self, *, dataplane: DataPlane, guards: Guards) -> None:
         self.dataplane = dataplane
-        self.drain = drain
-        self.auth = auth
+        self.guards = guards
 
     async def serve(self, found: tuple[Handler, str, str | None], scope: Scope, receive: Receive, send: Send) -> None:
-        if self.auth is not None and (denied := self.auth.denied(scope)) is not None:
-            await denied(scope, receive, send)
+        try:
+            admission = self.guards.admit(CallKind.API, authorization(scope))
+        except ServingError as e:
+            await serving_error_response(e)(scope, receive, send)
             return
         handler, name, version = found
-        self.drain.inflight += 1
-        try:
+        with admission:
             try:
                 check_path_names(name, version)
                 response = await handler(self.dataplane, Request(scope, receive), name, version)
@@ -92,8 +92,6 @@ class InferenceFastPath:
                 await response(scope, receive, send)
             except Exception as e:  # the catch-all's rule once the answer has started: log it, keep serving
                 log_unexpected(scope, e)
-        finally:
-            self.drain.inflight -= 1
 
 
 class ServingApp(FastAPI):

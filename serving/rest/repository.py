@@ -10,7 +10,7 @@ from modelpress.serving.errors import ForbiddenError
 from modelpress.serving.protocol.types import RepositoryIndexEntry, RepositoryIndexRequest
 from modelpress.serving.rest.body import parse_json_model, read_body, require_json
 from modelpress.serving.rest.common import dataplane_of, errors, json_response
-from modelpress.serving.rest.limits import valid_path_names
+from modelpress.serving.rest.guard import valid_path_names
 
 router = APIRouter(tags=["repository"], dependencies=[Depends(valid_path_names)])
 

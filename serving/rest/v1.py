@@ -6,12 +6,14 @@ from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
+from modelpress.serving.accounting import Tracked
 from modelpress.serving.dataplane import DataPlane
 from modelpress.serving.errors import UnavailableError
+from modelpress.serving.limits import check_rows
 from modelpress.serving.protocol.types import PredictRequest, PredictResponse
 from modelpress.serving.rest.body import parse_json_model, read_body, require_json
-from modelpress.serving.rest.common import Tracked, dataplane_of, errors, json_response
-from modelpress.serving.rest.limits import check_rows, valid_path_names
+from modelpress.serving.rest.common import dataplane_of, errors, json_response
+from modelpress.serving.rest.guard import valid_path_names
 
 router = APIRouter(tags=["v1"], dependencies=[Depends(valid_path_names)])
 

@@ -6,8 +6,10 @@ from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
+from modelpress.serving.accounting import Tracked
 from modelpress.serving.dataplane import DataPlane, Inference
 from modelpress.serving.errors import UnavailableError
+from modelpress.serving.limits import check_infer_limits
 from modelpress.serving.protocol.codec import HEADER_LENGTH, encode_binary, encode_json, output_datatype
 from modelpress.serving.protocol.types import (
     InferenceRequest,
@@ -17,8 +19,8 @@ from modelpress.serving.protocol.types import (
     ServerMetadata,
 )
 from modelpress.serving.rest.body import read_infer_request
-from modelpress.serving.rest.common import Tracked, dataplane_of, dumps, errors, json_response
-from modelpress.serving.rest.limits import check_infer_limits, valid_path_names
+from modelpress.serving.rest.common import dataplane_of, dumps, errors, json_response
+from modelpress.serving.rest.guard import valid_path_names
 
 router = APIRouter(tags=["v2"], dependencies=[Depends(valid_path_names)])
 

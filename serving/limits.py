@@ -1,4 +1,4 @@
-"""Limits checked before a request touches a model: names and versions from the URL, tensor sizes and rows.
+"""Limits checked before a request touches a model, whatever the transport: names and versions, tensor sizes, rows.
 
 The body limit (``max_body_bytes``) bounds the bytes; these bound what the bytes may declare: a small binary
 request can still claim a huge shape, and a JSON body of ``0,`` repeated is millions of elements.
@@ -9,8 +9,6 @@ from __future__ import annotations
 import math
 import re
 
-from starlette.requests import Request
-
 from modelpress.serving.errors import BadRequestError, PayloadTooLargeError
 from modelpress.serving.manifest import validate_model_name
 from modelpress.serving.protocol.types import InferenceRequest
@@ -19,16 +17,11 @@ from modelpress.serving.settings import Settings
 _VERSION_RE = re.compile(r"^[0-9]{1,18}$")
 
 
-async def valid_path_names(request: Request) -> None:
-    """Router dependency: ``model_name`` must be one safe path segment and ``model_version`` a number (400).
-
-    Nothing reaches the repository folder with ``..``, a slash, or a hidden name, whatever the route does.
-    """
-    check_path_names(request.path_params.get("model_name"), request.path_params.get("model_version"))
-
-
 def check_path_names(name: str | None, version: str | None) -> None:
-    """What :func:`valid_path_names` checks, for the inference fast path, which has no FastAPI dependencies."""
+    """``name`` must be one safe path segment and ``version`` a number (400), else nothing reaches the repository.
+
+    No ``..``, slash or hidden name gets near the repository folder, whatever the route or RPC does.
+    """
     if name is not None:
         try:
             validate_model_name(name)

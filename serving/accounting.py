@@ -1,0 +1,53 @@
+"""Accounting of one inference request in the metrics and statistics, whatever the transport."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import Gauge
+
+from modelpress.serving.dataplane import DataPlane
+from modelpress.serving.errors import ServingError
+from modelpress.serving.served import ServedModel
+
+
+class Tracked:
+    """Counts one inference request in the metrics and statistics, whatever its outcome.
+
+    ``with Tracked(dataplane, name, protocol) as track:`` (protocol ``v2``, ``v1`` or ``grpc``), and the
+    handler fills in ``track.served`` (which version ran) and ``track.rows``. A class rather than
+    ``@asynccontextmanager``: no generator to drive per request.
+    """
+
+    __slots__ = ("_dataplane", "_gauge", "_name", "_protocol", "_started", "rows", "served")
+
+    def __init__(self, dataplane: DataPlane, name: str, protocol: str) -> None:
+        self._dataplane = dataplane
+        self._name = name
+        self._protocol = protocol
+        self._gauge: Gauge | None = None
+        self.served: ServedModel | None = None
+        self.rows = 0
+
+    def __enter__(self) -> Tracked:
+        self._started = time.perf_counter()
+        try:
+            served = self._dataplane.repository.get(self._name)
+            self._gauge = served.series.inflight
+            self._gauge.inc()
+            self.served = served  # failures before the run are still this version's
+        except ServingError:
+            pass
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
+        if exc is None:
+            status = 200
+        elif isinstance(exc, ServingError):
+            status = exc.status
+        else:  # a bug (500); BaseExceptions such as a cancellation are counted the same way
+            status = 500
+        if self._gauge is not None:
+            self._gauge.dec()
+        seconds = time.perf_counter() - self._started
+        self._dataplane.record(self._name, self._protocol, status, seconds, self.rows, self.served)
