@@ -129,10 +129,18 @@ def create_app(
         settings.drain_timeout_s, settings.drain_grace_s, on_start=lambda: setattr(dataplane, "draining", True)
     )
 
+    guards = Guards.from_settings(settings, drain, tokens)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if handle_signals:
             drain.install(asyncio.get_running_loop())
+        grpc_server = None
+        if settings.grpc_port is not None:  # grpc is imported only when asked for (the [grpc] extra)
+            from modelpress.serving.grpc.server import start_grpc
+
+            grpc_server = await start_grpc(settings, dataplane, guards)  # live while the models load, as REST
+            app.state.grpc_port = grpc_server.port
         # Import ORT first so its own memory is not counted as the first model's (modelpress_model_memory_bytes).
         await asyncio.get_running_loop().run_in_executor(loads, importlib.import_module, "onnxruntime")
         await repository.load_all()
@@ -143,6 +151,8 @@ def create_app(
         finally:
             dataplane.draining = True
             drain.uninstall()
+            if grpc_server is not None:  # the drain has waited for its calls too (they are counted in flight)
+                await grpc_server.stop(1.0)
             await repository.close()
             compute.shutdown(wait=False)
             loads.shutdown(wait=False)
@@ -162,7 +172,6 @@ def create_app(
     unauthorized = errors(401) if tokens is not None else None
     for router in (v2.router, v1.router, repository_routes.router, metrics_routes.router):
         app.include_router(router, responses=unauthorized)
-    guards = Guards.from_settings(settings, drain, tokens)
     app.state.guards = guards
     app.add_middleware(CatchAllMiddleware)
     # Outermost but for the fast path: a request without the token touches nothing else.

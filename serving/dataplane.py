@@ -105,15 +105,26 @@ class DataPlane:
         return self.repository.get(name, version)
 
     async def infer(
-        self, name: str, version: str | None, request: InferenceRequest, binary: dict[str, memoryview]
+        self,
+        name: str,
+        version: str | None,
+        request: InferenceRequest,
+        binary: dict[str, memoryview],
+        deadline_s: float | None = None,
     ) -> Inference:
-        """Validate a V2 request against the model, run it through the batcher, return the requested outputs."""
+        """Validate a V2 request against the model, run it through the batcher, return the requested outputs.
+
+        ``deadline_s``: seconds the caller's transport still allows (a gRPC deadline), when it says.
+        """
         served = self.resolve(name, version)
         feeds = {item.name: item for item in request.inputs}
         _check_input_names(served, [item.name for item in request.inputs])
         arrays = {n: self._decode(served, served_spec(served, n), item, binary.get(n)) for n, item in feeds.items()}
         outputs = _requested_outputs(served, [o.name for o in request.outputs] if request.outputs else None)
-        return await self._run(served, arrays, outputs, _client_timeout_s(request.parameters))
+        timeout_s = _client_timeout_s(request.parameters)
+        if deadline_s is not None and (timeout_s is None or deadline_s < timeout_s):
+            timeout_s = max(deadline_s, 0.0)
+        return await self._run(served, arrays, outputs, timeout_s)
 
     async def predict(self, name: str, version: str | None, instances: list) -> tuple[ServedModel, list, dict]:
         """V1: instances → input tensors (with the manifest's preprocessing) → predictions per instance."""

@@ -134,6 +134,25 @@ class Settings(BaseSettings):
     )
     allow_nan: bool = Field(default=False, description="Accept NaN/Inf in floating-point inputs.")
     warmup_runs: int = Field(default=2, ge=0, description="Warm-up session.run calls per batch size at load.")
+    grpc_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Also serve the Open Inference Protocol over gRPC on this port (same host, same process and "
+        "models); unset: no gRPC. 0 picks a free port (logged).",
+    )
+    tls_cert: Path | None = Field(
+        default=None,
+        description="PEM certificate chain: serve REST and gRPC over TLS (with tls_key); re-read when it changes.",
+    )
+    tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert.")
+    tls_client_ca: Path | None = Field(
+        default=None,
+        description="PEM CA bundle: require a client certificate signed by it (mutual TLS); needs tls_cert.",
+    )
+    tls_reload_s: float = Field(
+        default=10.0, gt=0, description="How often the REST server checks the TLS files for a change (seconds)."
+    )
 
     @field_validator("providers", mode="before")
     @classmethod
@@ -195,6 +214,17 @@ class Settings(BaseSettings):
                 "the repository API (load/unload) needs auth: set MODELPRESS_AUTH_TOKEN or MODELPRESS_AUTH_TOKEN_FILE"
             )
         return self
+
+    @model_validator(mode="after")
+    def _tls_consistent(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both tls_cert and tls_key (MODELPRESS_TLS_CERT, MODELPRESS_TLS_KEY)")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key: the server must speak TLS")
+        return self
+
+    def tls_enabled(self) -> bool:
+        return self.tls_cert is not None
 
     def auth_enabled(self) -> bool:
         return self.auth_token is not None or self.auth_token_file is not None

@@ -18,6 +18,14 @@ def register(app: typer.Typer) -> None:
         auth_token_file: Path = typer.Option(
             None, "--auth-token-file", help="Require 'Authorization: Bearer <token>' with the token in this file."
         ),
+        grpc_port: int = typer.Option(
+            None, "--grpc-port", help="Also serve the Open Inference Protocol over gRPC on this port \\[default: off]."
+        ),
+        tls_cert: Path = typer.Option(None, "--tls-cert", help="PEM certificate chain: REST and gRPC over TLS."),
+        tls_key: Path = typer.Option(None, "--tls-key", help="PEM private key of --tls-cert."),
+        tls_client_ca: Path = typer.Option(
+            None, "--tls-client-ca", help="PEM CA bundle: require client certificates signed by it (mutual TLS)."
+        ),
     ) -> None:
         """Serve a model repository over KServe V2 / V1 REST with Prometheus metrics (also MODELPRESS_* env)."""
         from modelpress.errors import user_errors
@@ -29,6 +37,7 @@ def register(app: typer.Typer) -> None:
             "repository": repository, "host": host, "port": port, "workers": workers, "log_level": log_level,
             "require_gpu": require_gpu or None, "repository_api": repository_api or None,
             "auth_token_file": auth_token_file,
+            "grpc_port": grpc_port, "tls_cert": tls_cert, "tls_key": tls_key, "tls_client_ca": tls_client_ca,
         }  # fmt: skip
         with user_errors(SettingsError, ServeError):
             run(load_settings(**{k: v for k, v in given.items() if v is not None}))

@@ -82,7 +82,10 @@ def decode_input(item: RequestInput, binary: memoryview | None) -> np.ndarray:
             raise BadRequestError(f"input '{item.name}': has both binary_data_size and JSON data")
         return _decode_binary(item, binary)
     if item.data is None:
-        raise BadRequestError(f"input '{item.name}': no data (neither 'data' nor binary_data_size)")
+        raise BadRequestError(
+            f"input '{item.name}': no data (neither 'data' nor binary_data_size; over gRPC: "
+            "contents or raw_input_contents)"
+        )
     return _decode_json(item)
 
 
