@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import os
+import ssl
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
 from modelpress.serving.runtime.providers import ProviderConfig, preflight
 from modelpress.serving.settings import Settings
+from modelpress.serving.tls import ContextReloader, TlsFiles
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 class ServeError(Exception):
@@ -17,7 +24,7 @@ class ServeError(Exception):
 
 
 def check(settings: Settings) -> None:
-    """Fail fast, before binding a port: repository folder, execution providers (``--require-gpu``), auth token.
+    """Fail fast, before binding a port: repository folder, execution providers (``--require-gpu``), auth token, TLS.
 
     Raises:
         ServeError: naming the problem.
@@ -35,6 +42,41 @@ def check(settings: Settings) -> None:
         TokenSource.from_settings(settings)
     except AuthConfigError as e:
         raise ServeError(str(e)) from e
+    _check_tls(settings)
+
+
+def _check_tls(settings: Settings) -> None:
+    files = TlsFiles.from_settings(settings)
+    if files is None:
+        return
+    try:
+        files.check_readable()
+    except (OSError, ssl.SSLError) as e:
+        raise ServeError(f"TLS: {e}") from e
+
+
+def tls_options(settings: Settings) -> dict[str, Any]:
+    """Uvicorn's TLS options for the settings (none when TLS is off); a client CA makes certificates required."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return {}
+    options: dict[str, Any] = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
+    if settings.tls_client_ca is not None:
+        options |= {"ssl_ca_certs": str(settings.tls_client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return options
+
+
+def watch_tls(config: uvicorn.Config, settings: Settings) -> ContextReloader | None:
+    """Load ``config`` (which builds its SSLContext and the app) and reload the TLS files into it when they change.
+
+    Returns the running reloader, or None when TLS is off.
+    """
+    files = TlsFiles.from_settings(settings)
+    if files is None:
+        return None
+    config.load()
+    reloader = ContextReloader(config.ssl, files, settings.tls_reload_s)
+    reloader.start()
+    return reloader
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -78,10 +120,24 @@ def serve(settings: Settings) -> None:
         "access_log": settings.log_level in ("debug", "trace"),
         "log_config": log_config(settings.log_level),
     }
+    common |= tls_options(settings)
     if settings.workers > 1:
         os.environ.update(settings_env(settings))  # the entry point hands the settings to the workers
+        if settings.tls_enabled():  # uvicorn builds each worker's SSLContext out of our reach
+            logging.getLogger("serving").warning(
+                "with workers > 1 the REST certificate is read at start only (gRPC's follows the files)"
+            )
         uvicorn.run("modelpress.serving.app:create_app", workers=settings.workers, **common)
     else:
         from modelpress.serving.app import create_app
 
-        uvicorn.run(functools.partial(create_app, settings), **common)
+        config = uvicorn.Config(functools.partial(create_app, settings), **common)
+        reloader = watch_tls(config, settings)
+        server = uvicorn.Server(config)
+        try:
+            server.run()
+        finally:
+            if reloader is not None:
+                reloader.stop()
+        if not server.started:  # what uvicorn.run does when the startup failed (e.g. a model did not load)
+            raise SystemExit(3)

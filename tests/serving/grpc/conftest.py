@@ -12,6 +12,7 @@ import pytest
 import uvicorn
 
 from modelpress.serving.app import create_app
+from modelpress.serving.server import tls_options, watch_tls
 from modelpress.serving.settings import Settings
 from tests.serving.conftest import settings_for
 from tests.serving.models import publish_classifier, publish_encoder, publish_multi
@@ -25,13 +26,18 @@ class Served:
 
 
 @contextmanager
-def serve(settings: Settings, **uvicorn_options: object) -> Iterator[Served]:
-    """The app under a real uvicorn on a free 127.0.0.1 port, with its gRPC server on another (grpc_port=0)."""
+def serve(settings: Settings) -> Iterator[Served]:
+    """The app under a real uvicorn on a free 127.0.0.1 port, with its gRPC server on another (grpc_port=0).
+
+    TLS as ``modelpress serve`` sets it up (``serving/server.py``: uvicorn's options, the certificate reloader).
+    """
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     app = create_app(settings, handle_signals=False)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **uvicorn_options))
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", **tls_options(settings))
+    reloader = watch_tls(config, settings)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -44,6 +50,8 @@ def serve(settings: Settings, **uvicorn_options: object) -> Iterator[Served]:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+        if reloader is not None:
+            reloader.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,31 @@
+"""``modelpress serve --grpc-port`` as a user runs it: REST and gRPC from one process."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from modelpress.benchmarks.processes import free_port
+from tests.serving.models import FEATURES
+from tests.serving.server_process import server_process
+
+pytestmark = pytest.mark.slow  # a server process: a few seconds
+
+
+def test_serve_with_grpc_port_answers_tritonclient_and_stops_on_sigterm(grpc_repo):
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "modelpress"), "serve", "--grpc-port", str(port)]
+    with server_process(command, grpc_repo) as server:
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+        assert client.is_server_ready()
+        tensor = grpcclient.InferInput("input", [2, FEATURES], "FP32")
+        tensor.set_data_from_numpy(np.ones((2, FEATURES), np.float32))
+        assert client.infer("digits", [tensor]).as_numpy("logits").shape == (2, 10)
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it caught
+    assert "gRPC (Open Inference Protocol) on 127.0.0.1:" in server.stderr
