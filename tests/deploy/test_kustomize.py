@@ -55,6 +55,18 @@ SERVICE_MONITOR_SCHEMA = {
                             "scheme": {"enum": ["http", "https"]},
                             "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
                             "scrapeTimeout": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                            # SafeTLSConfig's fields (k8s/overlays/grpc-tls scrapes over HTTPS).
+                            "tlsConfig": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "properties": {
+                                    "insecureSkipVerify": {"type": "boolean"},
+                                    "serverName": {"type": "string"},
+                                    "ca": {"type": "object"},
+                                    "cert": {"type": "object"},
+                                    "keySecret": {"type": "object"},
+                                },
+                            },
                         },
                     },
                 },
