@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from prometheus_client import Gauge
@@ -9,6 +10,9 @@ from prometheus_client import Gauge
 from modelpress.serving.dataplane import DataPlane
 from modelpress.serving.errors import ServingError
 from modelpress.serving.served import ServedModel
+
+# nginx's "client closed request": counted as a client error, as the request did not fail on the server's side.
+CLIENT_CLOSED = 499
 
 
 class Tracked:
@@ -45,7 +49,9 @@ class Tracked:
             status = 200
         elif isinstance(exc, ServingError):
             status = exc.status
-        else:  # a bug (500); BaseExceptions such as a cancellation are counted the same way
+        elif isinstance(exc, asyncio.CancelledError):
+            status = CLIENT_CLOSED  # the caller went away (a cancelled gRPC call): not the server's failure
+        else:  # a bug (500); other BaseExceptions are counted the same way
             status = 500
         if self._gauge is not None:
             self._gauge.dec()

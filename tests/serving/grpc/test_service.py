@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
+import httpx
 import numpy as np
 import pytest
 from google.rpc import error_details_pb2, status_pb2
@@ -35,6 +38,15 @@ def digits_request(rows: int = 1, features: int = FEATURES, **fields) -> pb.Mode
 
 def _zeros(request: pb.ModelInferRequest) -> None:
     request.raw_input_contents.append(b"\0" * 4 * FEATURES)
+
+
+def _grpc_outcomes(url: str) -> dict[str, float]:
+    text = httpx.get(f"http://{url}/metrics").text
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("modelpress_requests_total{") and 'protocol="grpc"' in line and 'model="digits"' in line:
+            out[line.split('outcome="')[1].split('"')[0]] = float(line.rsplit(" ", 1)[1])
+    return out
 
 
 def code_and_details(call, *args, **kwargs) -> tuple[grpc.StatusCode, str]:
@@ -180,6 +192,17 @@ def test_auth_deadline_and_repository_on_a_guarded_server(grpc_repo):
         assert "20000 us" in details, details
         assert stub.ModelInfer(request, metadata=TOKEN, timeout=10).model_name == "digits"
         assert s.app.state.drain.inflight == 0
+        # A call the client cancels is counted as the client's (499), not as a server error.
+        before = _grpc_outcomes(s.url)
+        pending = stub.ModelInfer.future(request, metadata=TOKEN, timeout=10)
+        time.sleep(0.1)
+        pending.cancel()
+        deadline = time.monotonic() + 5
+        while _grpc_outcomes(s.url) == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        after = _grpc_outcomes(s.url)
+        assert after.get("client_error", 0) == before.get("client_error", 0) + 1
+        assert after.get("server_error", 0) == before.get("server_error", 0)
         # The repository RPCs, enabled with auth: index, unload, load.
         index = stub.RepositoryIndex(pb.RepositoryIndexRequest(ready=True), metadata=TOKEN)
         assert {(m.name, m.state) for m in index.models} == {(n, "READY") for n in ("digits", "multi", "encoder")}

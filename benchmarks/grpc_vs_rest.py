@@ -1,0 +1,177 @@
+"""gRPC ModelInfer (raw contents) against REST with the binary tensor extension, one server, alternating rounds.
+
+    flock /tmp/modelpress-heavy.lock python -m modelpress.benchmarks.grpc_vs_rest --repository DIR \
+        [--model digits] [--concurrency 32] [--rounds 3] [--seconds 10]
+
+One server process answers both (``--grpc-port``), so the two protocols share its models, batcher and cores.
+REST is driven by wrk (:mod:`modelpress.benchmarks.loadgen`), gRPC by h2load (Debian's ``nghttp2-client``)
+sending a pre-framed gRPC body (``-d FILE -H 'content-type: application/grpc' -H 'te: trailers'``, HTTP/2
+prior knowledge) over ``concurrency`` connections of one stream each, so both are closed loops of the same
+concurrency. Each round runs both, in turn, in an order that alternates between rounds. Before the rounds the
+same gRPC body is sent once through a gRPC client and its logits compared with REST's (h2load checks only the
+HTTP status, not ``grpc-status``); after them, the server's own count of failed gRPC requests must be zero.
+Per step: req/s, p50 / p99 (h2load's per-request log; wrk's percentiles) and server CPU per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import tempfile
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from modelpress.benchmarks.loadgen import Payload, run_wrk
+from modelpress.benchmarks.payloads import v2_binary
+from modelpress.benchmarks.processes import free_port, python_module, running_server
+from modelpress.benchmarks.served import latest_manifest
+from modelpress.benchmarks.side_by_side import cpu_seconds
+
+GRPC_PATH = "/inference.GRPCInferenceService/ModelInfer"
+
+
+def grpc_frame(message: bytes) -> bytes:
+    """A gRPC length-prefixed message: not compressed (0), 4-byte big-endian length, the bytes."""
+    return b"\0" + len(message).to_bytes(4, "big") + message
+
+
+def grpc_body(model: str, name: str, sample: np.ndarray) -> bytes:
+    from modelpress.serving.grpc.generated import open_inference_pb2 as pb
+
+    request = pb.ModelInferRequest(model_name=model, raw_input_contents=[sample.tobytes()])
+    request.inputs.add(name=name, datatype="FP32", shape=list(sample.shape))
+    return request.SerializeToString()
+
+
+def check_same_answer(grpc_target: str, rest_url: str, body: bytes, payload: Payload) -> None:
+    """The gRPC body, sent once by a real client, gives REST's logits (else the benchmark measures errors)."""
+    import grpc
+
+    from modelpress.serving.grpc.generated import open_inference_pb2 as pb
+
+    with grpc.insecure_channel(grpc_target) as channel:
+        call = channel.unary_unary(GRPC_PATH, response_deserializer=pb.ModelInferResponse.FromString)
+        answer = call(body, timeout=10)
+    got = np.frombuffer(answer.raw_output_contents[0], np.float32)
+    r = httpx.post(rest_url + payload.path, content=payload.body, headers=payload.headers, timeout=10)
+    r.raise_for_status()
+    head = int(r.headers["Inference-Header-Content-Length"])
+    want = np.frombuffer(r.content[head:], np.float32)
+    if not np.array_equal(got, want):
+        raise SystemExit(f"error: gRPC and REST disagree: {got} vs {want}")
+
+
+def run_h2load(url: str, body: bytes, *, concurrency: int, seconds: int) -> dict[str, float]:
+    """One h2load run; figures from its per-request log (status 200 only)."""
+    h2load = shutil.which("h2load")
+    if h2load is None:
+        raise SystemExit("error: h2load not found: apt-get install nghttp2-client")
+    with tempfile.TemporaryDirectory(prefix="modelpress-h2load-") as tmp:
+        data, log = Path(tmp) / "body", Path(tmp) / "log"
+        data.write_bytes(grpc_frame(body))
+        argv = [h2load, "-c", str(concurrency), "-m", "1", "-t", "1", "-D", str(seconds), "--warm-up-time", "2",
+                "-d", str(data), "-H", "content-type: application/grpc", "-H", "te: trailers",
+                f"--log-file={log}", url + GRPC_PATH]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+        if done.returncode != 0:
+            raise SystemExit(f"error: h2load failed: {done.stderr.strip() or done.stdout.strip()}")
+        rows = [line.split("\t") for line in log.read_text().splitlines() if line.strip()]
+    ok = sorted(int(r[2]) / 1000 for r in rows if r[1] == "200")
+    failed = sum(1 for r in rows if r[1] != "200")
+    return {"requests": len(ok), "errors": failed, "rps": len(ok) / seconds,
+            "p50_ms": float(np.percentile(ok, 50)), "p99_ms": float(np.percentile(ok, 99))}  # fmt: skip
+
+
+def run_rest(url: str, payload: Payload, *, concurrency: int, seconds: int) -> dict[str, float]:
+    step = run_wrk(url, payload, concurrency=concurrency, seconds=seconds)
+    return {"requests": step.requests, "errors": step.errors, "rps": step.throughput_rps,
+            "p50_ms": step.p50_ms or 0.0, "p99_ms": step.p99_ms or 0.0}  # fmt: skip
+
+
+def grpc_failures(url: str, model: str) -> float:
+    """Requests the server counted as failed over gRPC (server errors and rejections).
+
+    Client errors are left out: h2load resets the streams still in flight when its duration ends, and the
+    server counts a cancelled call as the client's (499).
+    """
+    text = httpx.get(url + "/metrics", timeout=10).text
+    total = 0.0
+    for line in text.splitlines():
+        if (
+            line.startswith("modelpress_requests_total{")
+            and 'protocol="grpc"' in line
+            and 'outcome="success"' not in line
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repository", type=Path, required=True)
+    parser.add_argument("--model", default="digits")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads (as side_by_side)")
+    parser.add_argument("--json", type=Path, default=None, help="also write every step's figures here")
+    args = parser.parse_args()
+    manifest = latest_manifest(args.repository, args.model)
+    if manifest is None:
+        raise SystemExit(f"error: no model {args.model!r} in {args.repository}")
+    spec = manifest.inputs[0]
+    sample = np.random.default_rng(0).standard_normal((1, *[max(d, 1) for d in spec.shape[1:]])).astype(np.float32)
+    payload = v2_binary(args.model, spec.name, sample, output=manifest.outputs[0].name)
+    body = grpc_body(args.model, spec.name, sample)
+    port, grpc_port = free_port(), free_port()
+    env = {"MODELPRESS_INTRA_OP_THREADS": str(args.threads), "MODELPRESS_INTER_OP_THREADS": "1",
+           "MODELPRESS_LOG_LEVEL": "warning", "MODELPRESS_GRPC_PORT": str(grpc_port)}  # fmt: skip
+    argv = python_module("modelpress.serving", "--repository", str(args.repository), "--port", str(port))
+    url, grpc_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{grpc_port}"
+    steps: list[dict] = []
+    with running_server(argv, port, env=env) as proc:
+        check_same_answer(f"127.0.0.1:{grpc_port}", url, body, payload)
+        for round_ in range(args.rounds):
+            order = ["rest", "grpc"] if round_ % 2 == 0 else ["grpc", "rest"]
+            for protocol in order:
+                before = cpu_seconds(proc.pid)
+                if protocol == "rest":
+                    step = run_rest(url, payload, concurrency=args.concurrency, seconds=args.seconds)
+                else:
+                    step = run_h2load(grpc_url, body, concurrency=args.concurrency, seconds=args.seconds)
+                # CPU over the step (warm-up included for both tools), per counted request.
+                step["cpu_us_per_req"] = (cpu_seconds(proc.pid) - before) / max(step["requests"], 1) * 1e6
+                step |= {"round": round_ + 1, "protocol": protocol}
+                steps.append(step)
+                print(f"round {round_ + 1}/{args.rounds} {protocol}: {step['rps']:.0f} req/s, "
+                      f"p50 {step['p50_ms']:.2f} ms, p99 {step['p99_ms']:.2f} ms", flush=True)  # fmt: skip
+        failures = grpc_failures(url, args.model)
+    if failures:
+        raise SystemExit(f"error: the server counted {failures:.0f} failed gRPC requests: the figures are not valid")
+    if args.json:
+        args.json.write_text(json.dumps(steps, indent=2))
+    print(to_markdown(steps, args.concurrency))
+
+
+def to_markdown(steps: list[dict], concurrency: int) -> str:
+    lines = [f"concurrency {concurrency}", "", "| round | protocol | req/s | p50 ms | p99 ms | server CPU µs/req |",
+             "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for s in steps:
+        lines.append(f"| {s['round']} | {s['protocol']} | {s['rps']:.0f} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | "
+                     f"{s['cpu_us_per_req']:.0f} |")  # fmt: skip
+    by = {p: [s for s in steps if s["protocol"] == p] for p in ("rest", "grpc")}
+    ratio = [g["rps"] / r["rps"] for g, r in zip(by["grpc"], by["rest"], strict=True)]
+    p99 = [g["p99_ms"] / r["p99_ms"] for g, r in zip(by["grpc"], by["rest"], strict=True)]
+    lines += ["", f"gRPC / REST throughput per round: {', '.join(f'{x:.2f}' for x in ratio)} "
+              f"(median {statistics.median(ratio):.2f}); p99: {', '.join(f'{x:.2f}' for x in p99)} "
+              f"(median {statistics.median(p99):.2f})"]  # fmt: skip
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
