@@ -19,7 +19,7 @@ from modelpress.serving.errors import BadRequestError
 from modelpress.serving.grpc.generated import open_inference_pb2 as pb
 from modelpress.serving.protocol.codec import encode_binary, output_datatype, shape_str
 from modelpress.serving.protocol.datatypes import V2_TO_NUMPY, element_size
-from modelpress.serving.protocol.types import InferenceRequest, RequestInput, RequestOutput
+from modelpress.serving.protocol.types import InferenceRequest
 
 # Which typed list of InferTensorContents carries each datatype (the protocol's table; FP16 only travels raw).
 CONTENTS_FIELD = {
@@ -99,20 +99,15 @@ def to_inference_request(message: pb.ModelInferRequest) -> tuple[InferenceReques
         else:
             data = _contents_data(tensor)
         inputs.append(
-            RequestInput.model_construct(
-                name=tensor.name,
-                shape=list(tensor.shape),
-                datatype=tensor.datatype,
-                parameters=parameters_of(tensor.parameters),
-                data=data,
-            )
-        )
-    outputs = [
-        RequestOutput.model_construct(name=o.name, parameters=parameters_of(o.parameters)) for o in message.outputs
-    ]
-    request = InferenceRequest.model_construct(
-        id=message.id or None, parameters=parameters_of(message.parameters), inputs=inputs, outputs=outputs or None
-    )
+            {"name": tensor.name, "shape": list(tensor.shape), "datatype": tensor.datatype,
+             "parameters": parameters_of(tensor.parameters), "data": data}
+        )  # fmt: skip
+    outputs = [{"name": o.name, "parameters": parameters_of(o.parameters)} for o in message.outputs]
+    # One validation of plain dicts (pydantic-core, ~5 µs) rather than model_construct per object (~7 µs each).
+    request = InferenceRequest.model_validate(
+        {"id": message.id or None, "parameters": parameters_of(message.parameters), "inputs": inputs,
+         "outputs": outputs or None}
+    )  # fmt: skip
     return request, binary
 
 
