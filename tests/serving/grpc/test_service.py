@@ -215,3 +215,26 @@ def test_auth_deadline_and_repository_on_a_guarded_server(grpc_repo):
         code, _ = code_and_details(stub.RepositoryModelLoad, pb.RepositoryModelLoadRequest(model_name="../x"),
                                    metadata=TOKEN)  # fmt: skip
         assert code is grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_every_grpc_call_passes_the_one_guard(served, monkeypatch):
+    """A new guard added to ``Guards.admit`` reaches gRPC as it reaches REST (tests/serving/test_guards.py)."""
+    from modelpress.serving.errors import ForbiddenError
+
+    kinds = []
+
+    def refuse(kind, authorization):
+        kinds.append(kind.value)
+        raise ForbiddenError("the new guard says no")
+
+    monkeypatch.setattr(served.app.state.guards, "admit", refuse)
+    with grpc.insecure_channel(served.grpc) as channel:
+        stub, health = pb_grpc.GRPCInferenceServiceStub(channel), health_pb2_grpc.HealthStub(channel)
+        for call, request in [
+            (stub.ModelInfer, digits_request()),
+            (stub.ModelMetadata, pb.ModelMetadataRequest(name="digits")),
+            (stub.ServerReady, pb.ServerReadyRequest()),
+            (health.Check, health_pb2.HealthCheckRequest()),
+        ]:
+            assert code_and_details(call, request) == (grpc.StatusCode.PERMISSION_DENIED, "the new guard says no")
+    assert kinds == ["api", "api", "health", "health"]
