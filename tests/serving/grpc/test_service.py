@@ -8,8 +8,10 @@ import grpc
 import httpx
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tritonclient.utils import InferenceServerException
 
 from modelpress.serving.errors import OverloadedError
 from modelpress.serving.grpc.generated import open_inference_pb2 as pb
@@ -179,6 +181,10 @@ def test_auth_deadline_and_repository_on_a_guarded_server(grpc_repo):
         bad = [("authorization", "Bearer wrong")]
         assert code_and_details(stub.ModelInfer, request, metadata=bad)[1] == "invalid bearer token"
         assert stub.ServerLive(pb.ServerLiveRequest()).live  # health stays open (auth_health is off)
+        triton = grpcclient.InferenceServerClient(s.grpc)  # tritonclient sends its headers as metadata
+        assert triton.get_model_metadata("digits", headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).name == "digits"
+        with pytest.raises(InferenceServerException, match="UNAUTHENTICATED"):
+            triton.get_model_metadata("digits")
         health = health_pb2_grpc.HealthStub(channel)
         assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
         # A deadline shorter than the batch wait: DEADLINE_EXCEEDED, and the server keeps serving.
