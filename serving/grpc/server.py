@@ -10,7 +10,7 @@ from grpc_health.v1 import health_pb2_grpc
 
 from modelpress.serving.dataplane import DataPlane
 from modelpress.serving.grpc.health import HealthService
-from modelpress.serving.grpc.service import InferenceService
+from modelpress.serving.grpc.service import SERVICE_NAME, InferenceService
 from modelpress.serving.guards import Guards
 from modelpress.serving.settings import Settings
 from modelpress.serving.tls import Stamp, TlsFiles
@@ -61,7 +61,7 @@ async def start_grpc(settings: Settings, dataplane: DataPlane, guards: Guards) -
     """
     limit = settings.max_body_bytes
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", -1)])
-    server.add_generic_rpc_handlers((InferenceService(dataplane, guards).handler(),))
+    server.add_registered_method_handlers(SERVICE_NAME, InferenceService(dataplane, guards).method_handlers())
     health_pb2_grpc.add_HealthServicer_to_server(HealthService(dataplane, guards), server)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     address = f"{host}:{settings.grpc_port}"

@@ -111,11 +111,13 @@ class InferenceService:
             "RepositoryModelUnload": (CallKind.API, self._unload),
         }
 
-    def handler(self) -> grpc.GenericRpcHandler:
-        """Every RPC of the service, as the ``.proto`` declares them.
+    def method_handlers(self) -> dict[str, grpc.RpcMethodHandler]:
+        """Every RPC of the service, as the ``.proto`` declares them, for ``add_registered_method_handlers``.
 
-        Requests arrive as bytes and are parsed here rather than by gRPC, so a malformed message is answered
-        INVALID_ARGUMENT naming the problem (gRPC's own deserializer would answer a bare INTERNAL).
+        Registered rather than generic handlers: gRPC finds the method without calling back into Python, about
+        a third more calls per second for a trivial RPC here (h2load, 32 streams). Requests arrive as bytes and
+        are parsed here rather than by gRPC, so a malformed message is answered INVALID_ARGUMENT naming the
+        problem (gRPC's own deserializer would answer a bare INTERNAL).
         """
         methods = {}
         for method in pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods:
@@ -125,7 +127,7 @@ class InferenceService:
             methods[method.name] = grpc.unary_unary_rpc_method_handler(
                 self._behaviour(kind, handler, request_type), response_serializer=response_type.SerializeToString
             )
-        return grpc.method_handlers_generic_handler(SERVICE_NAME, methods)
+        return methods
 
     def _behaviour(self, kind: CallKind, handler: Handler[Any], request_type: type[Message]) -> Handler[Any]:
         async def parsed(raw: bytes, context: Any) -> Any:
