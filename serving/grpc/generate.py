@@ -15,6 +15,7 @@ Needs ``grpcio-tools`` (the ``dev`` extra). Two edits follow protoc's output, bo
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -30,12 +31,13 @@ _OWN_POOL = "_POOL = _descriptor_pool.DescriptorPool()  # not the default pool: 
 
 def generate() -> dict[str, str]:
     """The generated modules' text by file name, after the two edits."""
-    from grpc_tools import protoc
-
     with tempfile.TemporaryDirectory() as tmp:
-        args = ["protoc", f"-I{HERE}", f"--python_out={tmp}", f"--grpc_python_out={tmp}", str(PROTO)]
-        if protoc.main(args) != 0:
-            raise SystemExit(f"error: protoc failed on {PROTO}")
+        # grpc_tools runs as a program, not imported: the serving images have no code generator.
+        argv = [sys.executable, "-m", "grpc_tools.protoc", f"-I{HERE}", f"--python_out={tmp}",
+                f"--grpc_python_out={tmp}", str(PROTO)]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"error: protoc failed on {PROTO} (needs grpcio-tools): {done.stderr.strip()}")
         texts = {name: (Path(tmp) / name).read_text() for name in MODULES}
     messages = texts["open_inference_pb2.py"]
     if _DEFAULT_POOL not in messages:

@@ -118,7 +118,7 @@ def test_pins_are_project_dependencies_within_their_ranges() -> None:
     tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
     project = tomllib.loads(Path(ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    declared = project["dependencies"] + extras["cpu"] + extras["gpu"] + extras["hf"]
+    declared = project["dependencies"] + extras["cpu"] + extras["gpu"] + extras["hf"] + extras["grpc"]
     ranges = {normalise(Requirement(d).name): Requirement(d).specifier for d in declared}
     pins = read_requirements(REQUIREMENTS / "serve.txt") | read_requirements(REQUIREMENTS / "serve-gpu.txt")
     undeclared = sorted(set(pins) - set(ranges))
