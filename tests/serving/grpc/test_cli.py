@@ -22,7 +22,8 @@ def test_serve_with_grpc_port_answers_tritonclient_and_stops_on_sigterm(grpc_rep
     port = free_port()
     command = [str(Path(sys.executable).parent / "modelpress"), "serve", "--grpc-port", str(port)]
     done: list = []
-    slow = {"MODELPRESS_MAX_QUEUE_DELAY_US": "400000", "MODELPRESS_WAIT_WHEN_IDLE": "true"}
+    # Longer than the gRPC server's own stop grace (1 s): only the drain's count of the call keeps it alive.
+    slow = {"MODELPRESS_MAX_QUEUE_DELAY_US": "1500000", "MODELPRESS_WAIT_WHEN_IDLE": "true"}
     with server_process(command, grpc_repo, **slow) as server:
         client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
         assert client.is_server_ready()
