@@ -116,8 +116,11 @@ def open_storage(url: str, *, heartbeat_interval: int, grace_period: int, wait_s
                     heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period,
                 )
-        except ModuleNotFoundError as e:
-            raise StudyError(f"storage {redact(url)}: {_driver_hint(e.name)} is not installed") from e
+        except ImportError as e:  # Optuna re-raises the driver's ModuleNotFoundError as a plain ImportError
+            missing = e if isinstance(e, ModuleNotFoundError) else e.__cause__
+            raise StudyError(
+                f"storage {redact(url)}: {_driver_hint(getattr(missing, 'name', None))} is not installed"
+            ) from e
         except Exception as e:  # SQLAlchemy, the driver and Optuna each raise their own types
             text = _first_line(e)
             fatal = _fatal(e, text)
