@@ -21,6 +21,9 @@ def register(app: typer.Typer) -> None:
         storage: str | None = typer.Option(
             None, "--storage", help="Optuna storage URL shared by several workers (default: sqlite in --out)"
         ),
+        storage_file: Path | None = typer.Option(
+            None, "--storage-file", help="read the storage URL from this file (a mounted Secret: no password in argv)"
+        ),
         storage_wait: float = typer.Option(
             60.0, "--storage-wait", min=0, help="seconds to keep retrying a storage that does not answer yet"
         ),
@@ -34,12 +37,16 @@ def register(app: typer.Typer) -> None:
         """Search hyperparameters and architectures (random or TPE sampler, median pruner, optional K-fold CV)."""
         import torch
 
-        from modelpress.errors import user_errors
+        from modelpress.errors import fail, user_errors
         from modelpress.training.api import USER_ERRORS, data_overrides
         from modelpress.training.recipe import load_recipe
         from modelpress.training.study import StudyError
         from modelpress.training.tune import TuneError, run_tune
 
+        if storage_file is not None:
+            if storage is not None:
+                fail("give --storage or --storage-file, not both")
+            storage = _read_storage_file(storage_file)
         if threads:
             torch.set_num_threads(threads)
         with user_errors(*USER_ERRORS, TuneError, StudyError):
@@ -72,3 +79,15 @@ def register(app: typer.Typer) -> None:
             console.print(
                 metrics_table(read_meta(result.checkpoint).metrics, title=f"best recipe → {result.checkpoint}")
             )
+
+
+def _read_storage_file(path: Path) -> str:
+    from modelpress.errors import fail
+
+    try:
+        url = path.read_text().strip()
+    except OSError as e:
+        fail(f"--storage-file {path}: {e.strerror or e}")
+    if not url:
+        fail(f"--storage-file {path} is empty: it should hold the study's storage URL")
+    return url
