@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -106,7 +107,7 @@ def open_storage(url: str, *, heartbeat_interval: int, grace_period: int, wait_s
     import optuna
 
     deadline = time.monotonic() + wait_s
-    for attempt in range(1_000_000):
+    for attempt in itertools.count():
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable enough
@@ -130,7 +131,6 @@ def open_storage(url: str, *, heartbeat_interval: int, grace_period: int, wait_s
             if left <= 0:
                 raise StudyError(f"storage {redact(url)} unreachable after {wait_s:g} s: {text}") from e
             time.sleep(min(left, _backoff(attempt)))
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def join_study(storage: Any, spec: StudySpec, sampler: Any, pruner: Any) -> Any:

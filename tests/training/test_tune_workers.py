@@ -121,3 +121,16 @@ def test_a_worker_killed_mid_trial_leaves_a_failed_trial_and_the_others_finish(f
     assert sorted(t.state.name for t in study.trials) == ["COMPLETE"] * 5 + ["FAIL"]
     assert sum("best recipe:" in o for _, o, _ in runs) == 1
     assert (out / "best_recipe.yaml").is_file()
+
+
+@pytest.mark.slow
+def test_wrong_credentials_are_one_line_and_exit_2(fresh_database, recipe_file, tmp_path):
+    """The CLI's face of the storage errors (each kind is checked in-process in test_study.py)."""
+    storage = fresh_database.replace(":tune-secret@", ":wrong@")
+    code, _, err = _finish(_start(recipe_file, tmp_path / "out", storage, 2, "--storage-wait", "30"))
+    assert code == 2
+    assert err.startswith("error: storage postgresql+psycopg2://modelpress:***@127.0.0.1:"), err
+    assert "wrong credentials" in err
+    assert len(err.strip().splitlines()) == 1
+    assert "wrong@" not in err
+    assert not (tmp_path / "out").exists()
