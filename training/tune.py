@@ -87,8 +87,6 @@ def run_tune(
         StudyError: the storage is unusable or the study clashes with the recipe.
         CheckpointError: ``out_dir`` exists.
     """
-    import optuna
-
     out_dir = Path(out_dir)
     tcfg = recipe.tune
     validate_space(recipe)
@@ -100,22 +98,13 @@ def run_tune(
     if not shared:
         out_dir.mkdir(parents=True)
     url = storage or f"sqlite:///{(out_dir / STUDY_FILE).resolve()}"
-    spec = StudySpec(tcfg.study_name or recipe.name, tcfg.direction, tcfg.metric)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = join_study(
-            open_storage(
-                url, heartbeat_interval=tcfg.heartbeat_interval, grace_period=tcfg.grace_period, wait_s=storage_wait
-            ),
-            spec,
-            _sampler(recipe, shared),
-            _pruner(recipe),
-        )
+        study = _join(recipe, url, shared, storage_wait)
     except StudyError:
         if not shared:
             shutil.rmtree(out_dir, ignore_errors=True)  # bad storage: leave nothing behind
         raise
-    budget = TrialBudget(study, trials or tcfg.trials, study_lock(url, spec.name))
+    budget = TrialBudget(study, trials or tcfg.trials, study_lock(url, study.study_name))
     try:
         if shared and budget.finished_by() is None:
             check_out_dir(out_dir)  # a worker restarted after the study finished finds it written, not an error
@@ -124,12 +113,13 @@ def run_tune(
     finally:
         budget.close()
     rows = trial_rows(study)
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not done:
-        where = out_dir / TRIALS_FILE if writer else f"study {spec.name!r}"
-        if writer:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            _write_trials(rows, out_dir / TRIALS_FILE)
+    if writer:
+        if shared:
+            check_out_dir(out_dir)  # checked at the start too; this catches a folder made meanwhile by someone else
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_trials(rows, out_dir / TRIALS_FILE)
+    if not any(r["state"] == "COMPLETE" for r in rows):
+        where = out_dir / TRIALS_FILE if writer else f"study {study.study_name!r}"
         raise TuneError(f"no trial completed (see {where}); widen the space or the budget")
     best = study.best_trial
     result = TuneResult(
@@ -139,13 +129,25 @@ def run_tune(
         None,
         rows,
         redact(url),
-        spec.name,
+        study.study_name,
         wrote_results=writer,
         results_by=budget.finished_by(),
     )
     if writer:
-        result.checkpoint = _write_results(study, rows, out_dir, shared, train_best, progress)
+        result.checkpoint = _write_best(best, out_dir, train_best, progress)
     return result
+
+
+def _join(recipe: Recipe, url: str, shared: bool, storage_wait: float) -> Any:
+    import optuna
+
+    tcfg = recipe.tune
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(
+        url, heartbeat_interval=tcfg.heartbeat_interval, grace_period=tcfg.grace_period, wait_s=storage_wait
+    )
+    spec = StudySpec(tcfg.study_name or recipe.name, tcfg.direction, tcfg.metric)
+    return join_study(storage, spec, _sampler(recipe, shared), _pruner(recipe))
 
 
 def _work(budget: TrialBudget, objective: _Objective, progress: bool) -> None:
@@ -163,16 +165,9 @@ def _work(budget: TrialBudget, objective: _Objective, progress: bool) -> None:
     budget.wait_finished(poll_s=objective.recipe.tune.heartbeat_interval, progress=progress)
 
 
-def _write_results(
-    study: Any, rows: list[dict[str, Any]], out_dir: Path, shared: bool, train_best: bool, progress: bool
-) -> Path | None:
-    """The trials table, the best recipe (each replaced atomically) and, if asked, its trained checkpoint."""
-    best = study.best_trial
+def _write_best(best: Any, out_dir: Path, train_best: bool, progress: bool) -> Path | None:
+    """The best recipe (replaced atomically) and, if asked, its trained checkpoint."""
     best_recipe = recipe_from_dict(json.loads(best.user_attrs["recipe"]), source=f"trial {best.number}")
-    if shared:
-        check_out_dir(out_dir)  # checked at the start too; this catches a folder made meanwhile by someone else
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write_trials(rows, out_dir / TRIALS_FILE)
     _replace_text(out_dir / BEST_RECIPE_FILE, best_recipe.to_yaml())
     return train_recipe(best_recipe, out_dir / "checkpoint", progress=progress) if train_best else None
 
