@@ -280,15 +280,39 @@ class TrialBudget:
             if len(self.study.get_trials(deepcopy=False)) >= self.total:
                 return False
 
+            seen: dict[str, Any] = {}
+
             def unlocked(trial: Any) -> float:
+                seen["trial"] = trial
                 self._lock.release()  # the trial exists now: the next worker may count it
-                return objective(trial)
+                try:
+                    return objective(trial)
+                except BaseException as e:
+                    seen["error"] = e
+                    raise
 
             # optimize() rather than ask/tell: Optuna then runs the heartbeat thread and fails stale trials
-            self.study.optimize(unlocked, n_trials=1, catch=catch, callbacks=[callback], gc_after_trial=False)
+            try:
+                self.study.optimize(unlocked, n_trials=1, catch=catch, callbacks=[callback], gc_after_trial=False)
+            except Exception as e:
+                # Optuna's own error from telling a trial that another worker already failed, or a real one
+                lost = "trial" in seen and e is not seen.get("error") and self._failed_elsewhere(seen["trial"].number)
+                if not lost:
+                    raise
+                # our heartbeats came too late (a starved machine): another worker declared the trial dead
+                print(
+                    f"trial {seen['trial'].number} was marked FAIL by another worker: its heartbeat was older than "
+                    "tune.grace_period; going on with the next one",
+                    file=sys.stderr,
+                    flush=True,
+                )
             return True
         finally:
             self._lock.release()
+
+    def _failed_elsewhere(self, number: int) -> bool:
+        (trial,) = [t for t in self.study.get_trials(deepcopy=False) if t.number == number]
+        return trial.state.name == "FAIL"
 
     def wait_finished(self, poll_s: float, progress: bool) -> None:
         """Wait until no trial is running: a dead worker's trial turns FAIL once its heartbeat is stale."""

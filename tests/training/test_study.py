@@ -158,3 +158,43 @@ def test_a_missing_driver_names_what_to_install(postgres, monkeypatch):
 def test_redact_hides_the_password():
     assert redact("postgresql://u:secret@db:5432/x") == "postgresql://u:***@db:5432/x"
     assert redact("sqlite:///runs/study.db") == "sqlite:///runs/study.db"
+
+
+@pytest.mark.parametrize("then", ["returns", "reports"])
+def test_a_trial_another_worker_declared_dead_does_not_stop_this_worker(fresh_database, then):
+    """On a starved machine a live worker's heartbeat can come too late: the others mark its trial FAIL. The
+    worker goes on with the next trial instead of dying on Optuna's 'Cannot tell a FAIL trial'."""
+    study = join_study(_open(fresh_database), SPEC, optuna.samplers.RandomSampler(seed=0), optuna.pruners.NopPruner())
+    other = optuna.load_study(study_name="shared", storage=fresh_database)
+    budget = TrialBudget(study, 2, study_lock(fresh_database, SPEC.name))
+
+    def declared_dead(trial):
+        other.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        if then == "reports":
+            trial.report(0.5, 0)
+        return 0.5
+
+    try:
+        assert budget.run_one(declared_dead, catch=(), callback=lambda *_: None)
+        assert budget.run_one(_quick_objective, catch=(), callback=lambda *_: None)
+        assert not budget.run_one(_quick_objective, catch=(), callback=lambda *_: None)
+    finally:
+        budget.close()
+    assert [t.state.name for t in study.get_trials()] == ["FAIL", "COMPLETE"]
+
+
+def test_a_real_error_in_a_trial_still_surfaces(fresh_database):
+    study = join_study(_open(fresh_database), SPEC, None, None)
+    budget = TrialBudget(study, 2, study_lock(fresh_database, SPEC.name))
+
+    def broken(trial):
+        raise RuntimeError("a bug in the objective")
+
+    try:
+        with pytest.raises(RuntimeError, match="a bug in the objective"):
+            budget.run_one(broken, catch=(), callback=lambda *_: None)
+        # the lock was released on the way out: the next trial can start
+        assert budget.run_one(_quick_objective, catch=(), callback=lambda *_: None)
+    finally:
+        budget.close()
+    assert [t.state.name for t in study.get_trials()] == ["FAIL", "COMPLETE"]

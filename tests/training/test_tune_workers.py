@@ -23,7 +23,7 @@ RECIPE = {
         "pruner": "none",
         "epochs": 1,
         "heartbeat_interval": 1,
-        "grace_period": 3,
+        "grace_period": 6,  # seconds; generous: a starved test machine delays heartbeats
         "space": {"training.optimizer.lr": {"low": 0.001, "high": 0.05, "log": True}},
     },
 }
