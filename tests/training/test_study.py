@@ -17,6 +17,7 @@ from modelpress.training.study import (
     open_storage,
     redact,
     study_lock,
+    worker_seed,
 )
 
 SPEC = StudySpec("shared", "maximize", "val_accuracy")
@@ -198,3 +199,14 @@ def test_a_real_error_in_a_trial_still_surfaces(fresh_database):
     finally:
         budget.close()
     assert [t.state.name for t in study.get_trials()] == ["FAIL", "COMPLETE"]
+
+
+def test_workers_of_a_shared_study_draw_different_seeds(monkeypatch):
+    import modelpress.training.study as study_module
+
+    assert worker_seed(7, shared=False) == 7  # one machine, own study: the recipe's seed, reproducible
+    seeds = set()
+    for name in ("pod-0:1", "pod-1:1", "pod-2:1"):
+        monkeypatch.setattr(study_module, "worker_id", lambda name=name: name)
+        seeds.add(worker_seed(7, shared=True))
+    assert len(seeds) == 3

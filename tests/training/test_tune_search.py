@@ -1,6 +1,7 @@
 import optuna
 import pytest
 
+from modelpress.training.checkpoint import CheckpointError
 from modelpress.training.recipe import RecipeError, load_recipe, recipe_from_dict
 from modelpress.training.study import StudyError
 from modelpress.training.tune import TuneError, run_tune, trial_rows, validate_space
@@ -67,6 +68,16 @@ def test_random_sampler_with_cv_and_shared_storage(tmp_path):
     assert not third.wrote_results
     assert third.results_by == second.results_by
     assert not (tmp_path / "c").exists()
+
+
+def test_a_shared_study_refuses_an_existing_out_and_runs_nothing(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("keep")
+    with pytest.raises(CheckpointError, match="already exists"):
+        run_tune(_recipe(sampler="random", epochs=1), tmp_path / "out", trials=2, storage=storage, progress=False)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["mine.txt"]
+    assert optuna.load_study(study_name="tiny-search", storage=storage).trials == []
 
 
 def test_median_pruner_prunes_a_hopeless_trial(tmp_path):
