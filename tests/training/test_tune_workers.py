@@ -95,7 +95,7 @@ def test_a_worker_killed_mid_trial_leaves_a_failed_trial_and_the_others_finish(f
     out = tmp_path / "out"
     # the victim's trials train for many epochs, so it is surely inside one when it is killed
     long_trials = ["--set", "tune.epochs=2000", "--set", "training.early_stopping.enabled=false"]
-    victim = _start(recipe_file, out, storage, 6, "--no-progress", *long_trials)
+    victim = _start(recipe_file, out, storage, 6, "--no-progress", "--no-train-best", *long_trials)
     victim_id = f"{socket.gethostname()}:{victim.pid}"
 
     def victim_trial():
@@ -107,7 +107,7 @@ def test_a_worker_killed_mid_trial_leaves_a_failed_trial_and_the_others_finish(f
         return mine[0] if mine else None
 
     _wait_for(lambda: victim_trial() is not None, "the victim's first trial")
-    others = [_start(recipe_file, out, storage, 6, "--no-progress") for _ in range(2)]
+    others = [_start(recipe_file, out, storage, 6, "--no-progress", "--no-train-best") for _ in range(2)]
     _wait_for(lambda: any(t.state.name == "COMPLETE" for t in _study(storage).trials), "another worker's trial")
     assert victim_trial().state == optuna.trial.TrialState.RUNNING
     victim.send_signal(signal.SIGKILL)
