@@ -31,13 +31,12 @@ METRIC_ATTR = "modelpress.metric"
 RESULTS_ATTR = "modelpress.results"
 WORKER_ATTR = "worker"
 
-# A driver module missing for a storage URL, and what to install for it.
+# A driver module missing for a storage URL: what it is, and how to install it.
 DRIVERS = {
-    "psycopg2": "the PostgreSQL driver psycopg2: pip install 'modelpress[postgres]'",
-    "psycopg": "the PostgreSQL driver psycopg (3): pip install 'psycopg[binary]', or use postgresql+psycopg2:// "
-    "with pip install 'modelpress[postgres]'",
-    "pymysql": "the MySQL driver PyMySQL: pip install pymysql",
-    "MySQLdb": "the MySQL driver mysqlclient: pip install mysqlclient",
+    "psycopg2": ("the PostgreSQL driver psycopg2", "pip install 'modelpress[postgres]'"),
+    "psycopg": ("the PostgreSQL driver psycopg (3)", "pip install 'psycopg[binary]', or use postgresql+psycopg2://"),
+    "pymysql": ("the MySQL driver PyMySQL", "pip install pymysql"),
+    "MySQLdb": ("the MySQL driver mysqlclient", "pip install mysqlclient"),
 }
 # Error texts of a server that may answer later (not up yet, restarting, a schema another worker is creating).
 TRANSIENT = (
@@ -97,7 +96,7 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def open_storage(url: str, *, heartbeat_interval: int, grace_period: int, wait_s: float) -> Any:
+def open_storage(url: str, *, heartbeat_interval: int, grace_period: int | None, wait_s: float) -> Any:
     """An Optuna RDB storage with heartbeats, retried with jittered backoff for at most ``wait_s`` seconds.
 
     Raises:
@@ -119,9 +118,7 @@ def open_storage(url: str, *, heartbeat_interval: int, grace_period: int, wait_s
                 )
         except ImportError as e:  # Optuna re-raises the driver's ModuleNotFoundError as a plain ImportError
             missing = e if isinstance(e, ModuleNotFoundError) else e.__cause__
-            raise StudyError(
-                f"storage {redact(url)}: {_driver_hint(getattr(missing, 'name', None))} is not installed"
-            ) from e
+            raise StudyError(f"storage {redact(url)}: {_driver_hint(getattr(missing, 'name', None))}") from e
         except Exception as e:  # SQLAlchemy, the driver and Optuna each raise their own types
             text = _first_line(e)
             fatal = _fatal(e, text)
@@ -378,7 +375,10 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
 
 def _driver_hint(module: str | None) -> str:
     top = (module or "").split(".")[0]
-    return DRIVERS.get(top, f"its driver module {top!r}")
+    if top in DRIVERS:
+        what, how = DRIVERS[top]
+        return f"{what} is not installed: {how}"
+    return f"its driver module {top!r} is not installed"
 
 
 def _first_line(e: BaseException) -> str:

@@ -150,7 +150,7 @@ def test_a_missing_database_is_named(postgres):
 
 def test_a_missing_driver_names_what_to_install(postgres, monkeypatch):
     monkeypatch.setitem(sys.modules, "psycopg2", None)  # as if the [postgres] extra were not installed
-    with pytest.raises(StudyError, match=r"psycopg2: pip install 'modelpress\[postgres\]' is not installed"):
+    with pytest.raises(StudyError, match=r"psycopg2 is not installed: pip install 'modelpress\[postgres\]'"):
         _open(postgres.url("any"))
     with pytest.raises(StudyError, match="driver module 'pg8000' is not installed"):
         _open(postgres.url("any", driver="pg8000"))
