@@ -138,7 +138,7 @@ RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 # The project's own dependency list (torch already met above), installed before the source lands.
 COPY pyproject.toml README.md /src/
 COPY requirements/ /src/requirements/
-RUN python -c "import tomllib; d = tomllib.load(open('/src/pyproject.toml', 'rb'))['project']; deps = d['dependencies'] + d['optional-dependencies']['cpu'] + d['optional-dependencies']['hf']; open('/src/requirements/pipeline.txt', 'w').write('\n'.join(deps) + '\n')" \
+RUN python -c "import tomllib; d = tomllib.load(open('/src/pyproject.toml', 'rb'))['project']; deps = d['dependencies'] + d['optional-dependencies']['cpu'] + d['optional-dependencies']['hf'] + d['optional-dependencies']['postgres']; open('/src/requirements/pipeline.txt', 'w').write('\n'.join(deps) + '\n')" \
     && pip install -r /src/requirements/pipeline.txt
 COPY common/ /src/common/
 COPY modelpress/ /src/modelpress/

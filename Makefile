@@ -36,7 +36,9 @@ demo: install
 # Tools some tests and the benchmarks drive besides Python packages, each installed only where missing and
 # only when we may (root with apt-get); elsewhere what needs it says it is skipped and why.
 #   promtool (checks our metric names) from Debian's prometheus package;
-#   wrk (the served benchmark's load generator) from Debian's wrk package.
+#   wrk (the served benchmark's load generator) from Debian's wrk package;
+#   a PostgreSQL server (initdb, pg_ctl; the shared tuning study's tests start one on 127.0.0.1) from Debian's
+#   postgresql, looked for by its pg_ctlcluster (psql alone may come from the client package).
 define apt_tool
 	@command -v $(1) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -49,6 +51,7 @@ endef
 tools:
 	$(call apt_tool,promtool,prometheus,its test will be skipped)
 	$(call apt_tool,wrk,wrk,the served benchmark and its tests will be skipped)
+	$(call apt_tool,pg_ctlcluster,postgresql,the PostgreSQL tuning tests will be skipped)
 
 test: install tools
 	$(BIN)/python -m pytest -q

@@ -123,6 +123,12 @@ class TuneConfig(_Section):
     warmup_steps: int = Field(3, ge=0, description="median pruner: epochs (or folds) before a trial may be pruned")
     metric: str = Field("val_accuracy", description="what the search optimizes (a validation metric)")
     direction: Literal["maximize", "minimize"] = "maximize"
+    heartbeat_interval: int = Field(
+        10, ge=1, description="seconds between a running trial's heartbeats in the study's storage"
+    )
+    grace_period: int | None = Field(
+        None, ge=1, description="seconds without a heartbeat before a trial counts as failed (default: 2 beats)"
+    )
     cv_folds: int = Field(0, ge=0, description="K-fold cross-validation on train+val when >= 2")
     epochs: int | None = Field(None, ge=1, description="epochs per trial (default: training.epochs)")
     study_name: str | None = None

@@ -13,6 +13,7 @@ import copy
 import csv
 import json
 import math
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,18 @@ from modelpress.training.api import TrainingError, build_for_recipe, check_out_d
 from modelpress.training.data import Splits, cv_splits, load_splits
 from modelpress.training.models import ARCHITECTURES
 from modelpress.training.recipe import ParamSpec, Recipe, RecipeError, recipe_from_dict, set_dotted
+from modelpress.training.study import (
+    WORKER_ATTR,
+    StudyError,
+    StudySpec,
+    TrialBudget,
+    join_study,
+    open_storage,
+    redact,
+    study_lock,
+    worker_id,
+    worker_seed,
+)
 from modelpress.training.trainer import evaluate_outputs, fit, monitor_names, predict
 
 STUDY_FILE = "study.db"
@@ -35,6 +48,12 @@ class TuneError(ValueError):
 
 @dataclass
 class TuneResult:
+    """What a worker saw of the study once it finished.
+
+    ``wrote_results`` is true for the one worker that wrote ``best_recipe`` (and ``checkpoint``); the others
+    report where that worker (``results_by``) put them.
+    """
+
     best_value: float
     best_params: dict[str, Any]
     best_recipe: Path
@@ -42,6 +61,8 @@ class TuneResult:
     trials: list[dict[str, Any]]
     storage: str
     study_name: str
+    wrote_results: bool = True
+    results_by: str | None = None
 
 
 def run_tune(
@@ -50,48 +71,112 @@ def run_tune(
     *,
     trials: int | None = None,
     storage: str | None = None,
+    storage_wait: float = 60.0,
     progress: bool = True,
     train_best: bool = True,
 ) -> TuneResult:
-    """Search ``recipe.tune.space``, write the trials table and the best recipe, then train the best recipe.
+    """Run this worker's share of the study, then (one worker only) write the trials table and the best recipe.
 
-    Writes ``out_dir/trials.csv``, ``out_dir/best_recipe.yaml``, ``out_dir/checkpoint/`` (when ``train_best``)
-    and, without ``storage``, the study itself in ``out_dir/study.db``.
+    ``trials`` (default ``tune.trials``) is the size of the whole study, however many workers share it: a worker
+    starts trials until the study holds that many, waits for the other workers' running trials, and the first
+    worker to find the study finished writes ``out_dir/trials.csv``, ``out_dir/best_recipe.yaml`` and
+    ``out_dir/checkpoint/`` (when ``train_best``). Without ``storage`` the study lives in ``out_dir/study.db``.
+
+    Raises:
+        TuneError: a bad search space or metric, or no trial completed.
+        StudyError: the storage is unusable or the study clashes with the recipe.
+        CheckpointError: ``out_dir`` exists.
     """
-    import optuna
-
     out_dir = Path(out_dir)
-    check_out_dir(out_dir)
     tcfg = recipe.tune
     validate_space(recipe)
+    shared = storage is not None
+    if not shared:
+        check_out_dir(out_dir)
     seed_everything(recipe.seed)
     data = _trial_data(recipe)
-    out_dir.mkdir(parents=True)
-    storage = storage or f"sqlite:///{(out_dir / STUDY_FILE).resolve()}"
-    study_name = tcfg.study_name or recipe.name
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if not shared:
+        out_dir.mkdir(parents=True)
+    url = storage or f"sqlite:///{(out_dir / STUDY_FILE).resolve()}"
     try:
-        study = _create_study(optuna, recipe, storage, study_name)
-    except TuneError:
-        shutil.rmtree(out_dir, ignore_errors=True)  # bad storage: leave nothing behind
+        study = _join(recipe, url, shared, storage_wait)
+    except StudyError:
+        if not shared:
+            shutil.rmtree(out_dir, ignore_errors=True)  # bad storage: leave nothing behind
         raise
-    objective = _Objective(recipe, data)
-    study.optimize(
-        objective,
-        n_trials=trials or tcfg.trials,
-        catch=(TrainingError, RecipeError),
-        show_progress_bar=progress,
-    )
+    budget = TrialBudget(study, trials or tcfg.trials, study_lock(url, study.study_name))
+    try:
+        if shared and budget.finished_by() is None:
+            check_out_dir(out_dir)  # a worker restarted after the study finished finds it written, not an error
+        _work(budget, _Objective(recipe, data), progress)
+        writer = budget.claim_results()
+    finally:
+        budget.close()
     rows = trial_rows(study)
-    _write_trials(rows, out_dir / TRIALS_FILE)
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not done:
-        raise TuneError(f"no trial completed (see {out_dir / TRIALS_FILE}); widen the space or the budget")
+    if writer:
+        if shared:
+            check_out_dir(out_dir)  # checked at the start too; this catches a folder made meanwhile by someone else
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_trials(rows, out_dir / TRIALS_FILE)
+    if not any(r["state"] == "COMPLETE" for r in rows):
+        where = out_dir / TRIALS_FILE if writer else f"study {study.study_name!r}"
+        raise TuneError(f"no trial completed (see {where}); widen the space or the budget")
     best = study.best_trial
+    result = TuneResult(
+        best.value,
+        dict(best.params),
+        out_dir / BEST_RECIPE_FILE,
+        None,
+        rows,
+        redact(url),
+        study.study_name,
+        wrote_results=writer,
+        results_by=budget.finished_by(),
+    )
+    if writer:
+        result.checkpoint = _write_best(best, out_dir, train_best, progress)
+    return result
+
+
+def _join(recipe: Recipe, url: str, shared: bool, storage_wait: float) -> Any:
+    import optuna
+
+    tcfg = recipe.tune
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(
+        url, heartbeat_interval=tcfg.heartbeat_interval, grace_period=tcfg.grace_period, wait_s=storage_wait
+    )
+    spec = StudySpec(tcfg.study_name or recipe.name, tcfg.direction, tcfg.metric)
+    return join_study(storage, spec, _sampler(recipe, shared), _pruner(recipe))
+
+
+def _work(budget: TrialBudget, objective: _Objective, progress: bool) -> None:
+    """Start trials while the budget allows, then wait for the other workers' trials to end."""
+    metric = objective.recipe.tune.metric
+
+    def report(study: Any, trial: Any) -> None:
+        if progress:
+            value = "" if trial.value is None else f" {metric}={trial.value:.4f}"
+            started = len(study.get_trials(deepcopy=False))
+            print(f"trial {trial.number} {trial.state.name}{value} ({started}/{budget.total} started)", flush=True)
+
+    while budget.run_one(objective, catch=(TrainingError, RecipeError), callback=report):
+        pass
+    budget.wait_finished(poll_s=objective.recipe.tune.heartbeat_interval, progress=progress)
+
+
+def _write_best(best: Any, out_dir: Path, train_best: bool, progress: bool) -> Path | None:
+    """The best recipe (replaced atomically) and, if asked, its trained checkpoint."""
     best_recipe = recipe_from_dict(json.loads(best.user_attrs["recipe"]), source=f"trial {best.number}")
-    (out_dir / BEST_RECIPE_FILE).write_text(best_recipe.to_yaml())
-    ckpt = train_recipe(best_recipe, out_dir / "checkpoint", progress=progress) if train_best else None
-    return TuneResult(best.value, dict(best.params), out_dir / BEST_RECIPE_FILE, ckpt, rows, storage, study_name)
+    _replace_text(out_dir / BEST_RECIPE_FILE, best_recipe.to_yaml())
+    return train_recipe(best_recipe, out_dir / "checkpoint", progress=progress) if train_best else None
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write beside, then rename: a reader sees the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def validate_space(recipe: Recipe) -> None:
@@ -146,6 +231,7 @@ class _Objective:
     def __call__(self, trial: Any) -> float:
         import optuna
 
+        trial.set_user_attr(WORKER_ATTR, worker_id())
         values = self._sample(trial)
         active = {k: v for k, v in self.recipe.tune.space.items() if k in values}
         raw = _apply(copy.deepcopy(self.base), self.recipe, values, active)
@@ -244,33 +330,30 @@ def _trial_data(recipe: Recipe) -> Splits | list[Splits]:
     return load_splits(recipe.data, recipe.seed, task=recipe.task)
 
 
-def _create_study(optuna: Any, recipe: Recipe, storage: str, study_name: str) -> Any:
+def _sampler(recipe: Recipe, shared: bool) -> Any:
+    import optuna
+
+    seed = worker_seed(recipe.seed, shared)
+    if recipe.tune.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _pruner(recipe: Recipe) -> Any:
+    import optuna
+
     tcfg = recipe.tune
-    sampler = (
-        optuna.samplers.TPESampler(seed=recipe.seed)
-        if tcfg.sampler == "tpe"
-        else optuna.samplers.RandomSampler(seed=recipe.seed)
-    )
-    pruner = None
     if tcfg.pruner == "median":
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=tcfg.startup_trials, n_warmup_steps=tcfg.warmup_steps)
-    try:
-        return optuna.create_study(
-            storage=storage,
-            study_name=study_name,
-            sampler=sampler,
-            pruner=pruner or optuna.pruners.NopPruner(),
-            direction=tcfg.direction,
-            load_if_exists=True,
-        )
-    except Exception as e:  # optuna raises several types for a bad URL or an incompatible existing study
-        raise TuneError(f"cannot open the study {study_name!r} in storage {storage!r}: {e}") from e
+        return optuna.pruners.MedianPruner(n_startup_trials=tcfg.startup_trials, n_warmup_steps=tcfg.warmup_steps)
+    return optuna.pruners.NopPruner()
 
 
 def _write_trials(rows: list[dict[str, Any]], path: Path) -> None:
     keys = sorted({k for r in rows for k in r["params"]})
-    with path.open("w", newline="") as f:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["trial", "state", "value", "seconds", *keys])
         for r in rows:
             writer.writerow([r["trial"], r["state"], r["value"], r["seconds"], *(r["params"].get(k) for k in keys)])
+    os.replace(tmp, path)

@@ -94,3 +94,24 @@ def cli():
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server on 127.0.0.1 for this session (skipped, with the reason, where none can start)."""
+    from tests.training import postgres_server
+
+    reason = postgres_server.why_not()
+    if reason is not None:
+        pytest.skip(reason)
+    server = postgres_server.start()
+    yield server
+    postgres_server.stop(server)
+
+
+@pytest.fixture
+def fresh_database(postgres):
+    """The URL of a new, empty database on the session's server."""
+    import uuid
+
+    return postgres.create_database(f"t_{uuid.uuid4().hex}")

@@ -1,7 +1,9 @@
 import optuna
 import pytest
 
+from modelpress.training.checkpoint import CheckpointError
 from modelpress.training.recipe import RecipeError, load_recipe, recipe_from_dict
+from modelpress.training.study import StudyError
 from modelpress.training.tune import TuneError, run_tune, trial_rows, validate_space
 
 SPACE = {
@@ -54,11 +56,28 @@ def test_random_sampler_with_cv_and_shared_storage(tmp_path):
     recipe = _recipe(sampler="random", cv_folds=2, pruner="none", epochs=1)
     first = run_tune(recipe, tmp_path / "a", trials=2, storage=storage, progress=False, train_best=False)
     assert first.checkpoint is None
+    assert first.wrote_results
     assert not (tmp_path / "a" / "study.db").exists()
-    # a second machine joins the same study: trials accumulate
-    second = run_tune(recipe, tmp_path / "b", trials=1, storage=storage, progress=False, train_best=False)
+    # --trials is the size of the whole study: a later run with a larger one extends it to that size
+    second = run_tune(recipe, tmp_path / "b", trials=3, storage=storage, progress=False, train_best=False)
     assert len(second.trials) == 3
     assert (tmp_path / "b" / "best_recipe.yaml").is_file()
+    # a worker joining a study that already holds its budget runs nothing and writes nothing
+    third = run_tune(recipe, tmp_path / "c", trials=3, storage=storage, progress=False, train_best=False)
+    assert len(third.trials) == 3
+    assert not third.wrote_results
+    assert third.results_by == second.results_by
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_shared_study_refuses_an_existing_out_and_runs_nothing(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("keep")
+    with pytest.raises(CheckpointError, match="already exists"):
+        run_tune(_recipe(sampler="random", epochs=1), tmp_path / "out", trials=2, storage=storage, progress=False)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["mine.txt"]
+    assert optuna.load_study(study_name="tiny-search", storage=storage).trials == []
 
 
 def test_median_pruner_prunes_a_hopeless_trial(tmp_path):
@@ -123,7 +142,7 @@ def test_bad_range_in_recipe():
 
 
 def test_bad_storage_leaves_nothing(tmp_path):
-    with pytest.raises(TuneError, match="cannot open the study"):
+    with pytest.raises(StudyError, match="nosuchdb://x: not a database URL Optuna can use"):
         run_tune(_recipe(), tmp_path / "s", trials=1, storage="nosuchdb://x", progress=False)
     assert not (tmp_path / "s").exists()
 
