@@ -36,6 +36,7 @@ from modelpress.serving.rest import metrics as metrics_routes
 from modelpress.serving.rest import repository as repository_routes
 from modelpress.serving.rest import v1, v2
 from modelpress.serving.rest.common import errors
+from modelpress.serving.rest.explain import router as explain_router
 from modelpress.serving.rest.fast import InferenceFastPath, ServingApp
 from modelpress.serving.runtime.cpu_quota import cpu_quota
 from modelpress.serving.runtime.onnx import OnnxModel, RuntimeOptions
@@ -160,6 +161,7 @@ def create_app(
     unauthorized = errors(401) if tokens is not None else None
     for router in (v2.router, v1.router, repository_routes.router, metrics_routes.router):
         app.include_router(router, responses=unauthorized)
+    app.include_router(explain_router, responses=unauthorized)
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(InflightMiddleware, drain=drain)
     auth = None

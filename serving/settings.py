@@ -134,6 +134,12 @@ class Settings(BaseSettings):
     )
     allow_nan: bool = Field(default=False, description="Accept NaN/Inf in floating-point inputs.")
     warmup_runs: int = Field(default=2, ge=0, description="Warm-up session.run calls per batch size at load.")
+    ui: bool = Field(
+        default=True, description="Serve the page at /ui (models, live figures, try-it panels); behind auth when on."
+    )
+    explain_max_evaluations: int = Field(
+        default=256, ge=2, description="Most model rows one :explain request may run (occlusion's cost bound)."
+    )
 
     @field_validator("providers", mode="before")
     @classmethod
