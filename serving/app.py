@@ -42,6 +42,9 @@ from modelpress.serving.runtime.cpu_quota import cpu_quota
 from modelpress.serving.runtime.onnx import OnnxModel, RuntimeOptions
 from modelpress.serving.runtime.providers import ProviderConfig
 from modelpress.serving.settings import Settings, SettingsError, load_settings
+from modelpress.serving.ui.live import LiveFigures
+from modelpress.serving.ui.routes import router as ui_router
+from modelpress.serving.ui.session import BrowserSessions
 
 log = logging.getLogger("serving")
 
@@ -162,11 +165,16 @@ def create_app(
     for router in (v2.router, v1.router, repository_routes.router, metrics_routes.router):
         app.include_router(router, responses=unauthorized)
     app.include_router(explain_router, responses=unauthorized)
+    app.state.ui_tokens = tokens
+    if settings.ui:  # the page at /ui (docs/serving.md, "The page"); its live figures read this app's metrics
+        app.state.live = LiveFigures(metrics)
+        app.include_router(ui_router, responses=unauthorized)
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(InflightMiddleware, drain=drain)
     auth = None
     if tokens is not None:  # outermost but for the fast path: a request without the token touches nothing else
-        auth = BearerAuth(tokens, health=settings.auth_health, metrics=settings.auth_metrics)
+        sessions = BrowserSessions() if settings.ui else None  # the page signs in once, then sends a cookie
+        auth = BearerAuth(tokens, health=settings.auth_health, metrics=settings.auth_metrics, sessions=sessions)
         app.add_middleware(BearerAuthMiddleware, auth=auth)
     if settings.fast_path:  # the inference routes skip every layer above (the fast path applies auth itself)
         app.fast_path = InferenceFastPath(dataplane=dataplane, drain=drain, auth=auth)

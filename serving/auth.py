@@ -12,6 +12,7 @@ import hmac
 import logging
 import os
 from pathlib import Path
+from typing import Protocol
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -89,12 +90,30 @@ def bearer_token(header: bytes | None) -> bytes | None:
     return value.strip()
 
 
-class BearerAuth:
-    """The check itself, shared by the middleware and the inference fast path (``serving/rest/fast.py``)."""
+class CookieSessions(Protocol):
+    """A browser's way to show it holds the token (``serving/ui/session.py``): a session cookie."""
 
-    def __init__(self, tokens: TokenSource, *, health: bool, metrics: bool) -> None:
+    open_paths: tuple[str, ...]
+
+    def admits(self, scope: Scope, token: bytes) -> bool: ...
+
+    def challenge(self, scope: Scope, message: str) -> Response | None: ...
+
+
+class BearerAuth:
+    """The check itself, shared by the middleware and the inference fast path (``serving/rest/fast.py``).
+
+    ``sessions``, when given, also admits a browser's session cookie where it allows one (the page at ``/ui``).
+    """
+
+    def __init__(
+        self, tokens: TokenSource, *, health: bool, metrics: bool, sessions: CookieSessions | None = None
+    ) -> None:
         self.tokens = tokens
         self.open_paths = (() if health else HEALTH_PATHS) + (() if metrics else METRICS_PATHS)
+        self.sessions = sessions
+        if sessions is not None:
+            self.open_paths += sessions.open_paths
 
     def denied(self, scope: Scope) -> Response | None:
         """None when the request may pass (an open path, or the right token), else the 401 to answer."""
@@ -105,12 +124,17 @@ class BearerAuth:
         # compare_digest takes time independent of where the first differing byte is (no timing oracle).
         if given is not None and hmac.compare_digest(given, self.tokens.current()):
             return None
+        if given is None and self.sessions is not None and self.sessions.admits(scope, self.tokens.current()):
+            return None
         if given is None:
             message = "authentication required: send 'Authorization: Bearer <token>'"
             challenge = f'Bearer realm="{REALM}"'
         else:
             message = "invalid bearer token"
             challenge = f'Bearer realm="{REALM}", error="invalid_token"'
+        if self.sessions is not None and (page := self.sessions.challenge(scope, message)) is not None:
+            page.headers["WWW-Authenticate"] = challenge
+            return page
         return error_response(401, message, {"WWW-Authenticate": challenge})
 
 
