@@ -28,27 +28,38 @@ def register(app: typer.Typer) -> None:
         csv_out: Path | None = typer.Option(None, "--csv", help="Write one CSV row per variant."),
         markdown_out: Path | None = typer.Option(None, "--markdown", help="Write the table as Markdown."),
         plot_out: Path | None = typer.Option(None, "--plot", help="Draw accuracy against size to this PNG."),
+        html_out: Path | None = typer.Option(
+            None, "--html", help="Write one self-contained interactive HTML report (opens from disk, no network)."
+        ),
         threads: int = typer.Option(2, min=1, help="Threads for ONNX Runtime and PyTorch alike."),
         batch: int = typer.Option(64, min=1, help="Batch size of the throughput measurement."),
         quick: bool = typer.Option(False, help="Shorter timing runs (noisier figures)."),
     ) -> None:
         """Compare a repository's variants: size, accuracy, latency and speedup vs PyTorch eager fp32."""
         for path, option in ((json_out, "--json"), (csv_out, "--csv"), (markdown_out, "--markdown"),
-                             (plot_out, "--plot")):  # fmt: skip
+                             (plot_out, "--plot"), (html_out, "--html")):  # fmt: skip
             _check_output(path, option)
         if plot_out is not None and plot_out.suffix.lower() != ".png":
             fail(f"--plot {plot_out}: expected a .png file name")
+        if html_out is not None and html_out.suffix.lower() not in (".html", ".htm"):
+            fail(f"--html {html_out}: expected a .html file name")
 
-        from modelpress.export.compare.build import CompareError, build_report
+        from modelpress.export.compare.build import CompareError, build_report, empty_report
+        from modelpress.export.compare.html import to_html
         from modelpress.export.compare.plot import plot_report
         from modelpress.export.compare.render import print_table, to_csv, to_json, to_markdown
         from modelpress.export.compare.timing import QUICK, STANDARD
 
         with user_errors(CompareError):
-            report = build_report(repository, threads=threads, throughput_batch=batch,
-                                  budget=QUICK if quick else STANDARD)  # fmt: skip
+            try:
+                report = build_report(repository, threads=threads, throughput_batch=batch,
+                                      budget=QUICK if quick else STANDARD)  # fmt: skip
+            except CompareError:
+                if html_out is not None and repository.is_dir():  # a report that says there is nothing to compare
+                    _write_atomically(html_out, to_html(empty_report(repository, threads, batch)))
+                raise
         print_table(report)
-        for path, render in ((json_out, to_json), (csv_out, to_csv), (markdown_out, to_markdown)):
+        for path, render in ((json_out, to_json), (csv_out, to_csv), (markdown_out, to_markdown), (html_out, to_html)):
             if path is not None:
                 _write_atomically(path, render(report))
         if plot_out is not None:
