@@ -36,7 +36,8 @@ demo: install
 # Tools some tests and the benchmarks drive besides Python packages, each installed only where missing and
 # only when we may (root with apt-get); elsewhere what needs it says it is skipped and why.
 #   promtool (checks our metric names) from Debian's prometheus package;
-#   wrk (the served benchmark's load generator) from Debian's wrk package.
+#   wrk (the served benchmark's load generator) from Debian's wrk package;
+#   chromium and chromedriver (the report's and the /ui page's browser tests) from chromium, chromium-driver.
 define apt_tool
 	@command -v $(1) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -49,6 +50,8 @@ endef
 tools:
 	$(call apt_tool,promtool,prometheus,its test will be skipped)
 	$(call apt_tool,wrk,wrk,the served benchmark and its tests will be skipped)
+	$(call apt_tool,chromium,chromium,the browser tests of the HTML report and the /ui page will be skipped)
+	$(call apt_tool,chromedriver,chromium-driver,the browser tests of the HTML report and the /ui page will be skipped)
 
 test: install tools
 	$(BIN)/python -m pytest -q

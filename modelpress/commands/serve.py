@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
         auth_token_file: Path = typer.Option(
             None, "--auth-token-file", help="Require 'Authorization: Bearer <token>' with the token in this file."
         ),
+        no_ui: bool = typer.Option(False, "--no-ui", help="Do not serve the page at /ui (MODELPRESS_UI=false)."),
     ) -> None:
         """Serve a model repository over KServe V2 / V1 REST with Prometheus metrics (also MODELPRESS_* env)."""
         from modelpress.errors import user_errors
@@ -28,7 +29,7 @@ def register(app: typer.Typer) -> None:
         given = {
             "repository": repository, "host": host, "port": port, "workers": workers, "log_level": log_level,
             "require_gpu": require_gpu or None, "repository_api": repository_api or None,
-            "auth_token_file": auth_token_file,
+            "auth_token_file": auth_token_file, "ui": False if no_ui else None,
         }  # fmt: skip
         with user_errors(SettingsError, ServeError):
             run(load_settings(**{k: v for k, v in given.items() if v is not None}))
