@@ -2,7 +2,8 @@
 
 A browser cannot add ``Authorization: Bearer`` to a page it navigates to, so with auth on:
 
-- ``GET /ui`` without a session answers 401 with a small form (no data, no model names in it);
+- ``GET /ui`` without a session answers 401: to a browser (``Accept: text/html``) a small form with no data and
+  no model names in it, to anything else the API's JSON error;
 - ``POST /ui/login`` with the right token sets ``modelpress_session``: an HMAC of the token (not the token
   itself), ``HttpOnly`` (scripts cannot read it), ``SameSite=Strict`` (other sites' requests do not carry it),
   ``Secure`` over HTTPS. Rotating the token ends every session;
@@ -59,7 +60,8 @@ class BrowserSessions:
         return given is not None and hmac.compare_digest(given.encode(), session_value(token).encode())
 
     def challenge(self, scope: Scope, message: str) -> Response | None:
-        """The login form (401) for a page request without a session; None for anything else (JSON 401)."""
-        if scope.get("method") in ("GET", "HEAD") and is_ui_path(scope["path"]):
+        """The login form (401) for a browser asking for a page without a session; None otherwise (JSON 401)."""
+        accept = _header(scope, b"accept") or b""
+        if scope.get("method") in ("GET", "HEAD") and is_ui_path(scope["path"]) and b"text/html" in accept:
             return login_page(message, status=401)
         return None

@@ -192,7 +192,7 @@ def test_at_phone_width_nothing_spills_sideways(browser: Any, server: str) -> No
 
 def test_with_auth_the_page_needs_the_token_and_a_sign_in_gives_a_session(browser: Any, page_repo: Path) -> None:
     with uvicorn_server(settings_for(page_repo, auth_token=TOKEN)) as url:
-        bare = httpx.get(f"{url}/ui")
+        bare = httpx.get(f"{url}/ui", headers={"Accept": "text/html"})
         assert bare.status_code == 401
         assert 'name="token"' in bare.text  # the sign-in form, not the page
         assert httpx.get(f"{url}/v2/models/stats").status_code == 401

@@ -66,9 +66,12 @@ async def test_the_page_can_be_switched_off(repo: Path) -> None:
 async def test_with_auth_a_browser_signs_in_once_and_its_cookie_counts_only_where_safe(repo: Path) -> None:
     app = create_app(settings_for(repo, auth_token=TOKEN), handle_signals=False)
     async with running(app) as client:
-        bare = await client.get("/ui")
+        bare = await client.get("/ui", headers={"Accept": "text/html,*/*"})  # a browser
         assert bare.status_code == 401
         assert 'name="token"' in bare.text
+        scripted = await client.get("/ui")
+        assert scripted.status_code == 401
+        assert scripted.json()["error"].startswith("authentication required")
         assert "models" not in bare.text.lower().split("<form")[0]  # the form shows nothing served
         assert (await client.get("/ui/live")).status_code == 401
         assert (await client.get("/", follow_redirects=False)).status_code == 307
