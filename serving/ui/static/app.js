@@ -55,9 +55,9 @@
 
   function quality(q) {
     if (!q) return "–";
-    if (q.accuracy != null) return "accuracy " + (100 * q.accuracy).toFixed(2) + " %";
+    if (q.accuracy != null) return (100 * q.accuracy).toFixed(2) + " %";
     const cos = q.mean_cosine ?? q.cosine_mean;
-    if (cos != null) return "cosine " + Number(cos).toFixed(4);
+    if (cos != null) return "cos " + Number(cos).toFixed(4);
     return "–";
   }
 
