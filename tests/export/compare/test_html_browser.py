@@ -96,3 +96,14 @@ def test_a_repository_with_no_comparable_models_says_so(browser: Any, tmp_path: 
     assert message.is_displayed()
     assert message.text.startswith("No comparable models")
     assert len(_models(browser)) == len(rows)
+
+
+def test_at_phone_width_the_report_fits_and_the_table_scrolls_inside(browser: Any, tmp_path: Path) -> None:
+    browser.set_window_size(390, 844)
+    try:
+        _open(browser, tmp_path, sample_report())
+        assert browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth") <= 0
+        wrap = browser.find_element("css selector", ".table-wrap")
+        assert browser.execute_script("return arguments[0].scrollWidth > arguments[0].clientWidth", wrap)
+    finally:
+        browser.set_window_size(1280, 900)
