@@ -30,7 +30,8 @@ demo: install
 	$(BIN)/modelpress pipeline --recipe recipes/digits-compress.yaml --repository $(DEMO_DIR)/repository \
 	  --workdir $(DEMO_DIR)/work --force
 	$(BIN)/modelpress pipeline --recipe recipes/minilm.yaml --repository $(DEMO_DIR)/repository --workdir $(DEMO_DIR)/work
-	$(BIN)/modelpress compare $(DEMO_DIR)/repository --markdown $(DEMO_DIR)/report.md --plot $(DEMO_DIR)/report.png
+	$(BIN)/modelpress compare $(DEMO_DIR)/repository --markdown $(DEMO_DIR)/report.md --plot $(DEMO_DIR)/report.png \
+	  --html $(DEMO_DIR)/report.html
 	$(BIN)/modelpress serve --repository $(DEMO_DIR)/repository --host $(HOST) --port $(PORT)
 
 # Tools some tests and the benchmarks drive besides Python packages, each installed only where missing and
