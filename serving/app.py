@@ -130,6 +130,7 @@ def create_app(
     drain = Drain(
         settings.drain_timeout_s, settings.drain_grace_s, on_start=lambda: setattr(dataplane, "draining", True)
     )
+    live = LiveFigures(metrics) if settings.ui else None  # the page's live figures, sampled in the background
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -140,9 +141,12 @@ def create_app(
         await repository.load_all()
         dataplane.started = True
         log.info("ready: %s", dataplane.ready())
+        sampler = live.start() if live is not None else None
         try:
             yield
         finally:
+            if sampler is not None:
+                sampler.cancel()
             dataplane.draining = True
             drain.uninstall()
             await repository.close()
@@ -167,7 +171,7 @@ def create_app(
     app.include_router(explain_router, responses=unauthorized)
     app.state.ui_tokens = tokens
     if settings.ui:  # the page at /ui (docs/serving.md, "The page"); its live figures read this app's metrics
-        app.state.live = LiveFigures(metrics)
+        app.state.live = live
         app.include_router(ui_router, responses=unauthorized)
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(InflightMiddleware, drain=drain)

@@ -4,11 +4,14 @@ Computed from the app's own Prometheus registry (the histograms ``/metrics`` exp
 ``rate()`` and ``histogram_quantile()`` would over a one-minute range: each call takes a snapshot of the
 cumulative counters, and the figures are the difference to the oldest snapshot still inside the window.
 Quantiles are interpolated linearly inside the histogram bucket that holds them, so they are as coarse as the
-buckets (``MODELPRESS_METRICS_BUCKETS``). With several worker processes each answers with its own figures.
+buckets (``MODELPRESS_METRICS_BUCKETS``). A background task samples every :data:`SAMPLE_S` seconds, so the
+window is a minute (plus at most one sampling period) even for the first look. With several worker processes
+each answers with its own figures.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import deque
@@ -18,7 +21,8 @@ from dataclasses import dataclass, field
 from modelpress.serving.metrics import Metrics
 
 WINDOW_S = 60.0
-_KEEP = 240  # snapshots kept at most (one per poll; a poll every 0.25 s still covers the window)
+SAMPLE_S = 5.0  # background sampling period: the baseline is at most this much older than a window
+_KEEP = 240  # snapshots kept at most (one per sample or poll; a poll every 0.25 s still covers the window)
 
 Key = tuple[str, str]  # (model, version)
 
@@ -104,6 +108,9 @@ def _ms(seconds: float | None) -> float | None:
 class LiveFigures:
     """Keeps recent snapshots and answers each model's figures over the last :data:`WINDOW_S` seconds.
 
+    :meth:`start` samples every few seconds in the background, so the first look at the page already covers the
+    last minute (without it, the span is from the previous look, which may be long ago; ``window_s`` says).
+
     Args:
         metrics: the app's metrics.
         clock: monotonic seconds (tests pass their own).
@@ -114,13 +121,28 @@ class LiveFigures:
         self.clock = clock
         self._snapshots: deque[Snapshot] = deque([Snapshot(clock())], maxlen=_KEEP)  # all zero at start
 
-    def figures(self) -> dict:
-        """``{"window_s": ..., "models": [{"name", "version", "requests_per_s", "p50_ms", "p99_ms", ...}]}``."""
+    def start(self, every_s: float = SAMPLE_S) -> asyncio.Task:
+        """Sample in the background on the running loop; cancel the returned task to stop."""
+
+        async def sample() -> None:
+            while True:
+                await asyncio.sleep(every_s)
+                self._advance()
+
+        return asyncio.get_running_loop().create_task(sample(), name="modelpress-live-figures")
+
+    def _advance(self) -> tuple[Snapshot, Snapshot]:
+        """Take a snapshot; return it with the baseline: the newest snapshot at least a window old (or the oldest)."""
         now = snapshot(self.metrics, self.clock())
         while len(self._snapshots) > 1 and self._snapshots[1].at <= now.at - WINDOW_S:
-            self._snapshots.popleft()  # keep the newest snapshot at least a window old as the baseline
+            self._snapshots.popleft()
         base = self._snapshots[0]
         self._snapshots.append(now)
+        return now, base
+
+    def figures(self) -> dict:
+        """``{"window_s": ..., "models": [{"name", "version", "requests_per_s", "p50_ms", "p99_ms", ...}]}``."""
+        now, base = self._advance()
         window = max(now.at - base.at, 1e-9)
         models = []
         for key in sorted(set(now.requests) | set(now.latency) | set(now.queue)):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -51,3 +53,18 @@ def test_figures_cover_the_last_minute_only() -> None:
     assert later["requests"] == 12  # every outcome counts as a request
     assert 1.0 < later["p50_ms"] <= 10.0  # latency of the successful ones only
     assert later["queue_mean_ms"] == pytest.approx(0.5)
+
+
+@pytest.mark.anyio
+async def test_background_sampling_keeps_a_baseline_a_minute_old() -> None:
+    metrics = Metrics(CollectorRegistry(), (0.001, 0.01), process=False, gpu=False)
+    clock = Clock()
+    live = LiveFigures(metrics, clock)
+    task = live.start(every_s=0.01)
+    try:
+        for _ in range(20):  # 20 samples, 10 s apart on the test's clock, with nobody looking at the page
+            clock.now += 10
+            await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+    assert live.figures()["window_s"] <= WINDOW_S + 10
