@@ -135,7 +135,7 @@
       r.model + " v" + r.version + " (" + r.precision + ")",
       "lineage: " + (r.lineage.join(" → ") || "none recorded"),
       "size: " + fmt.bytes(r.onnx_bytes) + (r.size_ratio != null ? " (" + r.size_ratio.toFixed(1) + "× smaller)" : ""),
-      (q ? q.kind + ": " + q.text : "quality: not measured"),
+      (!q ? "quality: not measured" : q.kind === "accuracy" ? "test accuracy: " + q.text : "mean cosine to fp32: " + q.value.toFixed(4)),
       "p50 / p99 at batch 1: " + fmt.fixed(3)(r.latency_p50_ms) + " / " + fmt.fixed(3)(r.latency_p99_ms) + " ms",
       "speedup vs PyTorch eager: " + (r.speedup_vs_torch != null ? r.speedup_vs_torch.toFixed(1) + "×" : "–"),
       r.pareto ? "on the Pareto front" : "not on the Pareto front",
