@@ -58,3 +58,37 @@ def test_an_empty_repository_gets_a_report_that_says_so_and_the_error(tmp_path: 
     assert result.returncode == 2
     assert "no models found" in result.stderr
     assert _embedded(out.read_text()).rows == []  # the page then says "No comparable models" (browser test)
+
+
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "modelpress", "compare", *args], capture_output=True, text=True,
+                          timeout=60, cwd=cwd)  # fmt: skip
+
+
+def test_a_saved_report_renders_without_measuring_again(tmp_path: Path) -> None:
+    report = sample_report()
+    saved = tmp_path / "r.json"
+    saved.write_text(report.model_dump_json())
+    result = _cli("--from-json", str(saved), "--html", str(tmp_path / "r.html"), "--csv", str(tmp_path / "r.csv"))
+    assert result.returncode == 0, result.stderr
+    assert _embedded((tmp_path / "r.html").read_text()) == report
+    assert len((tmp_path / "r.csv").read_text().splitlines()) == 1 + len(report.rows)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "give a model repository to measure, or --from-json"),
+        (("repo", "--from-json", "r.json"), "not both"),
+        (("--from-json", "missing.json"), "cannot read the report"),
+        (("--from-json", "bad.json"), "not a modelpress compare report (--json) at 'rows'"),
+    ],
+)
+def test_a_bad_saved_report_is_one_line_and_exit_2(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    (tmp_path / "bad.json").write_text('{"repository": "r", "threads": 1, "throughput_batch": 1, "machine": {}}')
+    result = _cli(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: ")
+    assert message in lines[0]
