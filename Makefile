@@ -30,7 +30,8 @@ demo: install
 	$(BIN)/modelpress pipeline --recipe recipes/digits-compress.yaml --repository $(DEMO_DIR)/repository \
 	  --workdir $(DEMO_DIR)/work --force
 	$(BIN)/modelpress pipeline --recipe recipes/minilm.yaml --repository $(DEMO_DIR)/repository --workdir $(DEMO_DIR)/work
-	$(BIN)/modelpress compare $(DEMO_DIR)/repository --markdown $(DEMO_DIR)/report.md --plot $(DEMO_DIR)/report.png
+	$(BIN)/modelpress compare $(DEMO_DIR)/repository --markdown $(DEMO_DIR)/report.md --plot $(DEMO_DIR)/report.png \
+	  --html $(DEMO_DIR)/report.html
 	$(BIN)/modelpress serve --repository $(DEMO_DIR)/repository --host $(HOST) --port $(PORT)
 
 # Tools some tests and the benchmarks drive besides Python packages, each installed only where missing and
@@ -39,6 +40,7 @@ demo: install
 #   wrk (the served benchmark's load generator) from Debian's wrk package;
 #   a PostgreSQL server (initdb, pg_ctl; the shared tuning study's tests start one on 127.0.0.1) from Debian's
 #   postgresql, looked for by its pg_ctlcluster (psql alone may come from the client package).
+#   chromium and chromedriver (the report's and the /ui page's browser tests) from chromium, chromium-driver.
 define apt_tool
 	@command -v $(1) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -52,6 +54,8 @@ tools:
 	$(call apt_tool,promtool,prometheus,its test will be skipped)
 	$(call apt_tool,wrk,wrk,the served benchmark and its tests will be skipped)
 	$(call apt_tool,pg_ctlcluster,postgresql,the PostgreSQL tuning tests will be skipped)
+	$(call apt_tool,chromium,chromium,the browser tests of the HTML report and the /ui page will be skipped)
+	$(call apt_tool,chromedriver,chromium-driver,the browser tests of the HTML report and the /ui page will be skipped)
 
 test: install tools
 	$(BIN)/python -m pytest -q

@@ -37,12 +37,16 @@ from modelpress.serving.rest import metrics as metrics_routes
 from modelpress.serving.rest import repository as repository_routes
 from modelpress.serving.rest import v1, v2
 from modelpress.serving.rest.common import errors
+from modelpress.serving.rest.explain import router as explain_router
 from modelpress.serving.rest.fast import InferenceFastPath, ServingApp
-from modelpress.serving.rest.guard import GuardMiddleware
+from modelpress.serving.rest.guard import GuardMiddleware, HttpGuards
 from modelpress.serving.runtime.cpu_quota import cpu_quota
 from modelpress.serving.runtime.onnx import OnnxModel, RuntimeOptions
 from modelpress.serving.runtime.providers import ProviderConfig
 from modelpress.serving.settings import Settings, SettingsError, load_settings
+from modelpress.serving.ui.live import LiveFigures
+from modelpress.serving.ui.routes import router as ui_router
+from modelpress.serving.ui.session import BrowserSessions
 
 log = logging.getLogger("serving")
 
@@ -128,6 +132,7 @@ def create_app(
     drain = Drain(
         settings.drain_timeout_s, settings.drain_grace_s, on_start=lambda: setattr(dataplane, "draining", True)
     )
+    live = LiveFigures(metrics) if settings.ui else None  # the page's live figures, sampled in the background
 
     guards = Guards.from_settings(settings, drain, tokens)
 
@@ -146,9 +151,12 @@ def create_app(
         await repository.load_all()
         dataplane.started = True
         log.info("ready: %s", dataplane.ready())
+        sampler = live.start() if live is not None else None
         try:
             yield
         finally:
+            if sampler is not None:
+                sampler.cancel()
             dataplane.draining = True
             drain.uninstall()
             if grpc_server is not None:  # the drain has waited for its calls too (they are counted in flight)
@@ -172,12 +180,19 @@ def create_app(
     unauthorized = errors(401) if tokens is not None else None
     for router in (v2.router, v1.router, repository_routes.router, metrics_routes.router):
         app.include_router(router, responses=unauthorized)
+    app.include_router(explain_router, responses=unauthorized)
+    app.state.ui_tokens = tokens
+    if settings.ui:  # the page at /ui (docs/serving.md, "The page"); its live figures read this app's metrics
+        app.state.live = live
+        app.include_router(ui_router, responses=unauthorized)
     app.state.guards = guards
+    # With auth on, the page signs in once and then sends a session cookie instead of the bearer header.
+    http_guards = HttpGuards(guards, BrowserSessions() if settings.ui and tokens is not None else None)
     app.add_middleware(CatchAllMiddleware)
     # Outermost but for the fast path: a request without the token touches nothing else.
-    app.add_middleware(GuardMiddleware, guards=guards)
+    app.add_middleware(GuardMiddleware, guards=http_guards)
     if settings.fast_path:  # the inference routes skip every layer above (the fast path admits through the guards)
-        app.fast_path = InferenceFastPath(dataplane=dataplane, guards=guards)
+        app.fast_path = InferenceFastPath(dataplane=dataplane, guards=http_guards)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

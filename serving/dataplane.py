@@ -80,6 +80,12 @@ class DataPlane:
         }
         if m.labels:
             params["labels"] = m.labels
+        # What a person (and the /ui page) wants to know of a variant: how it was made, how big, how good.
+        params["lineage"] = [step.name for step in m.lineage]
+        params["size_bytes"] = served.size_bytes
+        params["quality"] = m.quality
+        if "family" in m.source:
+            params["family"] = m.source["family"]
         return ModelMetadata(
             name=m.name,
             versions=[served.version],

@@ -24,6 +24,7 @@ class CallKind(enum.Enum):
     HEALTH = "health"  # liveness and readiness: open unless auth_health, never counted in flight
     METRICS = "metrics"  # the Prometheus scrape: open unless auth_metrics, never counted in flight
     API = "api"  # everything else (inference, metadata, statistics, repository): token, counted in flight
+    PUBLIC = "public"  # the page's sign-in form and its stylesheet: never guarded, never counted
 
 
 class Admission:
@@ -61,20 +62,28 @@ class Guards:
             CallKind.API: auth is not None,
             CallKind.HEALTH: auth is not None and auth_health,
             CallKind.METRICS: auth is not None and auth_metrics,
+            CallKind.PUBLIC: False,
         }
         self._uncounted = Admission(None)
 
     @classmethod
     def from_settings(cls, settings: Settings, drain: Drain, tokens: TokenSource | None) -> Guards:
+        """The guards the settings ask for (auth on when ``tokens`` is given)."""
         auth = BearerAuth(tokens) if tokens is not None else None
         return cls(drain, auth, auth_health=settings.auth_health, auth_metrics=settings.auth_metrics)
 
-    def admit(self, kind: CallKind, authorization: bytes | None) -> Admission:
+    def admit(self, kind: CallKind, authorization: bytes | None, *, session: bool = False) -> Admission:
         """Let a request in, or refuse it; use the result as ``with guards.admit(...):`` around the handler.
+
+        Args:
+            kind: what the call is.
+            authorization: the ``Authorization`` header or ``authorization`` metadata, if sent.
+            session: the transport has already checked that the caller holds the token by other means (the page's
+                session cookie, ``serving/ui/session.py``), so no header is needed.
 
         Raises:
             UnauthenticatedError: auth is on for this kind of call and the token is missing or wrong.
         """
-        if self._guarded[kind]:
+        if self._guarded[kind] and not session:
             self.auth.check(authorization)  # type: ignore[union-attr]  # guarded only when auth is set
         return Admission(self.drain) if kind is CallKind.API else self._uncounted

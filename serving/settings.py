@@ -153,6 +153,12 @@ class Settings(BaseSettings):
     tls_reload_s: float = Field(
         default=10.0, gt=0, description="How often the REST server checks the TLS files for a change (seconds)."
     )
+    ui: bool = Field(
+        default=True, description="Serve the page at /ui (models, live figures, try-it panels); behind auth when on."
+    )
+    explain_max_evaluations: int = Field(
+        default=256, ge=2, description="Most model rows one :explain request may run (occlusion's cost bound)."
+    )
 
     @field_validator("providers", mode="before")
     @classmethod

@@ -43,7 +43,7 @@ def repository(tmp_path_factory):
 @pytest.mark.slow
 def test_compare_reports_every_variant_against_pytorch(repository, tmp_path):
     result = modelpress("compare", str(repository), "--quick", "--json", str(tmp_path / "r.json"),
-                        "--plot", str(tmp_path / "r.png"))  # fmt: skip
+                        "--plot", str(tmp_path / "r.png"), "--html", str(tmp_path / "r.html"))  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "r.json").read_text())
     rows = {row["model"]: row for row in report["rows"]}
@@ -54,6 +54,7 @@ def test_compare_reports_every_variant_against_pytorch(repository, tmp_path):
     assert report["baselines"]["digits"]["latency_p50_ms"] > 0  # PyTorch eager, measured in the same run
     assert all(row["speedup_vs_torch"] > 0 for row in rows.values())
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    assert '"model":"digits-int8"' in (tmp_path / "r.html").read_text()  # the interactive report, data inline
 
 
 @pytest.mark.slow
@@ -81,6 +82,12 @@ def test_serve_answers_v2_v1_and_metrics_then_drains(repository):
         bad = httpx.post(f"{url}/v2/models/digits/infer", json={"inputs": [{**body["inputs"][0], "shape": [3, 63]}]})
         assert bad.status_code == 400
         assert "input" in bad.json()["error"]
+        explained = httpx.post(f"{url}/v1/models/digits-int8:explain", json={"instances": raw[:1].tolist()}, timeout=30)
+        assert explained.status_code == 200, explained.text
+        assert len(explained.json()["explanations"][0]["attributions"]) == 64  # one per pixel
+        page = httpx.get(f"{url}/", follow_redirects=True, timeout=10)
+        assert page.status_code == 200
+        assert "/ui/static/app.js" in page.text
         metrics = httpx.get(f"{url}/metrics", timeout=10).text
         assert 'modelpress_requests_total{model="digits",outcome="success",protocol="v2",version="1"} 1.0' in metrics
         proc.send_signal(signal.SIGTERM)

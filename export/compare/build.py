@@ -224,6 +224,12 @@ def build_report(
     return report
 
 
+def empty_report(repository: Path, threads: int, throughput_batch: int) -> Report:
+    """A report of no rows, for a repository with nothing to compare (the HTML report says so)."""
+    return Report(repository=str(repository), threads=threads, throughput_batch=throughput_batch,
+                  machine=describe_machine(threads), rows=[])  # fmt: skip
+
+
 def _ratios(report: Report, baselines: dict[str, VariantRow]) -> None:
     for row in report.rows:
         base = baselines.get(row.family)

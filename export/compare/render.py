@@ -115,7 +115,7 @@ def to_csv(report: Report) -> str:
     A CSV has no header block, so the run's conditions (threads, throughput batch, CPU flags) repeat on every
     row: a row copied into a spreadsheet elsewhere still says how it was measured.
     """
-    fields = [f for f in next(iter(report.rows)).model_dump() if f not in ("fidelity", "lineage", "notes")]
+    fields = [f for f in VariantRow.model_fields if f not in ("fidelity", "lineage", "notes")]  # rows may be none
     run = {"threads": report.threads, "throughput_batch": report.throughput_batch,
            "cpu_flags": " ".join(report.machine.get("cpu_flags", []))}  # fmt: skip
     out = io.StringIO()

@@ -8,9 +8,12 @@ is never dropped.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+
+from modelpress.common.validation import first_error
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -64,3 +67,25 @@ class Report(BaseModel):
     machine: dict[str, Any]
     baselines: dict[str, TorchBaseline] = Field(default_factory=dict, description="family -> torch eager")
     rows: list[VariantRow]
+
+
+class ReportFileError(Exception):
+    """A saved report cannot be read (missing, not JSON, or not this schema); the message says which."""
+
+
+def read_report(path: Path) -> Report:
+    """A report saved with ``--json``.
+
+    Raises:
+        ReportFileError: naming the file and its first problem.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReportFileError(f"{path}: cannot read the report ({e})") from e
+    try:
+        return Report.model_validate_json(text)
+    except ValidationError as e:
+        first = first_error(e)
+        where = f" at '{first.where}'" if first.where else ""
+        raise ReportFileError(f"{path}: not a modelpress compare report (--json){where}: {first.plain}") from e

@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
         tls_client_ca: Path = typer.Option(
             None, "--tls-client-ca", help="PEM CA bundle: require client certificates signed by it (mutual TLS)."
         ),
+        no_ui: bool = typer.Option(False, "--no-ui", help="Do not serve the page at /ui (MODELPRESS_UI=false)."),
     ) -> None:
         """Serve a model repository over KServe V2 / V1 REST with Prometheus metrics (also MODELPRESS_* env)."""
         from modelpress.errors import user_errors
@@ -36,7 +37,7 @@ def register(app: typer.Typer) -> None:
         given = {
             "repository": repository, "host": host, "port": port, "workers": workers, "log_level": log_level,
             "require_gpu": require_gpu or None, "repository_api": repository_api or None,
-            "auth_token_file": auth_token_file,
+            "auth_token_file": auth_token_file, "ui": False if no_ui else None,
             "grpc_port": grpc_port, "tls_cert": tls_cert, "tls_key": tls_key, "tls_client_ca": tls_client_ca,
         }  # fmt: skip
         with user_errors(SettingsError, ServeError):

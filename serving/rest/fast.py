@@ -28,9 +28,9 @@ from starlette.types import Receive, Scope, Send
 
 from modelpress.serving.dataplane import DataPlane
 from modelpress.serving.errors import ServingError, log_unexpected, serving_error_response, unexpected_error_response
-from modelpress.serving.guards import CallKind, Guards
+from modelpress.serving.guards import CallKind
 from modelpress.serving.limits import check_path_names
-from modelpress.serving.rest.guard import authorization
+from modelpress.serving.rest.guard import HttpGuards
 from modelpress.serving.rest.v1 import predict_response
 from modelpress.serving.rest.v2 import infer_response
 
@@ -66,18 +66,18 @@ class InferenceFastPath:
 
     Args:
         dataplane: what the routes call.
-        guards: the request guards, as ``GuardMiddleware`` applies them to every other request.
+        guards: the request guards as HTTP applies them, as ``GuardMiddleware`` does for every other request.
     """
 
-    def __init__(self, *, dataplane: DataPlane, guards: Guards) -> None:
+    def __init__(self, *, dataplane: DataPlane, guards: HttpGuards) -> None:
         self.dataplane = dataplane
         self.guards = guards
 
     async def serve(self, found: tuple[Handler, str, str | None], scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            admission = self.guards.admit(CallKind.API, authorization(scope))
+            admission = self.guards.admit(scope, CallKind.API)
         except ServingError as e:
-            await serving_error_response(e)(scope, receive, send)
+            await self.guards.refusal(scope, e)(scope, receive, send)
             return
         handler, name, version = found
         with admission:

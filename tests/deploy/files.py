@@ -22,7 +22,13 @@ REQUIREMENTS = ROOT / "requirements"
 
 # Every kustomization a user applies; each must render and validate on its own.
 KUSTOMIZATIONS = (
-    "overlays/cpu", "overlays/gpu", "overlays/cpu-baked", "overlays/grpc-tls", "pipeline", "monitoring", "tune",
+    "overlays/cpu",
+    "overlays/gpu",
+    "overlays/cpu-baked",
+    "overlays/grpc-tls",
+    "pipeline",
+    "monitoring",
+    "tune",
 )
 SERVER_OVERLAYS = ("overlays/cpu", "overlays/gpu", "overlays/cpu-baked")
 # Prefix of the server settings in the environment (modelpress.serving.settings.Settings).

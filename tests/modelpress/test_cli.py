@@ -53,9 +53,10 @@ def test_compare_writes_every_format(tmp_path):
     publish(repo, "tiny", gemm_classifier(8, 4, 3, seed=0), accuracy=0.9)
     out = tmp_path / "out"
     out.mkdir()
-    files = ["--json", "r.json", "--csv", "r.csv", "--markdown", "r.md", "--plot", "r.png"]
+    files = ["--json", "r.json", "--csv", "r.csv", "--markdown", "r.md", "--plot", "r.png", "--html", "r.html"]
     paths = [f if f.startswith("--") else str(out / f) for f in files]
     result = modelpress("compare", str(repo), "--quick", "--threads", "1", *paths)
     assert result.returncode == 0, result.stderr
     assert "tiny" in result.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["r.csv", "r.json", "r.md", "r.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["r.csv", "r.html", "r.json", "r.md", "r.png"]
+    assert '"model":"tiny"' in (out / "r.html").read_text()  # the report's JSON, inline

@@ -36,10 +36,10 @@ def test_api_calls_are_counted_in_flight_and_health_and_metrics_are_not():
 @pytest.mark.parametrize(
     ("health", "metrics", "open_kinds"),
     [
-        (False, False, {CallKind.HEALTH, CallKind.METRICS}),
-        (True, False, {CallKind.METRICS}),
-        (False, True, {CallKind.HEALTH}),
-        (True, True, set()),
+        (False, False, {CallKind.HEALTH, CallKind.METRICS, CallKind.PUBLIC}),
+        (True, False, {CallKind.METRICS, CallKind.PUBLIC}),
+        (False, True, {CallKind.HEALTH, CallKind.PUBLIC}),
+        (True, True, {CallKind.PUBLIC}),
     ],
 )
 def test_the_token_guards_api_calls_and_health_or_metrics_when_asked(health, metrics, open_kinds):
@@ -60,6 +60,16 @@ def test_the_token_guards_api_calls_and_health_or_metrics_when_asked(health, met
     assert guards.drain.inflight == 0
 
 
+def test_a_session_the_transport_checked_stands_for_the_token():
+    """The page's cookie is checked over HTTP (HttpGuards); the guards then admit without a header, and count it."""
+    guards = _guards(auth=True, health=False, metrics=False)
+    with guards.admit(CallKind.API, None, session=True):
+        assert guards.drain.inflight == 1
+    assert guards.drain.inflight == 0
+    with pytest.raises(UnauthenticatedError):
+        guards.admit(CallKind.API, None, session=False)
+
+
 class _NoEntryError(ServingError):
     status = 429
 
@@ -71,7 +81,7 @@ async def test_every_rest_request_passes_the_one_guard(repo, fast_path):
     app = create_app(settings_for(repo, fast_path=fast_path), handle_signals=False)
     kinds = []
 
-    def refuse(kind: CallKind, authorization: bytes | None):
+    def refuse(kind: CallKind, authorization: bytes | None, *, session: bool = False):
         kinds.append(kind)
         raise _NoEntryError("the new guard says no")
 
