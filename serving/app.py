@@ -41,6 +41,7 @@ from modelpress.serving.runtime.cpu_quota import cpu_quota
 from modelpress.serving.runtime.onnx import OnnxModel, RuntimeOptions
 from modelpress.serving.runtime.providers import ProviderConfig
 from modelpress.serving.settings import Settings, SettingsError, load_settings
+from modelpress.serving.store import StoreError, cache_folder, open_store
 
 log = logging.getLogger("serving")
 
@@ -119,8 +120,13 @@ def create_app(
     metrics = Metrics(registry, settings.duration_buckets())
     compute = ComputePool(settings.compute_threads, name="modelpress-run")
     loads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelpress-load")
+    try:
+        store = open_store(settings.repository, settings.storage_options)
+    except StoreError as e:
+        raise SystemExit(f"error: {e}") from e
+    cache = cache_folder(settings.repository_cache_dir(), store) if store.remote else None
     repository = ModelRepository(
-        settings.repository, settings, metrics, compute, runtime_factory or onnx_runtime_factory(settings), loads
+        store, settings, metrics, compute, runtime_factory or onnx_runtime_factory(settings), loads, cache=cache
     )
     dataplane = DataPlane(repository, metrics, settings, server_version())
     drain = Drain(
@@ -136,9 +142,14 @@ def create_app(
         await repository.load_all()
         dataplane.started = True
         log.info("ready: %s", dataplane.ready())
+        poller = None
+        if settings.poll_interval > 0:  # Triton's poll mode: roll versions in and out as the store changes
+            poller = asyncio.get_running_loop().create_task(repository.watch(settings.poll_interval))
         try:
             yield
         finally:
+            if poller is not None:
+                poller.cancel()
             dataplane.draining = True
             drain.uninstall()
             await repository.close()

@@ -82,7 +82,7 @@ class DataPlane:
             params["labels"] = m.labels
         return ModelMetadata(
             name=m.name,
-            versions=[served.version],
+            versions=self.repository.versions(name) if version is None else [served.version],
             platform=PLATFORM,
             inputs=[MetadataTensor(name=s.name, datatype=s.datatype, shape=s.shape) for s in m.inputs],
             outputs=[MetadataTensor(name=s.name, datatype=s.datatype, shape=s.shape) for s in m.outputs],
