@@ -219,7 +219,11 @@ class FsspecStore(RepositoryStore):
                 if rel == MANIFEST_FILE or Path(rel).is_absolute() or ".." in Path(rel).parts:
                     raise ManifestError(f"{display_url(self.url)}/{model}/{version}: bad file name {rel!r}")
                 self._get(f"{remote}/{rel}", work / rel)
-            verify_files(manifest, work)  # before the version is visible in the cache, let alone loaded
+            try:
+                verify_files(manifest, work)  # before the version is visible in the cache, let alone loaded
+            except ManifestError as e:  # name the object in the store, not the scratch folder
+                shown = display_url(f"{self.protocol}://{remote}")
+                raise ManifestError(str(e).replace(str(work), shown)) from e
             shutil.rmtree(target, ignore_errors=True)
             work.rename(target)
             return target
@@ -325,7 +329,11 @@ def describe_error(error: Exception, url: str, root: str) -> str:
         return f"access denied to {shown}: {hint}"
     if isinstance(error, FileNotFoundError):
         bucket = root.split("/", 1)[0]
-        if "NoSuchBucket" in text or "bucket does not exist" in text or text.strip("'\" ") in (bucket, f"{scheme}://{bucket}"):
+        if (
+            "NoSuchBucket" in text
+            or "bucket does not exist" in text
+            or text.strip("'\" ") in (bucket, f"{scheme}://{bucket}")
+        ):
             return f"bucket {bucket!r} does not exist ({shown}): create it, or fix --repository"
         return f"{shown}: not found ({text})"
     if "Connect" in name or "Endpoint" in name or isinstance(error, (ConnectionError, TimeoutError)):
