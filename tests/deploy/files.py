@@ -21,8 +21,11 @@ DOCKERFILE = ROOT / "Dockerfile"
 REQUIREMENTS = ROOT / "requirements"
 
 # Every kustomization a user applies; each must render and validate on its own.
-KUSTOMIZATIONS = ("overlays/cpu", "overlays/gpu", "overlays/cpu-baked", "pipeline", "monitoring")
-SERVER_OVERLAYS = ("overlays/cpu", "overlays/gpu", "overlays/cpu-baked")
+KUSTOMIZATIONS = (
+    "overlays/cpu", "overlays/gpu", "overlays/cpu-baked", "pipeline", "monitoring",
+    "overlays/object-storage", "pipeline-object-storage",
+)  # fmt: skip
+SERVER_OVERLAYS = ("overlays/cpu", "overlays/gpu", "overlays/cpu-baked", "overlays/object-storage")
 # Prefix of the server settings in the environment (modelpress.serving.settings.Settings).
 PREFIX = "MODELPRESS_"
 
