@@ -53,11 +53,20 @@ def strict(schema: dict) -> dict:
 
 @functools.cache  # the InferenceService CRD is 1.9 MB of YAML: parse it once
 def crd_schema(kind: str, api_version: str) -> dict:
-    crd = yaml.safe_load((find_crds() / CRD_FILES[kind]).read_text())
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: 5x faster on the 1.9 MB InferenceService CRD
+    crd = yaml.load((find_crds() / CRD_FILES[kind]).read_text(), Loader=loader)
     version = api_version.split("/", 1)[1]
     match = next(v for v in crd["spec"]["versions"] if v["name"] == version)
     assert match["served"], f"{kind} {version} is not served by KServe"
     return strict(match["schema"]["openAPIV3Schema"])
+
+
+def validate(obj: dict) -> None:
+    """Raise jsonschema.ValidationError unless ``obj`` follows its CRD's strict schema.
+
+    The schema is not checked against the meta-schema each time (``jsonschema.validate`` would: seconds each).
+    """
+    jsonschema.Draft7Validator(crd_schema(obj["kind"], obj["apiVersion"])).validate(obj)
 
 
 def kserve_objects() -> list[dict]:
@@ -85,22 +94,21 @@ def test_every_kserve_object_validates_against_its_crd(objects: list[dict]) -> N
     for obj in objects:
         if obj["kind"] not in CRD_FILES:
             continue
-        jsonschema.validate(obj, crd_schema(obj["kind"], obj["apiVersion"]))
+        validate(obj)
         kinds.add(obj["kind"])
     assert kinds == {"ClusterServingRuntime", "InferenceService"}
 
 
 def test_the_strict_schema_refuses_a_misspelled_field_and_a_wrong_type(objects: list[dict]) -> None:
     runtime = one(objects, "ClusterServingRuntime")
-    schema = crd_schema("ClusterServingRuntime", runtime["apiVersion"])
     misspelled = copy.deepcopy(runtime)
     misspelled["spec"]["supportedModelFormat"] = misspelled["spec"].pop("supportedModelFormats")
     with pytest.raises(jsonschema.ValidationError, match="supportedModelFormat"):
-        jsonschema.validate(misspelled, schema)
+        validate(misspelled)
     wrong_type = copy.deepcopy(runtime)
     wrong_type["spec"]["containers"][0]["ports"][0]["containerPort"] = "8080"
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(wrong_type, schema)
+        validate(wrong_type)
 
 
 def test_the_runtime_serves_onnx_over_v1_and_v2_where_kserve_expects(objects: list[dict]) -> None:
