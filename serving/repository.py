@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -236,7 +237,7 @@ class ModelRepository:
                 self._expected.discard(name)
                 for served in list(self._served.pop(name, {}).values()):
                     log.info("%s v%s is no longer in the repository: unloading", name, served.version)
-                    self._retire(served)
+                    self._retire(served, forget=True)
                 return []
             self._expected.add(name)
             policy = policy_for(name, self.settings.version_policy)
@@ -256,7 +257,7 @@ class ModelRepository:
             keep = {str(v) for v in wanted} & loaded.keys()
             if keep:  # never unload what works before what the policy wants serves
                 for version in sorted(loaded.keys() - keep, key=int):
-                    self._retire(loaded.pop(version))
+                    self._retire(loaded.pop(version), forget=True)
             return errors
 
     def _waiting(self, name: str, version: int) -> bool:
@@ -323,18 +324,21 @@ class ModelRepository:
                 raise ModelNotFoundError(f"model '{name}' is not loaded")
             await asyncio.gather(*(self._drain(served) for served in versions.values()))
 
-    def _retire(self, old: ServedModel, keep_series: bool = False) -> None:
-        task = asyncio.get_running_loop().create_task(self._drain(old, keep_series=keep_series))
+    def _retire(self, old: ServedModel, keep_series: bool = False, forget: bool = False) -> None:
+        """Drain ``old`` in the background; ``forget`` also drops its cached download (a retired version)."""
+        task = asyncio.get_running_loop().create_task(self._drain(old, keep_series=keep_series, forget=forget))
         self._draining.add(task)
         task.add_done_callback(self._draining.discard)
 
-    async def _drain(self, old: ServedModel, keep_series: bool = False) -> None:
+    async def _drain(self, old: ServedModel, keep_series: bool = False, forget: bool = False) -> None:
         """Let the old version finish its queue (bounded by drain_timeout_s), then release its session."""
         try:
             await asyncio.wait_for(old.batcher.close(), self.settings.drain_timeout_s)
         except asyncio.TimeoutError:  # not the builtin before Python 3.11
             log.warning("%s v%s: drain timed out after %ss", old.name, old.version, self.settings.drain_timeout_s)
         old.runtime.unload()
+        if forget and self.cache is not None and old.version_dir.is_relative_to(self.cache):
+            shutil.rmtree(old.version_dir, ignore_errors=True)  # a retired version's download: the cache stays bounded
         if not keep_series:
             self.metrics.model_unloaded(old.name, old.version)
         log.info("unloaded %s v%s", old.name, old.version)

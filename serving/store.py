@@ -174,7 +174,7 @@ class FsspecStore(RepositoryStore):
         """Every object under the root, relative to it: one recursive listing, never a cached one."""
         self.fs.invalidate_cache()
         with self.errors():  # not fs.exists(): it answers False for an unreachable store too
-            found = self.fs.find(self.root, maxdepth=4)
+            found = self.fs.find(self.root)  # no maxdepth: s3fs then lists flat (one LIST per 1000 keys), no walk
         prefix = self.root + "/"
         return [key[len(prefix) :] for key in found if key.startswith(prefix)]
 

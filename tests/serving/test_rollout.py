@@ -96,6 +96,12 @@ async def test_half_written_and_removed_versions_and_the_version_policy(bucket, 
         assert (await c.get("/v2/models/digits")).json()["versions"] == ["2"]
         assert (await c.post("/v2/models/digits/versions/1/infer", json=V2_BODY)).status_code == 404
         assert (await c.post("/v2/models/digits/versions/2/infer", json=V2_BODY)).status_code == 200
+        for _ in range(100):  # the retired version's download leaves the cache once drained (bounded: 5 s)
+            if not list((tmp_path / "cache").rglob("digits/1")):
+                break
+            await asyncio.sleep(0.05)
+        assert not list((tmp_path / "cache").rglob("digits/1"))
+        assert list((tmp_path / "cache").rglob("digits/2/model.onnx"))
 
 
 @pytest.mark.slow  # the S3 client's own connect retries: ~10 s
