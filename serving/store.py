@@ -18,6 +18,7 @@ import hashlib
 import logging
 import shutil
 import tempfile
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -224,11 +225,24 @@ class FsspecStore(RepositoryStore):
             except ManifestError as e:  # name the object in the store, not the scratch folder
                 shown = display_url(f"{self.protocol}://{remote}")
                 raise ManifestError(str(e).replace(str(work), shown)) from e
-            shutil.rmtree(target, ignore_errors=True)
-            work.rename(target)
+            self._settle(work, target)
             return target
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    @staticmethod
+    def _settle(work: Path, target: Path) -> None:
+        """Move a verified download into place; another worker process may have put the same version there first."""
+        try:
+            work.rename(target)  # refused when target is a non-empty folder
+            return
+        except OSError:
+            if _same_file(target / MANIFEST_FILE, work / MANIFEST_FILE) and _verifies(target):
+                return  # the same bytes, already in place (and maybe loading): keep them
+        stale = target.with_name(f".stale-{target.name}-{uuid.uuid4().hex[:8]}")
+        target.rename(stale)
+        work.rename(target)
+        shutil.rmtree(stale, ignore_errors=True)
 
     def _get(self, remote: str, local: Path) -> None:
         local.parent.mkdir(parents=True, exist_ok=True)
