@@ -169,3 +169,19 @@ def test_a_new_version_rolls_in_under_load_within_two_polls_with_zero_failed_req
     assert first_v2 - published <= 2 * interval, f"v2 first served {first_v2 - published:.2f} s after publishing"
     assert answers[0][2] == "1"
     assert answers[-1][2] == "2"
+
+
+@pytest.mark.anyio
+async def test_a_local_folder_is_polled_the_same_way(tmp_path):
+    repository, interval = tmp_path / "repo", 0.2
+    publish_remote(str(repository), tmp_path / "a", seed=0)  # the real (rename-based) publisher
+    app = create_app(settings_for(repository, poll_interval=interval), handle_signals=False)
+    async with running(app) as c:
+        assert (await c.post("/v2/models/digits/infer", json=V2_BODY)).json()["model_version"] == "1"
+        publish_remote(str(repository), tmp_path / "b", seed=1)
+        published, version = time.monotonic(), "1"
+        while version == "1" and time.monotonic() - published < 10:
+            await asyncio.sleep(0.02)
+            version = (await c.post("/v2/models/digits/infer", json=V2_BODY)).json()["model_version"]
+        assert version == "2"
+        assert time.monotonic() - published < 2 * interval + 1.0  # two polls, plus a load and warm-up on a busy box
