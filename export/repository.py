@@ -80,7 +80,8 @@ def check_repository(repository: str | Path | RepositoryStore) -> None:
             return
     except StoreError as e:
         raise ExportError(str(e)) from e
-    assert isinstance(store, LocalStore)
+    if not isinstance(store, LocalStore):
+        raise ExportError(f"cannot publish to {store}: neither a folder nor an fsspec URL")
     repository = store.root
     if repository.exists() and not repository.is_dir():
         raise ExportError(f"repository {repository} is a file, expected a folder")
@@ -269,7 +270,8 @@ def commit_all(
             return _commit_to_store(store, stages, version, on_file)
         except StoreError as e:
             raise ExportError(f"publishing to {store} failed: {e}") from e
-    assert isinstance(store, LocalStore)
+    if not isinstance(store, LocalStore):
+        raise ExportError(f"cannot publish to {store}: neither a folder nor an fsspec URL")
     repository = store.root
     repository.mkdir(parents=True, exist_ok=True)
     journal = PublishJournal(repository)  # taken before staging, so a later run can tell our staging is alive
