@@ -113,14 +113,14 @@ class DataPlane:
         _check_input_names(served, [item.name for item in request.inputs])
         arrays = {n: self._decode(served, served_spec(served, n), item, binary.get(n)) for n, item in feeds.items()}
         outputs = _requested_outputs(served, [o.name for o in request.outputs] if request.outputs else None)
-        return await self._run(served, arrays, outputs, _client_timeout_s(request.parameters))
+        return await self._run(served, arrays, outputs, _client_timeout_s(request.parameters), version)
 
     async def predict(self, name: str, version: str | None, instances: list) -> tuple[ServedModel, list, dict]:
         """V1: instances → input tensors (with the manifest's preprocessing) → predictions per instance."""
         served = self.resolve(name, version)
         arrays = self._v1_inputs(served, instances)
         outputs = [o.name for o in served.manifest.outputs]
-        result = await self._run(served, arrays, outputs)
+        result = await self._run(served, arrays, outputs, version=version)
         return served, predictions(served.manifest, result.outputs), result.parameters
 
     def _decode(
@@ -147,8 +147,14 @@ class DataPlane:
             )
 
     async def _run(
-        self, served: ServedModel, arrays: dict[str, np.ndarray], outputs: list[str], timeout_s: float | None = None
+        self,
+        served: ServedModel,
+        arrays: dict[str, np.ndarray],
+        outputs: list[str],
+        timeout_s: float | None = None,
+        version: str | None = None,
     ) -> Inference:
+        """Run through the batcher; ``version`` is what the request named (None: whatever is newest)."""
         rows = _rows(served, arrays)
         served.runtime.validate(arrays)
         side = served.runtime.side_outputs
@@ -162,7 +168,7 @@ class DataPlane:
             except BatcherClosedError:
                 if attempt:
                     raise
-                served = self.repository.get(served.name)
+                served = self.repository.get(served.name, version)  # a named version must still be served
                 continue
             result = await self._wait(served, future, timeout_s)
             values = dict(result.outputs)
