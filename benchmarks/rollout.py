@@ -57,6 +57,21 @@ def moto(port: int) -> Iterator[str]:
         proc.wait()
 
 
+@contextlib.contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """``env`` in this process's environment for the block (this process publishes too), then as it was."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def publish(url: str, source: Path, names: list[str]) -> None:
     """Publish ``source`` (a version folder) under each of ``names`` as their next versions, in one run."""
     from modelpress.export.repository import StagedVersion, commit_all
@@ -143,9 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-rounds", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    with moto(free_port()) as endpoint, tempfile.TemporaryDirectory(prefix="modelpress-rollout-") as tmp:
-        env = {**CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}
-        os.environ.update(env)  # this process publishes too
+    port = free_port()
+    env = {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    with moto(port), environment(env), tempfile.TemporaryDirectory(prefix="modelpress-rollout-") as tmp:
         import s3fs
 
         bucket = f"bench-{uuid.uuid4().hex[:8]}"
