@@ -7,7 +7,7 @@ import dataclasses
 import functools
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,7 +135,12 @@ def export_checkpoint(
             note = _step_note(bar, task, names[variant])
             built.append(_build_variant(variant, names[variant], name, parsed, chain, ref, checkpoint, force, note))
             bar.advance(task)
-        return publish_all(repository, built, version=version)
+        upload = functools.partial(_note_upload, bar, task)  # object stores: one line per uploaded file
+        return publish_all(repository, built, version=version, on_file=upload)
+
+
+def _note_upload(bar: Progress, task: Any, rel: str) -> None:
+    bar.update(task, description=f"uploaded {rel}")
 
 
 def _step_note(bar: Progress, task: Any, model_name: str) -> Any:
@@ -173,11 +178,18 @@ def _build_variant(
 
 
 def publish_all(
-    repository: str | Path | RepositoryStore, built: list[BuiltVariant], *, version: int | None = None
+    repository: str | Path | RepositoryStore,
+    built: list[BuiltVariant],
+    *,
+    version: int | None = None,
+    on_file: Callable[[str], None] | None = None,
 ) -> list[Published]:
-    """Stage and verify every variant, then commit them; on any failure nothing of this run stays published."""
+    """Stage and verify every variant, then commit them; on any failure nothing of this run stays published.
+
+    ``on_file`` hears of each object uploaded to an object store (progress).
+    """
     stages = [functools.partial(StagedVersion, manifest=item.manifest, model_path=item.model_path) for item in built]
-    return commit_all(repository, stages, version=version)
+    return commit_all(repository, stages, version=version, on_file=on_file)
 
 
 def _load(checkpoint: Path):

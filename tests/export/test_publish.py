@@ -70,7 +70,7 @@ def test_racing_publishers_take_different_versions(checkpoint_for, tmp_path, mon
     checkpoint, data = checkpoint_for("mlp")
     staged = []
 
-    def stage_twice(repository, items, version=None):
+    def stage_twice(repository, items, version=None, on_file=None):
         # Stage while the export's work folder still exists; commit after, like two processes would.
         (item,) = items
         staged.extend(StagedVersion(repository, item.manifest, item.model_path) for _ in range(2))
