@@ -57,7 +57,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def log_config(level: str) -> dict:
-    """Uvicorn's logging config plus our ``serving`` loggers, so worker processes log the same way."""
+    """Uvicorn's logging config plus our ``serving`` and ``modelpress.*`` loggers, so workers log the same way."""
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
@@ -69,6 +69,8 @@ def log_config(level: str) -> dict:
     }
     python_level = "DEBUG" if level == "trace" else level.upper()
     config["loggers"]["serving"] = {"handlers": ["serving"], "level": python_level, "propagate": False}
+    # The modules' own loggers (modelpress.serving.repository, .store, ...): loads, refusals, polls.
+    config["loggers"]["modelpress"] = {"handlers": ["serving"], "level": python_level, "propagate": False}
     return config
 
 

@@ -87,3 +87,21 @@ def test_serve_with_the_store_unreachable_fails_fast_or_waits_for_it(tmp_path, m
     # Attempt 1 saw no store (or, on a slow machine, the store before its bucket existed): retried either way.
     assert re.search(r"repository not readable \(attempt 1, retrying in 1 s\): (cannot reach|bucket)", stderr)
     assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in stderr  # no credential in the log
+
+
+def test_serve_takes_the_endpoint_as_a_storage_option_and_logs_no_secret(s3_env, bucket, tmp_path):
+    from tests.s3_server import CREDENTIALS
+    from tests.serving.models import publish_remote
+    from tests.serving.server_process import server_process
+
+    publish_remote(f"s3://{bucket}/repo", tmp_path / "scratch")
+    command = [sys.executable, "-m", "modelpress", "serve", "--storage-option", f"endpoint_url={s3_env.endpoint}",
+               "--cache-dir", str(tmp_path / "cache"), "--log-level", "debug"]  # fmt: skip
+    with server_process(command, f"s3://{bucket}/repo", **CREDENTIALS) as server:  # no AWS_ENDPOINT_URL
+        r = httpx.post(f"{server.url}/v2/models/digits/infer", json={"inputs": [
+            {"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}]}, timeout=10)  # fmt: skip
+        assert r.status_code == 200, r.text
+        server.proc.terminate()
+        server.proc.wait(timeout=30)
+    assert "serving digits v1" in server.stderr
+    assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in server.stderr
