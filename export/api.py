@@ -174,6 +174,8 @@ def _build_variant(
         name=model_name, family=family, variant=variant, model_path=model_path, precision=precision,
         lineage=records, quality=quality, meta=ctx.meta, module=module, checkpoint=checkpoint,
     )  # fmt: skip
+    if spec.version_policy:  # how servers pick among this model's versions, carried by each version
+        manifest = manifest.model_copy(update={"version_policy": spec.version_policy})
     return BuiltVariant(variant, manifest, model_path, warnings)
 
 

@@ -42,7 +42,7 @@ from modelpress.serving.runtime.base import ModelRuntime
 from modelpress.serving.served import ServedModel
 from modelpress.serving.settings import Settings
 from modelpress.serving.store import Listing, LocalStore, RepositoryStore, StoreError
-from modelpress.serving.version_policy import policy_for
+from modelpress.serving.version_policy import VersionPolicy, policy_for
 
 log = logging.getLogger("modelpress.serving.repository")
 
@@ -240,10 +240,9 @@ class ModelRepository:
                     self._retire(served, forget=True)
                 return []
             self._expected.add(name)
-            policy = policy_for(name, self.settings.version_policy)
             errors: list[ModelLoadError] = []
-            for _ in range(len(available) + 1):  # each round either loads what is wanted or refuses one more
-                wanted = policy.select([v for v in available if not self._waiting(name, v)])
+            for _ in range(len(available) + 2):  # each round loads what is wanted, refuses one more, or reads a policy
+                wanted = self._policy(name).select([v for v in available if not self._waiting(name, v)])
                 missing = [v for v in reversed(wanted) if str(v) not in self._served.get(name, {})]
                 if not missing:
                     break
@@ -259,6 +258,15 @@ class ModelRepository:
                 for version in sorted(loaded.keys() - keep, key=int):
                     self._retire(loaded.pop(version), forget=True)
             return errors
+
+    def _policy(self, name: str) -> VersionPolicy:
+        """The server's policy for ``name``, else the newest served version's manifest's, else ``*``, else latest:1."""
+        configured = self.settings.version_policy
+        if name in configured:
+            return policy_for(name, configured)
+        served = self._served.get(name)
+        declared = served[max(served, key=int)].manifest.version_policy if served else None
+        return VersionPolicy.parse(declared) if declared else policy_for(name, configured)
 
     def _waiting(self, name: str, version: int) -> bool:
         refusal = self._refused.get((name, version))

@@ -185,3 +185,17 @@ async def test_a_local_folder_is_polled_the_same_way(tmp_path):
             version = (await c.post("/v2/models/digits/infer", json=V2_BODY)).json()["model_version"]
         assert version == "2"
         assert time.monotonic() - published < 2 * interval + 1.0  # two polls, plus a load and warm-up on a busy box
+
+
+@pytest.mark.anyio
+async def test_a_manifest_can_carry_the_version_policy_and_settings_override_it(tmp_path):
+    from modelpress.serving.manifest import read_manifest, write_manifest
+
+    for version in (1, 2, 3):
+        publish_classifier(tmp_path, version=version, seed=version)
+    folder = tmp_path / "digits" / "3"
+    write_manifest(read_manifest(folder).model_copy(update={"version_policy": "latest:2"}), folder)
+    async with running(app_for(tmp_path, tmp_path / "cache")) as c:
+        assert (await c.get("/v2/models/digits")).json()["versions"] == ["2", "3"]  # what v3's manifest asks
+    async with running(app_for(tmp_path, tmp_path / "cache", version_policy="digits=latest:1")) as c:
+        assert (await c.get("/v2/models/digits")).json()["versions"] == ["3"]  # the server's setting wins
