@@ -7,7 +7,7 @@ import dataclasses
 import functools
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from modelpress.export.repository import Published, StagedVersion, check_reposit
 from modelpress.export.spec import ExportSpec, parse_spec, variant_model_name
 from modelpress.export.verify import Reference, check_structure, judge, measure_quality, reference
 from modelpress.serving.manifest import ModelManifest, PassRecord
+from modelpress.serving.store import RepositoryStore
 
 
 @dataclass
@@ -85,7 +86,7 @@ def _overall_precision(precisions: list[str]) -> str:
 
 def export_checkpoint(
     checkpoint: Path,
-    repository: Path,
+    repository: str | Path | RepositoryStore,
     name: str,
     *,
     variants: Sequence[str] | None = None,
@@ -99,7 +100,7 @@ def export_checkpoint(
 
     Args:
         checkpoint: a folder written by ``modelpress.training.checkpoint.save_checkpoint``.
-        repository: the model repository (created if missing).
+        repository: the model repository: a folder (created if missing), a URL (``s3://...``) or a store.
         name: the base model name; variants other than fp32 are published as ``<name>-<variant>``.
         variants: which variants to publish (default: the spec's list, fp32, fp16 and int8).
         spec: the recipe's ``export:`` section (raw dict or parsed), for steps and thresholds.
@@ -112,7 +113,7 @@ def export_checkpoint(
         ExportError: bad input, a failed check or a refused variant; the repository is left unchanged.
         modelpress.training.checkpoint.CheckpointError: the checkpoint is missing files or was edited.
     """
-    checkpoint, repository = Path(checkpoint), Path(repository)
+    checkpoint = Path(checkpoint)
     parsed = spec if isinstance(spec, ExportSpec) else parse_spec(spec, variants=list(variants) if variants else None)
     if isinstance(spec, ExportSpec) and variants:
         parsed = parse_spec(spec.model_dump(), variants=list(variants))
@@ -134,7 +135,12 @@ def export_checkpoint(
             note = _step_note(bar, task, names[variant])
             built.append(_build_variant(variant, names[variant], name, parsed, chain, ref, checkpoint, force, note))
             bar.advance(task)
-        return publish_all(repository, built, version=version)
+        upload = functools.partial(_note_upload, bar, task)  # object stores: one line per uploaded file
+        return publish_all(repository, built, version=version, on_file=upload)
+
+
+def _note_upload(bar: Progress, task: Any, rel: str) -> None:
+    bar.update(task, description=f"uploaded {rel}")
 
 
 def _step_note(bar: Progress, task: Any, model_name: str) -> Any:
@@ -168,13 +174,24 @@ def _build_variant(
         name=model_name, family=family, variant=variant, model_path=model_path, precision=precision,
         lineage=records, quality=quality, meta=ctx.meta, module=module, checkpoint=checkpoint,
     )  # fmt: skip
+    if spec.version_policy:  # how servers pick among this model's versions, carried by each version
+        manifest = manifest.model_copy(update={"version_policy": spec.version_policy})
     return BuiltVariant(variant, manifest, model_path, warnings)
 
 
-def publish_all(repository: Path, built: list[BuiltVariant], *, version: int | None = None) -> list[Published]:
-    """Stage and verify every variant, then commit them; on any failure nothing of this run stays published."""
-    stages = [functools.partial(StagedVersion, repository, item.manifest, item.model_path) for item in built]
-    return commit_all(repository, stages, version=version)
+def publish_all(
+    repository: str | Path | RepositoryStore,
+    built: list[BuiltVariant],
+    *,
+    version: int | None = None,
+    on_file: Callable[[str], None] | None = None,
+) -> list[Published]:
+    """Stage and verify every variant, then commit them; on any failure nothing of this run stays published.
+
+    ``on_file`` hears of each object uploaded to an object store (progress).
+    """
+    stages = [functools.partial(StagedVersion, manifest=item.manifest, model_path=item.model_path) for item in built]
+    return commit_all(repository, stages, version=version, on_file=on_file)
 
 
 def _load(checkpoint: Path):

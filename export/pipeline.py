@@ -9,11 +9,12 @@ from modelpress.export.api import export_checkpoint
 from modelpress.export.errors import ExportError
 from modelpress.export.repository import Published, check_repository
 from modelpress.export.spec import parse_spec, variant_model_name
+from modelpress.serving.store import RepositoryStore
 
 
 def run_pipeline(
     recipe_path: Path,
-    repository: Path,
+    repository: str | Path | RepositoryStore,
     *,
     workdir: Path,
     overrides: list[str] | tuple[str, ...] = (),
@@ -44,7 +45,7 @@ def run_pipeline(
     name = spec.name or recipe.name
     for variant in spec.variants:
         variant_model_name(name, variant)
-    check_repository(Path(repository))
+    check_repository(repository)
     if Path(workdir).exists() and not Path(workdir).is_dir():
         raise ExportError(f"--workdir {workdir} is a file, expected a folder")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")

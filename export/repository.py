@@ -9,6 +9,11 @@ journal before its rename, and readers ignore listed versions until the journal 
 ``modelpress.serving.manifest.pending_versions``). The journal is locked while its run lives; the next publish finds a
 journal nobody holds, retracts its versions and removes stale staging folders, so the repository is back to
 its bytes before the interrupted run.
+
+An object store (``s3://``, ``gs://``, ``az://``) has no rename: there every version is staged and verified in a
+local temporary folder, its files are uploaded, and its manifest goes up last, the object that makes it
+visible (``modelpress.serving.store``). A failed run deletes what it uploaded; a run killed half-way leaves
+version folders without a manifest, which readers ignore and the next publish deletes.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from modelpress.serving.manifest import (
     verify_files,
     write_manifest,
 )
+from modelpress.serving.store import FsspecStore, LocalStore, RepositoryStore, StoreError, as_store, display_url
 
 log = logging.getLogger("modelpress.export.repository")
 
@@ -52,22 +58,51 @@ MAX_VERSION_ATTEMPTS = 100
 class Published:
     name: str
     version: int
-    path: Path
+    path: Path | str  # a folder, or the version's URL in an object store
     manifest: ModelManifest
 
 
-def check_repository(repository: Path) -> None:
-    """Raise ExportError when ``repository`` exists but is not a folder, or cannot be created."""
+# A stage factory builds one staged version inside the folder it is given (the repository, or a local
+# temporary folder when the repository is in an object store).
+StageFactory = Callable[[Path], "StagedVersion"]
+
+
+def check_repository(repository: str | Path | RepositoryStore) -> None:
+    """Raise ExportError when the repository cannot take a publish (nothing is written).
+
+    A folder: it exists but is not a folder, or cannot be created. A URL: unknown scheme, missing extra, missing
+    bucket, no credentials, or a prefix that holds something other than a model repository.
+    """
+    try:
+        store = as_store(repository)
+        if isinstance(store, FsspecStore):
+            store.check_writable()
+            return
+    except StoreError as e:
+        raise ExportError(str(e)) from e
+    if not isinstance(store, LocalStore):
+        raise ExportError(f"cannot publish to {store}: neither a folder nor an fsspec URL")
+    repository = store.root
     if repository.exists() and not repository.is_dir():
         raise ExportError(f"repository {repository} is a file, expected a folder")
     if not repository.exists() and repository.parent.exists() and not repository.parent.is_dir():
         raise ExportError(f"repository {repository}: parent {repository.parent} is not a folder")
 
 
-def check_version_free(repository: Path, name: str, version: int | None) -> None:
+def check_version_free(repository: str | Path | RepositoryStore, name: str, version: int | None) -> None:
     """Raise ExportError when an explicitly requested version already exists (never overwritten)."""
-    if version is not None and (repository / name / str(version)).exists():
-        raise ExportError(f"{name} version {version} already exists in {repository}; versions are never overwritten")
+    if version is None:
+        return
+    store = as_store(repository)
+    if isinstance(store, FsspecStore):
+        try:
+            taken = version in store.scan().taken(name)
+        except StoreError as e:
+            raise ExportError(str(e)) from e
+    else:
+        taken = (store.root / name / str(version)).exists()
+    if taken:
+        raise ExportError(f"{name} version {version} already exists in {store}; versions are never overwritten")
 
 
 class StagedVersion:
@@ -212,15 +247,32 @@ def recover_interrupted(repository: Path, *, own: PublishJournal | None = None) 
 
 
 def commit_all(
-    repository: Path, stages: Sequence[Callable[[], StagedVersion]], *, version: int | None = None
+    repository: str | Path | RepositoryStore,
+    stages: Sequence[StageFactory],
+    *,
+    version: int | None = None,
+    on_file: Callable[[str], None] | None = None,
 ) -> list[Published]:
     """Stage and verify every version, then commit them; on any failure nothing of this run stays published.
 
     Args:
-        repository: the model repository (created if missing).
-        stages: one factory per model version; each builds its staged folder when called.
+        repository: the model repository (a folder, created if missing, or a URL / store).
+        stages: one factory per model version; each builds its staged folder in the folder it is given.
         version: the version number to publish under, or None for each model's next free number.
+        on_file: called with ``<model>/<version>/<file>`` after each object is uploaded (object stores only).
     """
+    try:
+        store = as_store(repository)
+    except StoreError as e:
+        raise ExportError(str(e)) from e
+    if isinstance(store, FsspecStore):
+        try:
+            return _commit_to_store(store, stages, version, on_file)
+        except StoreError as e:
+            raise ExportError(f"publishing to {store} failed: {e}") from e
+    if not isinstance(store, LocalStore):
+        raise ExportError(f"cannot publish to {store}: neither a folder nor an fsspec URL")
+    repository = store.root
     repository.mkdir(parents=True, exist_ok=True)
     journal = PublishJournal(repository)  # taken before staging, so a later run can tell our staging is alive
     recover_interrupted(repository, own=journal)
@@ -228,7 +280,7 @@ def commit_all(
     published: list[Published] = []
     try:
         for make_stage in stages:
-            staged.append(make_stage())
+            staged.append(make_stage(repository))
             staged[-1].verify()
         for stage in staged:
             published.append(stage.commit(version, journal=journal))
@@ -242,6 +294,55 @@ def commit_all(
         journal.finish()
         raise
     return published
+
+
+def _commit_to_store(
+    store: FsspecStore, stages: Sequence[StageFactory], version: int | None, on_file: Callable[[str], None] | None
+) -> list[Published]:
+    """Stage and verify locally, upload every version's files, then every manifest; undo all on failure."""
+    store.check_writable()
+    store.sweep_incomplete()
+    with tempfile.TemporaryDirectory(prefix="modelpress-publish-") as tmp:
+        staged = []
+        for make_stage in stages:
+            staged.append(make_stage(Path(tmp)))
+            staged[-1].verify()
+        listing = store.scan()
+        planned: dict[str, list[int]] = {}
+        for stage in staged:
+            name = stage.manifest.name
+            taken = listing.taken(name) + planned.get(name, [])
+            if version is not None and version in taken:
+                raise ExportError(f"{name} version {version} already exists in {store}; versions are never overwritten")
+            number = version or max(taken, default=0) + 1
+            planned.setdefault(name, []).append(number)
+            stage.manifest = stage.manifest.model_copy(update={"version": number})
+            write_manifest(stage.manifest, stage.path)
+        uploaded: list[StagedVersion] = []
+        try:
+            for stage in staged:  # every file of every version first ...
+                uploaded.append(stage)
+                name, number = stage.manifest.name, stage.manifest.version
+                store.upload(
+                    stage.path, name, number, on_file and (lambda rel, p=f"{name}/{number}": on_file(f"{p}/{rel}"))
+                )
+            for stage in staged:  # ... then the manifests, the objects that make the versions visible
+                store.commit(stage.path, stage.manifest.name, stage.manifest.version)
+                log.info("published %s v%s to %s", stage.manifest.name, stage.manifest.version, store)
+        except BaseException:
+            for stage in reversed(uploaded):
+                with contextlib.suppress(StoreError):
+                    store.remove(stage.manifest.name, stage.manifest.version)
+            raise
+        return [
+            Published(
+                s.manifest.name,
+                s.manifest.version,
+                f"{display_url(store.url)}/{s.manifest.name}/{s.manifest.version}",
+                s.manifest,
+            )
+            for s in staged
+        ]
 
 
 def _umask() -> int:

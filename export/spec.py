@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from modelpress.common.validation import first_error
 from modelpress.export.errors import ExportError
@@ -40,6 +40,9 @@ class ExportSpec(BaseModel):
     variants: list[str] = Field(default_factory=lambda: ["fp32", "fp16", "int8"])
     steps: dict[str, list[dict[str, Any]]] = Field(default_factory=dict, description="variant -> pass steps")
     verify: VerifySpec = Field(default_factory=VerifySpec)
+    version_policy: str | None = Field(
+        None, description="versions servers load of each variant (latest:N, all, specific:V1,V2), in its manifest"
+    )
 
     @model_validator(mode="after")
     def _known(self) -> ExportSpec:
@@ -57,6 +60,13 @@ class ExportSpec(BaseModel):
                 message = f"the first step must be {{pass: onnx}} (after any of {torch_passes})"
                 raise ValueError(f"steps.{variant}: {message}")
         return self
+
+    @field_validator("version_policy")
+    @classmethod
+    def _policy_valid(cls, value: str | None) -> str | None:
+        from modelpress.serving.version_policy import VersionPolicy
+
+        return None if value is None else str(VersionPolicy.parse(value))
 
     def steps_for(self, variant: str) -> list[dict[str, Any]]:
         if variant in self.steps:

@@ -44,6 +44,7 @@ from modelpress.serving.runtime.cpu_quota import cpu_quota
 from modelpress.serving.runtime.onnx import OnnxModel, RuntimeOptions
 from modelpress.serving.runtime.providers import ProviderConfig
 from modelpress.serving.settings import Settings, SettingsError, load_settings
+from modelpress.serving.store import StoreError, cache_folder, open_store
 from modelpress.serving.ui.live import LiveFigures
 from modelpress.serving.ui.routes import router as ui_router
 from modelpress.serving.ui.session import BrowserSessions
@@ -125,8 +126,13 @@ def create_app(
     metrics = Metrics(registry, settings.duration_buckets())
     compute = ComputePool(settings.compute_threads, name="modelpress-run")
     loads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelpress-load")
+    try:
+        store = open_store(settings.repository, settings.storage_options)
+    except StoreError as e:
+        raise SystemExit(f"error: {e}") from e
+    cache = cache_folder(settings.repository_cache_dir(), store) if store.remote else None
     repository = ModelRepository(
-        settings.repository, settings, metrics, compute, runtime_factory or onnx_runtime_factory(settings), loads
+        store, settings, metrics, compute, runtime_factory or onnx_runtime_factory(settings), loads, cache=cache
     )
     dataplane = DataPlane(repository, metrics, settings, server_version())
     drain = Drain(
@@ -152,11 +158,16 @@ def create_app(
         dataplane.started = True
         log.info("ready: %s", dataplane.ready())
         sampler = live.start() if live is not None else None
+        poller = None
+        if settings.poll_interval > 0:  # Triton's poll mode: roll versions in and out as the store changes
+            poller = asyncio.get_running_loop().create_task(repository.watch(settings.poll_interval))
         try:
             yield
         finally:
             if sampler is not None:
                 sampler.cancel()
+            if poller is not None:
+                poller.cancel()
             dataplane.draining = True
             drain.uninstall()
             if grpc_server is not None:  # the drain has waited for its calls too (they are counted in flight)

@@ -88,7 +88,7 @@ class DataPlane:
             params["family"] = m.source["family"]
         return ModelMetadata(
             name=m.name,
-            versions=[served.version],
+            versions=self.repository.versions(name) if version is None else [served.version],
             platform=PLATFORM,
             inputs=[MetadataTensor(name=s.name, datatype=s.datatype, shape=s.shape) for s in m.inputs],
             outputs=[MetadataTensor(name=s.name, datatype=s.datatype, shape=s.shape) for s in m.outputs],
@@ -130,14 +130,14 @@ class DataPlane:
         timeout_s = _client_timeout_s(request.parameters)
         if deadline_s is not None and (timeout_s is None or deadline_s < timeout_s):
             timeout_s = max(deadline_s, 0.0)
-        return await self._run(served, arrays, outputs, timeout_s)
+        return await self._run(served, arrays, outputs, timeout_s, version)
 
     async def predict(self, name: str, version: str | None, instances: list) -> tuple[ServedModel, list, dict]:
         """V1: instances → input tensors (with the manifest's preprocessing) → predictions per instance."""
         served = self.resolve(name, version)
         arrays = self._v1_inputs(served, instances)
         outputs = [o.name for o in served.manifest.outputs]
-        result = await self._run(served, arrays, outputs)
+        result = await self._run(served, arrays, outputs, version=version)
         return served, predictions(served.manifest, result.outputs), result.parameters
 
     def _decode(
@@ -164,8 +164,14 @@ class DataPlane:
             )
 
     async def _run(
-        self, served: ServedModel, arrays: dict[str, np.ndarray], outputs: list[str], timeout_s: float | None = None
+        self,
+        served: ServedModel,
+        arrays: dict[str, np.ndarray],
+        outputs: list[str],
+        timeout_s: float | None = None,
+        version: str | None = None,
     ) -> Inference:
+        """Run through the batcher; ``version`` is what the request named (None: whatever is newest)."""
         rows = _rows(served, arrays)
         served.runtime.validate(arrays)
         side = served.runtime.side_outputs
@@ -179,7 +185,7 @@ class DataPlane:
             except BatcherClosedError:
                 if attempt:
                     raise
-                served = self.repository.get(served.name)
+                served = self.repository.get(served.name, version)  # a named version must still be served
                 continue
             result = await self._wait(served, future, timeout_s)
             values = dict(result.outputs)

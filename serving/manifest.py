@@ -163,11 +163,23 @@ class ModelManifest(BaseModel):
     tool_versions: dict[str, str] = Field(default_factory=dict)
     source: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    version_policy: str | None = Field(
+        default=None,
+        description="Which versions of this model servers load: latest:N, all or specific:V1,V2 (the newest "
+        "served version's says; a server's MODELPRESS_VERSION_POLICY for the model wins). None: latest:1.",
+    )
 
     @field_validator("name")
     @classmethod
     def _name_safe(cls, name: str) -> str:
         return validate_model_name(name)
+
+    @field_validator("version_policy")
+    @classmethod
+    def _policy_valid(cls, value: str | None) -> str | None:
+        from modelpress.serving.version_policy import VersionPolicy
+
+        return None if value is None else str(VersionPolicy.parse(value))
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

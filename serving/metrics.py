@@ -149,6 +149,16 @@ class Metrics:
         )
         self.model_size = Gauge("modelpress_model_size_bytes", "Bytes of a model version's files.", MODEL, registry=r)
         self.model_info = Info("modelpress_model", "A served model version.", MODEL, registry=r)
+        self.repository_polls = Counter(
+            "modelpress_repository_polls", "Scans of the model repository by outcome (ok, error).", ("outcome",),
+            registry=r,
+        )  # fmt: skip
+        self.version_refusals = Counter(
+            "modelpress_version_refusals",
+            "Model versions refused at load: files missing, truncated or tampered, invalid manifest, ONNX Runtime.",
+            MODEL,
+            registry=r,
+        )
         if process:
             ProcessCollector(registry=r)
         if gpu:

@@ -24,16 +24,19 @@ class ServeError(Exception):
 
 
 def check(settings: Settings) -> None:
-    """Fail fast, before binding a port: repository folder, execution providers (``--require-gpu``), auth token, TLS.
+    """Fail fast, before binding a port: repository (folder or URL), providers (``--require-gpu``), auth token, TLS.
 
     Raises:
         ServeError: naming the problem.
     """
     from modelpress.serving.auth import AuthConfigError, TokenSource
     from modelpress.serving.runtime.providers import ProviderError
+    from modelpress.serving.store import StoreError, open_store, wait_until_readable
 
-    if not settings.repository.is_dir():
-        raise ServeError(f"model repository {settings.repository} is not a directory")
+    try:
+        wait_until_readable(open_store(settings.repository, settings.storage_options), settings.wait_for_repository)
+    except StoreError as e:
+        raise ServeError(str(e)) from e
     try:
         preflight(ProviderConfig(requested=tuple(settings.providers), require_gpu=settings.require_gpu))
     except ProviderError as e:
@@ -85,13 +88,18 @@ def settings_env(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump(exclude_none=True).items():
         if isinstance(value, SecretStr):  # model_dump masks it; the workers need the real token
             value = value.get_secret_value()
-        text = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
+        if isinstance(value, dict):  # storage options, version policies: JSON objects in env
+            import json
+
+            text = json.dumps(value)
+        else:
+            text = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
         env[f"MODELPRESS_{name.upper()}"] = text
     return env
 
 
 def log_config(level: str) -> dict:
-    """Uvicorn's logging config plus our ``serving`` loggers, so worker processes log the same way."""
+    """Uvicorn's logging config plus our ``serving`` and ``modelpress.*`` loggers, so workers log the same way."""
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
@@ -103,6 +111,8 @@ def log_config(level: str) -> dict:
     }
     python_level = "DEBUG" if level == "trace" else level.upper()
     config["loggers"]["serving"] = {"handlers": ["serving"], "level": python_level, "propagate": False}
+    # The modules' own loggers (modelpress.serving.repository, .store, ...): loads, refusals, polls.
+    config["loggers"]["modelpress"] = {"handlers": ["serving"], "level": python_level, "propagate": False}
     return config
 
 

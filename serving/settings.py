@@ -34,7 +34,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MODELPRESS_", extra="ignore")
 
-    repository: Path = Field(description="Model repository folder: <repository>/<model>/<version>/model.onnx.")
+    repository: str = Field(
+        description="Model repository: a folder, or a URL (s3://bucket/prefix, gs://..., az://..., file://...) "
+        "holding <model>/<version>/model.onnx."
+    )
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
     port: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on.")
     workers: int = Field(default=1, ge=1, description="Server processes; each loads its own sessions and metrics.")
@@ -159,6 +162,60 @@ class Settings(BaseSettings):
     explain_max_evaluations: int = Field(
         default=256, ge=2, description="Most model rows one :explain request may run (occlusion's cost bound)."
     )
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments for the fsspec filesystem of a URL repository (JSON object in env), e.g. "
+        '{"endpoint_url": "http://minio:9000"}. Credentials belong in the SDK\'s own variables or a workload '
+        "identity; nothing here is ever logged.",
+    )
+    cache_dir: Path | None = Field(
+        default=None,
+        description="Where versions of a URL repository are downloaded and verified before loading "
+        "(default: <user cache dir>/modelpress/repositories).",
+    )
+    poll_interval: float = Field(
+        default=0.0,
+        ge=0,
+        description="Rescan the repository every this many seconds and roll versions in and out (0: scan at "
+        "startup only). Triton's poll mode.",
+    )
+    version_policy: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Versions served per model: MODEL=latest:N|all|specific:V1,V2, ';'-separated; '*' for every "
+        "other model (default latest:1), e.g. 'digits=latest:2;*=latest:1'.",
+    )
+    strict_readiness: bool = Field(
+        default=False,
+        description="/v2/health/ready only once every model in the repository serves. Off (the default), one "
+        "model failing to load leaves the others serving and the server ready; per-model readiness at "
+        "/v2/models/{name}/ready (docs/deploy.md says why).",
+    )
+    wait_for_repository: float = Field(
+        default=0.0,
+        ge=0,
+        description="At startup, retry an unreachable repository with backoff for up to this many seconds "
+        "(0: fail at once with exit code 2).",
+    )
+
+    @field_validator("repository", mode="before")
+    @classmethod
+    def _repository_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, Path) else value
+
+    @field_validator("version_policy", mode="before")
+    @classmethod
+    def _policies(cls, value: Any) -> Any:
+        from modelpress.serving.version_policy import parse_policies
+
+        if isinstance(value, str) and value.strip().startswith("{"):
+            import json
+
+            value = json.loads(value)
+        if isinstance(value, str):
+            return parse_policies(value)
+        if isinstance(value, dict):
+            return parse_policies(";".join(f"{k}={v}" for k, v in value.items()))
+        return value
 
     @field_validator("providers", mode="before")
     @classmethod
@@ -231,6 +288,14 @@ class Settings(BaseSettings):
 
     def tls_enabled(self) -> bool:
         return self.tls_cert is not None
+
+    def repository_cache_dir(self) -> Path:
+        """cache_dir, else ``$XDG_CACHE_HOME/modelpress/repositories`` (``~/.cache`` when unset)."""
+        if self.cache_dir is not None:
+            return self.cache_dir
+        import os
+
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modelpress" / "repositories"
 
     def auth_enabled(self) -> bool:
         return self.auth_token is not None or self.auth_token_file is not None

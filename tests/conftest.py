@@ -26,3 +26,28 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.training.text.tiny_bert import write_corpus
 
     return write_corpus(tmp_path_factory.mktemp("corpus") / "corpus.txt")
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 API server on 127.0.0.1, one per session (tests/s3_server.py)."""
+    from tests.s3_server import moto_server
+
+    with moto_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch: pytest.MonkeyPatch):
+    """The standard AWS variables pointing at the test S3 server, for code that runs in this process."""
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    return s3_server
+
+
+@pytest.fixture
+def bucket(s3_env) -> str:
+    """A fresh, empty bucket on the test S3 server."""
+    from tests.s3_server import new_bucket
+
+    return new_bucket(s3_env)

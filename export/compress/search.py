@@ -29,6 +29,7 @@ from modelpress.export.errors import ExportError
 from modelpress.export.repository import check_repository
 from modelpress.export.spec import VerifySpec, parse_spec, variant_model_name
 from modelpress.export.verify import check_structure, judge, measure_quality, reference
+from modelpress.serving.store import RepositoryStore
 
 SCHEMA_VERSION = 1
 
@@ -65,13 +66,13 @@ class PublishRequest:
     """Where and what to publish from a search.
 
     Attributes:
-        repository: the model repository (created if missing).
+        repository: the model repository (a folder, created if missing, a URL or a store).
         name: base model name; a candidate is published as ``<name>-<candidate>`` (default: the checkpoint's
             recipe's export name, else its name).
         pareto: also publish every Pareto-front candidate within tolerance, not only the winners.
     """
 
-    repository: Path
+    repository: str | Path | RepositoryStore
     name: str | None = None
     pareto: bool = False
 
@@ -177,12 +178,12 @@ def search(
 
 def _check_publish(request: PublishRequest, meta: Any, names: list[str]) -> PublishRequest:
     """The request with its name resolved, once the repository and every model name it may write are valid."""
-    check_repository(Path(request.repository))
+    check_repository(request.repository)
     recipe = meta.recipe or {}
     base = request.name or (recipe.get("export") or {}).get("name") or recipe.get("name") or "model"
     for name in names:
         variant_model_name(base, name)
-    return PublishRequest(Path(request.repository), base, request.pareto)
+    return PublishRequest(request.repository, base, request.pareto)
 
 
 def to_publish(result: SearchResult, pareto: bool) -> dict[str, list[str]]:

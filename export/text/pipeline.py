@@ -29,6 +29,7 @@ from modelpress.export.text.fidelity import fidelity, onnx_embeddings, token_bat
 from modelpress.export.text.publish import BuiltTextVariant, publish_text_variants
 from modelpress.export.text.recipe import TextRecipe, load_text_recipe
 from modelpress.serving.manifest import ModelManifest, PassRecord, SizeInfo, TensorSpec, TokenizerSpec
+from modelpress.serving.store import RepositoryStore
 from modelpress.serving.text import TextTokenizer
 
 TEXT_INPUT = "text"
@@ -330,7 +331,7 @@ def _work_dir(workdir: Path | None) -> Iterator[Path]:
 
 def run_text_pipeline(
     recipe_path: Path,
-    repository: Path,
+    repository: str | Path | RepositoryStore,
     *,
     workdir: Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
@@ -354,7 +355,7 @@ def run_text_pipeline(
     recipe = load_text_recipe(recipe_path, overrides)
     for variant in recipe.export.variants:
         variant_model_name(recipe.name, variant)
-    check_repository(Path(repository))
+    check_repository(repository)
     if workdir is not None and workdir.exists() and not workdir.is_dir():
         raise ExportError(f"--workdir {workdir} is a file, expected a folder")
     try:
@@ -362,7 +363,7 @@ def run_text_pipeline(
         check_corpus_spec(recipe.data.corpus)
         with _work_dir(workdir) as work:
             built, student = build_text_variants(recipe, work, force=force, progress=progress)
-            published = publish_text_variants(Path(repository), built, version=version)
+            published = publish_text_variants(repository, built, version=version)
             kept = None
             if student is not None and workdir is not None:
                 kept = workdir / f"{recipe.name}-student"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from modelpress.export.repository import Published, StagedVersion, commit_all
 from modelpress.serving.manifest import ModelManifest
+from modelpress.serving.store import RepositoryStore
 
 
 class _StagedTextVersion(StagedVersion):
@@ -35,11 +36,13 @@ class BuiltTextVariant:
 
 
 def publish_text_variants(
-    repository: Path, built: list[BuiltTextVariant], *, version: int | None = None
+    repository: str | Path | RepositoryStore, built: list[BuiltTextVariant], *, version: int | None = None
 ) -> list[Published]:
     """Stage and verify every variant, then commit them all; on any failure none of this run stays published."""
     stages = [
-        functools.partial(_StagedTextVersion, repository, item.manifest, item.model_path, item.extra_files)
+        functools.partial(
+            _StagedTextVersion, manifest=item.manifest, model_path=item.model_path, extra_files=item.extra_files
+        )
         for item in built
     ]
     return commit_all(repository, stages, version=version)

@@ -21,6 +21,18 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     return ExportError, CheckpointError, RecipeError, DataError, TrainingError
 
 
+REPOSITORY_HELP = "Model repository to publish into: a folder, or a URL (s3://bucket/prefix, gs://..., az://...)."
+STORAGE_OPTION_HELP = "key=value passed to fsspec for a URL repository, e.g. endpoint_url=http://... (repeatable)."
+
+
+def open_repository(repository: str, storage_options: list[str]):
+    """The repository's store (a folder or an fsspec URL), or one ``error:`` line and exit 2."""
+    from modelpress.serving.store import StoreError, open_store, parse_storage_options
+
+    with user_errors(StoreError):
+        return open_store(repository, parse_storage_options(storage_options))
+
+
 def _variants(text: str | None) -> list[str] | None:
     if text is None:
         return None
@@ -60,7 +72,8 @@ def register(app: typer.Typer) -> None:
     @app.command("export")
     def export(
         checkpoint: Path = typer.Argument(..., help="Checkpoint folder written by `modelpress train`."),
-        repository: Path = typer.Option(..., "--repository", "-r", help="Model repository to publish into."),
+        repository: str = typer.Option(..., "--repository", "-r", help=REPOSITORY_HELP),
+        storage_options: list[str] = typer.Option([], "--storage-option", help=STORAGE_OPTION_HELP),
         name: str = typer.Option(..., "--name", "-n", help="Model name; variants become NAME-fp16, NAME-int8."),
         variants: str | None = typer.Option(
             None, help="Comma-separated variants (default: the checkpoint recipe's export list, else fp32,fp16,int8)."
@@ -76,15 +89,16 @@ def register(app: typer.Typer) -> None:
 
             spec = read_meta(checkpoint).recipe.get("export")
             published = export_checkpoint(
-                checkpoint, repository, name, variants=_variants(variants), spec=spec, force=force,
-                version=version, progress=not quiet,
+                checkpoint, open_repository(repository, storage_options), name, variants=_variants(variants),
+                spec=spec, force=force, version=version, progress=not quiet,
             )  # fmt: skip
         _print_summary(published)
 
     @app.command("pipeline")
     def pipeline(
         recipe: Path = typer.Option(..., "--recipe", help="Recipe YAML (data, model, training, export)."),
-        repository: Path = typer.Option(..., "--repository", "-r", help="Model repository to publish into."),
+        repository: str = typer.Option(..., "--repository", "-r", help=REPOSITORY_HELP),
+        storage_options: list[str] = typer.Option([], "--storage-option", help=STORAGE_OPTION_HELP),
         workdir: Path = typer.Option(Path("modelpress-work"), help="Where the trained checkpoint is written."),
         overrides: list[str] = typer.Option([], "--set", help="Override a recipe key: key.sub=value (repeatable)."),
         force: bool = typer.Option(False, "--force", help="Publish variants that miss the accuracy tolerance."),
@@ -95,7 +109,12 @@ def register(app: typer.Typer) -> None:
             from modelpress.export.pipeline import run_pipeline
 
             checkpoint, published = run_pipeline(
-                recipe, repository, workdir=workdir, overrides=overrides, force=force, progress=not quiet
+                recipe,
+                open_repository(repository, storage_options),
+                workdir=workdir,
+                overrides=overrides,
+                force=force,
+                progress=not quiet,
             )
         _print_training_metrics(checkpoint)
         print(f"checkpoint: {checkpoint}")

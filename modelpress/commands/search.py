@@ -4,6 +4,7 @@ from pathlib import Path
 
 import typer
 
+from modelpress.commands.export import open_repository
 from modelpress.errors import fail, user_errors
 
 
@@ -47,8 +48,13 @@ def register(app: typer.Typer) -> None:
         finetune_epochs: int | None = typer.Option(None, min=0, help="Fine-tuning epochs after each pruning step."),
         threads: int = typer.Option(2, min=1, help="Threads for the latency figures (ORT and PyTorch alike)."),
         json_out: Path | None = typer.Option(None, "--json", help="Write every candidate's figures as JSON."),
-        publish: Path | None = typer.Option(
-            None, help="Model repository: publish the smallest and fastest candidates within tolerance there."
+        publish: str | None = typer.Option(
+            None,
+            help="Model repository (a folder or a URL such as s3://bucket/prefix): publish the smallest and fastest "
+            "candidates within tolerance there.",
+        ),
+        storage_options: list[str] = typer.Option(
+            [], "--storage-option", help="With --publish to a URL: key=value passed to fsspec (repeatable)."
         ),
         name: str | None = typer.Option(
             None, help="With --publish: base model name (<name>-<candidate>; default: the recipe's export name)."
@@ -89,7 +95,8 @@ def register(app: typer.Typer) -> None:
         with user_errors(ExportError, CheckpointError, DataError):
             result = run_search(checkpoint, parsed, max_accuracy_drop=max_accuracy_drop, threads=threads,
                                 quick=quick, progress=not quiet,
-                                publish=PublishRequest(publish, name, publish_pareto) if publish else None)  # fmt: skip
+                                publish=PublishRequest(open_repository(publish, storage_options), name, publish_pareto)
+                                if publish else None)  # fmt: skip
         print_result(result, publish_to=publish)
         if json_out is not None:
             tmp = json_out.with_name(f".{json_out.name}.tmp")

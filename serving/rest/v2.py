@@ -45,7 +45,7 @@ async def live() -> dict:
 
 @router.get("/v2/health/ready", responses=errors(503))
 async def ready(request: Request) -> dict:
-    """200 once every model is loaded and warm; 503 before, when the repository is empty, or while draining."""
+    """200 once models serve (all of them with strict readiness); 503 before, with no model served, or draining."""
     if not dataplane_of(request).ready():
         raise UnavailableError("not ready: models are loading, the repository is empty or a model failed, or draining")
     return {"ready": True}

@@ -22,15 +22,10 @@ REQUIREMENTS = ROOT / "requirements"
 
 # Every kustomization a user applies; each must render and validate on its own.
 KUSTOMIZATIONS = (
-    "overlays/cpu",
-    "overlays/gpu",
-    "overlays/cpu-baked",
-    "overlays/grpc-tls",
-    "pipeline",
-    "monitoring",
-    "tune",
-)
-SERVER_OVERLAYS = ("overlays/cpu", "overlays/gpu", "overlays/cpu-baked")
+    "overlays/cpu", "overlays/gpu", "overlays/cpu-baked", "overlays/grpc-tls", "pipeline", "monitoring", "tune",
+    "overlays/object-storage", "pipeline-object-storage",
+)  # fmt: skip
+SERVER_OVERLAYS = ("overlays/cpu", "overlays/gpu", "overlays/cpu-baked", "overlays/object-storage")
 # Prefix of the server settings in the environment (modelpress.serving.settings.Settings).
 PREFIX = "MODELPRESS_"
 

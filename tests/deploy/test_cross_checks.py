@@ -103,7 +103,8 @@ def test_configmap_values_parse_as_settings(
     settings = _settings_from(env, monkeypatch)
     assert settings.port == 8000
     assert settings.host == "0.0.0.0"
-    assert str(settings.repository) == "/models"
+    expected = "s3://modelpress-models/repository" if name == "overlays/object-storage" else "/models"
+    assert str(settings.repository) == expected
     assert settings.providers == data["MODELPRESS_PROVIDERS"].split(",")
     assert settings.require_gpu is (data["MODELPRESS_REQUIRE_GPU"] == "true")
     if name == "overlays/gpu":

@@ -70,7 +70,7 @@ def test_racing_publishers_take_different_versions(checkpoint_for, tmp_path, mon
     checkpoint, data = checkpoint_for("mlp")
     staged = []
 
-    def stage_twice(repository, items, version=None):
+    def stage_twice(repository, items, version=None, on_file=None):
         # Stage while the export's work folder still exists; commit after, like two processes would.
         (item,) = items
         staged.extend(StagedVersion(repository, item.manifest, item.model_path) for _ in range(2))
@@ -101,3 +101,14 @@ def test_external_data_is_part_of_the_model(checkpoint_for, tmp_path):
     assert item.manifest.size.onnx_bytes == files["model.onnx"].bytes + files["model.onnx.data"].bytes
     session = ort.InferenceSession(str(item.path / "model.onnx"), providers=["CPUExecutionProvider"])
     assert session.run(None, {"input": data.test_x[:3]})[0].shape == (3, 10)
+
+
+def test_the_recipe_version_policy_travels_in_each_manifest(checkpoint_for, tmp_path):
+    from modelpress.export.spec import parse_spec
+
+    checkpoint, data = checkpoint_for("mlp")
+    (item,) = export_checkpoint(checkpoint, tmp_path, "digits", variants=["fp32"], data=data, progress=False,
+                                spec={"version_policy": "latest:2"})  # fmt: skip
+    assert read_manifest(tmp_path / "digits" / str(item.version)).version_policy == "latest:2"
+    with pytest.raises(ExportError, match="expected latest:N, all, or specific"):
+        parse_spec({"version_policy": "newest"})

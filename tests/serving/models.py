@@ -235,3 +235,23 @@ def publish_fragile(repository: Path, name: str = "fragile", version: int = 1) -
         inputs=[TensorSpec(name="x", datatype="FP32", shape=[-1, FRAGILE_FEATURES])],
         outputs=[TensorSpec(name="y", datatype="FP32", shape=[-1, FRAGILE_FEATURES])],
     )  # fmt: skip
+
+
+def publish_remote(
+    url: str, scratch: Path, name: str = "digits", seed: int = 0, version: int | None = None, on_file=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Publish the test classifier to a URL repository through the real publisher (files first, manifest last).
+
+    Returns the weights, as :func:`publish_classifier` does.
+    """
+    import functools
+
+    from modelpress.export.repository import StagedVersion, commit_all
+    from modelpress.serving.manifest import read_manifest
+
+    local = scratch / f"{name}-{seed}"
+    weights = publish_classifier(local, name=name, seed=seed)
+    folder = local / name / "1"
+    stage = functools.partial(StagedVersion, manifest=read_manifest(folder), model_path=folder / "model.onnx")
+    commit_all(url, [stage], version=version, on_file=on_file)
+    return weights

@@ -150,11 +150,11 @@ async def test_unload_then_load_again(own_repo):
         assert (await c.get("/v2/models/multi/ready")).status_code == 200
 
 
-async def test_a_model_that_fails_at_startup_keeps_the_server_not_ready(tmp_path):
+async def test_a_model_that_fails_at_startup_keeps_a_strict_server_not_ready(tmp_path):
     publish_classifier(tmp_path)
     publish_classifier(tmp_path, name="broken")
     (tmp_path / "broken" / "1" / "model.onnx").write_bytes(b"not onnx")
-    async with client_for(tmp_path, **ADMIN) as c:
+    async with client_for(tmp_path, **ADMIN, strict_readiness=True) as c:
         assert (await c.get("/v2/health/ready")).status_code == 503
         assert (await c.post("/v2/models/digits/infer", json=BODY)).status_code == 200
         r = await c.get("/v2/models/broken")
@@ -164,3 +164,33 @@ async def test_a_model_that_fails_at_startup_keeps_the_server_not_ready(tmp_path
         publish_classifier(tmp_path, name="broken", version=1)
         assert (await c.post("/v2/repository/models/broken/load")).status_code == 200
         assert (await c.get("/v2/health/ready")).status_code == 200
+
+
+async def test_a_model_that_fails_at_startup_leaves_the_others_ready_by_default(tmp_path):
+    publish_classifier(tmp_path)
+    publish_classifier(tmp_path, name="broken")
+    (tmp_path / "broken" / "1" / "model.onnx").write_bytes(b"not onnx")
+    async with client_for(tmp_path) as c:
+        assert (await c.get("/v2/health/ready")).status_code == 200
+        assert (await c.get("/v2/models/digits/ready")).status_code == 200
+        r = await c.get("/v2/models/broken/ready")
+        assert r.status_code == 404
+        assert "expected 2753 bytes" in r.json()["error"] or "truncated or changed" in r.json()["error"]
+
+
+async def test_version_policy_serves_several_versions_and_requests_name_them(tmp_path):
+    w1 = publish_classifier(tmp_path, seed=0)
+    w2 = publish_classifier(tmp_path, version=2, seed=1)
+    publish_classifier(tmp_path, version=3, seed=2)
+    async with client_for(tmp_path, version_policy="digits=specific:1,2") as c:
+        assert (await c.get("/v2/models/digits")).json()["versions"] == ["1", "2"]
+        unnamed = await c.post("/v2/models/digits/infer", json=BODY)
+        assert unnamed.json()["model_version"] == "2"  # the newest served
+        np.testing.assert_allclose(logits_of(unnamed), classifier_reference(X, *w2), rtol=1e-5, atol=1e-5)
+        one = await c.post("/v2/models/digits/versions/1/infer", json=BODY)
+        assert one.status_code == 200
+        np.testing.assert_allclose(logits_of(one), classifier_reference(X, *w1), rtol=1e-5, atol=1e-5)
+        r = await c.post("/v2/models/digits/versions/3/infer", json=BODY)
+        assert r.status_code == 404
+        assert "served versions: ['1', '2']" in r.json()["error"]
+        assert (await c.get("/v2/models/digits/versions/3/ready")).status_code == 404

@@ -14,7 +14,7 @@ def test_settings_from_env(monkeypatch, tmp_path):
     monkeypatch.setenv("MODELPRESS_MAX_BATCH_SIZE", "16")
     monkeypatch.setenv("MODELPRESS_REQUIRE_GPU", "true")
     s = Settings()
-    assert s.repository == tmp_path
+    assert s.repository == str(tmp_path)
     assert s.providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert s.metrics_buckets == [0.01, 0.1, 1.0]
     assert s.max_batch_size == 16

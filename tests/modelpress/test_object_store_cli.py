@@ -1,0 +1,107 @@
+"""The CLI with a repository in object storage (moto's S3 server on 127.0.0.1), as a user runs it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from modelpress.benchmarks.processes import free_port
+from modelpress.cli import build_app
+from tests.s3_server import moto_server
+from tests.serving.server_process import clean_env
+
+X = np.random.default_rng(2).standard_normal((3, 64)).astype(np.float32)
+
+
+def cli(*args: str):
+    result = CliRunner().invoke(build_app(), list(args))
+    return result.stdout, result.stderr, result.exit_code
+
+
+def one_error_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: "), stderr
+    return lines[0]
+
+
+def test_serve_refuses_a_bad_repository_url_in_one_line(tmp_path, s3_env, bucket):
+    for url, expected in {
+        "gopher://x/y": "unknown URL scheme 'gopher://'",
+        f"s3://nope-{bucket}/repo": "does not exist",
+    }.items():
+        proc = subprocess.run([sys.executable, "-m", "modelpress", "serve", "--repository", url],
+                              env=clean_env(**s3_env.env()), capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert proc.returncode == 2, proc.stderr
+        assert expected in one_error_line(proc.stderr)
+
+
+@pytest.mark.slow
+def test_serve_with_the_store_unreachable_fails_fast_or_waits_for_it(tmp_path, monkeypatch):
+    from tests.s3_server import CREDENTIALS, s3fs_for
+    from tests.serving.models import publish_remote
+
+    port = free_port()
+    env = {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}  # nothing listens there yet
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    url = "s3://models/repo"
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "modelpress", "serve", "--repository", url],
+                          env=clean_env(**env), capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot reach the store of s3://models/repo" in one_error_line(proc.stderr)
+    assert time.monotonic() - started < 60
+    # With --wait-for-repository the server retries with backoff and starts once the store is up.
+    http = f"http://127.0.0.1:{free_port()}"
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "modelpress", "serve", "--repository", url, "--port", http.rsplit(":", 1)[1],
+         "--wait-for-repository", "60", "--cache-dir", str(tmp_path / "cache")],
+        env=clean_env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    ready = False
+    try:
+        time.sleep(4)
+        assert waiting.poll() is None  # still retrying
+        with moto_server(port) as s3:
+            s3fs_for(s3).mkdir("models")
+            publish_remote(url, tmp_path / "scratch")
+            deadline = time.monotonic() + 90
+            while not ready and waiting.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.3)
+                try:
+                    ready = httpx.get(f"{http}/v2/health/ready", timeout=2).status_code == 200
+                except httpx.HTTPError:
+                    continue
+    finally:
+        waiting.kill()
+        stderr = waiting.communicate()[1]
+    assert ready, stderr
+    # Attempt 1 saw no store (or, on a slow machine, the store before its bucket existed): retried either way.
+    assert re.search(r"repository not readable \(attempt 1, retrying in 1 s\): (cannot reach|bucket)", stderr)
+    assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in stderr  # no credential in the log
+
+
+def test_serve_takes_the_endpoint_as_a_storage_option_and_logs_no_secret(s3_env, bucket, tmp_path):
+    from tests.s3_server import CREDENTIALS
+    from tests.serving.models import publish_remote
+    from tests.serving.server_process import server_process
+
+    publish_remote(f"s3://{bucket}/repo", tmp_path / "scratch")
+    command = [sys.executable, "-m", "modelpress", "serve", "--storage-option", f"endpoint_url={s3_env.endpoint}",
+               "--cache-dir", str(tmp_path / "cache"), "--log-level", "debug"]  # fmt: skip
+    with server_process(command, f"s3://{bucket}/repo", **CREDENTIALS) as server:  # no AWS_ENDPOINT_URL
+        r = httpx.post(f"{server.url}/v2/models/digits/infer", json={"inputs": [
+            {"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}]}, timeout=10)  # fmt: skip
+        assert r.status_code == 200, r.text
+        server.proc.terminate()
+        server.proc.wait(timeout=30)
+    assert "serving digits v1" in server.stderr
+    assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in server.stderr

@@ -1,0 +1,173 @@
+"""Repositories in object storage, against a real S3 API server on 127.0.0.1 (moto): publish, list, fetch, refuse."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modelpress.export.errors import ExportError
+from modelpress.export.repository import check_repository
+from modelpress.serving.manifest import ManifestError, read_manifest, write_manifest
+from modelpress.serving.store import FsspecStore, LocalStore, StoreError, open_store, parse_storage_options
+from tests.s3_server import get_bytes, objects, put_bytes, upload_folder
+from tests.serving.models import publish_classifier, publish_remote
+
+
+def test_publish_writes_files_first_and_the_manifest_last(bucket, s3_env, tmp_path):
+    order: list[str] = []
+    publish_remote(f"s3://{bucket}/repo", tmp_path, on_file=order.append)
+    assert order == ["digits/1/model.onnx"]  # every file but the manifest, before it
+    keys = objects(s3_env, bucket)
+    assert set(keys) == {f"{bucket}/repo/digits/1/model.onnx", f"{bucket}/repo/digits/1/manifest.json"}
+    store = open_store(f"s3://{bucket}/repo")
+    assert store.scan().published() == {"digits": [1]}
+    publish_remote(f"s3://{bucket}/repo", tmp_path, seed=1)
+    assert store.scan().published() == {"digits": [1, 2]}
+
+
+def test_a_version_is_never_overwritten(bucket, tmp_path):
+    publish_remote(f"s3://{bucket}/repo", tmp_path)
+    with pytest.raises(ExportError, match=r"version 1 already exists.*never overwritten"):
+        publish_remote(f"s3://{bucket}/repo", tmp_path, seed=1, version=1)
+
+
+def test_fetch_downloads_and_verifies_into_the_cache(bucket, tmp_path):
+    publish_remote(f"s3://{bucket}/repo", tmp_path / "scratch")
+    store = open_store(f"s3://{bucket}/repo")
+    folder = store.fetch("digits", 1, tmp_path / "cache")
+    assert folder == tmp_path / "cache" / "digits" / "1"
+    manifest = read_manifest(folder)
+    assert set(manifest.files) == {"model.onnx"}
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".fetch")]  # no leftovers
+
+
+def test_a_tampered_object_is_refused_before_it_reaches_the_cache(bucket, s3_env, tmp_path):
+    publish_remote(f"s3://{bucket}/repo", tmp_path / "scratch")
+    key = f"{bucket}/repo/digits/1/model.onnx"
+    data = bytearray(get_bytes(s3_env, key))
+    data[-5] ^= 0xFF  # same size, other bytes
+    put_bytes(s3_env, key, bytes(data))
+    store = open_store(f"s3://{bucket}/repo")
+    with pytest.raises(ManifestError, match=r"s3://\S+/digits/1/model.onnx: sha256 .* does not match the manifest"):
+        store.fetch("digits", 1, tmp_path / "cache")
+    put_bytes(s3_env, key, bytes(data[:-10]))
+    with pytest.raises(ManifestError, match=r"/digits/1/model.onnx: expected \d+ bytes, found \d+ \(truncated"):
+        store.fetch("digits", 1, tmp_path / "cache")
+    assert not (tmp_path / "cache" / "digits" / "1").exists()
+
+
+def test_a_manifest_naming_a_missing_file_is_refused_with_the_file_named(bucket, s3_env, tmp_path):
+    local = tmp_path / "local"
+    publish_classifier(local)
+    folder = local / "digits" / "1"
+    manifest = read_manifest(folder)
+    extra = manifest.files["model.onnx"].model_copy()
+    write_manifest(manifest.model_copy(update={"files": {**manifest.files, "vocab.txt": extra}}), folder)
+    upload_folder(s3_env, local, f"{bucket}/repo")  # by hand: the publisher would never write this
+    with pytest.raises(ManifestError, match=r"digits/1/vocab\.txt: listed in the manifest but missing"):
+        open_store(f"s3://{bucket}/repo").fetch("digits", 1, tmp_path / "cache")
+
+
+def test_a_cached_version_is_reused_only_while_it_matches(bucket, tmp_path):
+    publish_remote(f"s3://{bucket}/repo", tmp_path / "scratch")
+    store = open_store(f"s3://{bucket}/repo")
+    folder = store.fetch("digits", 1, tmp_path / "cache")
+    model = folder / "model.onnx"
+    good = model.read_bytes()
+    model.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # the cache was changed on disk
+    store.fetch("digits", 1, tmp_path / "cache")
+    assert model.read_bytes() == good  # downloaded again, verified
+
+
+# ---- a publish killed half-way ----------------------------------------------------------------------------------
+KILL_AFTER_FIRST_FILE = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    from tests.serving.models import publish_remote
+
+    def die(rel):  # SIGKILL right after the first object went up, before the manifest
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    publish_remote(sys.argv[1], Path(sys.argv[2]), seed=5, on_file=die)
+    """
+)
+
+
+def test_a_publish_killed_midway_leaves_nothing_loadable_and_the_next_cleans_it(bucket, s3_env, tmp_path):
+    url = f"s3://{bucket}/repo"
+    publish_remote(url, tmp_path / "a")
+    env = {**s3_env.env(), "PYTHONPATH": str(Path.cwd()), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", KILL_AFTER_FIRST_FILE, url, str(tmp_path / "b")], env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == -9, done.stderr
+    keys = objects(s3_env, bucket)
+    assert f"{bucket}/repo/digits/2/model.onnx" in keys  # the killed run's upload ...
+    assert f"{bucket}/repo/digits/2/manifest.json" not in keys  # ... without its commit object
+    store = open_store(url)
+    assert store.scan().published() == {"digits": [1]}  # readers do not see it
+    publish_remote(url, tmp_path / "c", seed=6)  # the next publish sweeps it, then takes the number
+    keys = objects(s3_env, bucket)
+    assert store.scan().published() == {"digits": [1, 2]}
+    assert read_manifest(store.fetch("digits", 2, tmp_path / "cache")).version == 2  # complete and verified
+    assert sorted(k.rsplit("/", 1)[1] for k in keys if "/digits/2/" in k) == ["manifest.json", "model.onnx"]
+
+
+# ---- bad input ------------------------------------------------------------------------------------------------
+def test_unknown_scheme_and_missing_extra_name_what_to_use():
+    with pytest.raises(StoreError, match=r"unknown URL scheme 'foo://' .* use a folder path, file://, s3://"):
+        open_store("foo://bucket/repo")
+    with pytest.raises(StoreError, match=r"names no bucket: use s3://BUCKET"):
+        open_store("s3://")
+    assert isinstance(open_store("file:///tmp/x"), LocalStore)
+    assert isinstance(open_store("/tmp/x"), LocalStore)
+
+
+def test_missing_bucket_no_credentials_and_a_foreign_prefix_are_one_line_each(bucket, s3_env, monkeypatch):
+    with pytest.raises(StoreError, match=r"bucket 'nope-[-\w]+' does not exist \(s3://nope-[-\w]+/repo\)"):
+        open_store(f"s3://nope-{bucket}/repo").check_readable()
+    with pytest.raises(ExportError, match=r"bucket 'nope-[-\w]+' does not exist"):
+        check_repository(f"s3://nope-{bucket}/repo")
+    put_bytes(s3_env, f"{bucket}/data/report.csv", b"a,b\n")
+    before = objects(s3_env, bucket)
+    with pytest.raises(StoreError, match=r"is not a model repository: it holds objects but no <model>/<version>/"):
+        open_store(f"s3://{bucket}/data").check_readable()
+    with pytest.raises(ExportError, match=r"s3://\S+/data is not a model repository: it holds 'report.csv'"):
+        check_repository(f"s3://{bucket}/data")
+    assert objects(s3_env, bucket) == before  # nothing written
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(StoreError, match=r"no credentials for s3://\S+: set AWS_ACCESS_KEY_ID and"):
+        open_store(f"s3://{bucket}/repo").check_readable()
+
+
+def test_storage_options_parse_json_values_and_refuse_pairs_without_a_key():
+    assert parse_storage_options(["endpoint_url=http://127.0.0.1:9000", "anon=true", 'client_kwargs={"a": 1}']) == {
+        "endpoint_url": "http://127.0.0.1:9000", "anon": True, "client_kwargs": {"a": 1},
+    }  # fmt: skip
+    with pytest.raises(StoreError, match="expected key=value"):
+        parse_storage_options(["anon"])
+
+
+def test_credentials_never_appear_in_messages():
+    with pytest.raises(StoreError) as caught:
+        open_store("foo://user:s3cr3t@bucket/repo")
+    assert "s3cr3t" not in str(caught.value)
+
+
+def test_the_store_abstraction_is_shared_by_publisher_and_server(tmp_path):
+    publish_classifier(tmp_path)
+    local = open_store(tmp_path)
+    assert local.scan().published() == {"digits": [1]}
+    assert local.fetch("digits", 1, tmp_path / "unused") == tmp_path / "digits" / "1"
+    assert not isinstance(local, FsspecStore)
+    np.testing.assert_equal(sorted(p.name for p in (tmp_path / "digits" / "1").iterdir()),
+                            ["manifest.json", "model.onnx"])  # fmt: skip
