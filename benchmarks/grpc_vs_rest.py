@@ -118,6 +118,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads (as side_by_side)")
     parser.add_argument("--json", type=Path, default=None, help="also write every step's figures here")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting of the server, e.g. MODELPRESS_ALLOW_SPINNING=false (repeatable)")  # fmt: skip
     args = parser.parse_args()
     manifest = latest_manifest(args.repository, args.model)
     if manifest is None:
@@ -129,6 +131,7 @@ def main() -> None:
     port, grpc_port = free_port(), free_port()
     env = {"MODELPRESS_INTRA_OP_THREADS": str(args.threads), "MODELPRESS_INTER_OP_THREADS": "1",
            "MODELPRESS_LOG_LEVEL": "warning", "MODELPRESS_GRPC_PORT": str(grpc_port)}  # fmt: skip
+    env |= dict(item.split("=", 1) for item in args.env)
     argv = python_module("modelpress.serving", "--repository", str(args.repository), "--port", str(port))
     url, grpc_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{grpc_port}"
     steps: list[dict] = []
