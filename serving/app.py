@@ -23,7 +23,7 @@ from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
 
 from modelpress.serving.auth import AuthConfigError, BearerAuth, BearerAuthMiddleware, TokenSource
-from modelpress.serving.batching import batch_policy
+from modelpress.serving.batching.policy import batch_policy
 from modelpress.serving.compute import ComputePool
 from modelpress.serving.dataplane import DataPlane
 from modelpress.serving.drain import Drain, InflightMiddleware

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from modelpress.serving.batcher import BatcherClosedError, BatchResult
+from modelpress.serving.batching.batcher import BatcherClosedError, BatchResult
 from modelpress.serving.deadlines import Deadlines
 from modelpress.serving.errors import BadRequestError, InternalError, ServingError, UnavailableError
 from modelpress.serving.manifest import TensorSpec

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelpress.serving.batcher import Batcher
+from modelpress.serving.batching.batcher import Batcher
 from modelpress.serving.manifest import ModelManifest
 from modelpress.serving.metrics import ModelSeries
 from modelpress.serving.runtime.base import ModelRuntime
