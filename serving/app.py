@@ -33,14 +33,15 @@ from modelpress.serving.metrics import Metrics
 from modelpress.serving.protocol.types import InferenceRequest, PredictRequest
 from modelpress.serving.repository import ModelRepository, RuntimeFactory
 from modelpress.serving.rest import metrics as metrics_routes
+from modelpress.serving.rest import openai_compat, v1, v2
 from modelpress.serving.rest import repository as repository_routes
-from modelpress.serving.rest import v1, v2
 from modelpress.serving.rest.common import errors
 from modelpress.serving.rest.fast import InferenceFastPath, ServingApp
 from modelpress.serving.runtime.cpu_quota import cpu_quota
 from modelpress.serving.runtime.onnx import OnnxModel, RuntimeOptions
 from modelpress.serving.runtime.providers import ProviderConfig
 from modelpress.serving.settings import Settings, SettingsError, load_settings
+from modelpress.serving.worker_metrics import env_dir, multiprocess_enabled
 
 log = logging.getLogger("serving")
 
@@ -92,6 +93,22 @@ def onnx_runtime_factory(settings: Settings) -> RuntimeFactory:
     return make
 
 
+def workers_metrics_dir(settings: Settings) -> Path | None:
+    """Where this worker shares its metrics with the others (``serving/worker_metrics.py``), or None (alone).
+
+    ``modelpress serve --workers N`` sets it up; plain ``uvicorn --workers N`` with ``PROMETHEUS_MULTIPROC_DIR``
+    set by hand works too.
+    """
+    if not multiprocess_enabled():
+        if settings.workers > 1 and settings.metrics_dir is not None:
+            raise SystemExit(
+                f"error: metrics_dir {settings.metrics_dir} needs PROMETHEUS_MULTIPROC_DIR set to it before the "
+                "server starts (modelpress serve does so)"
+            )
+        return None
+    return settings.metrics_dir or env_dir()
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -116,7 +133,7 @@ def create_app(
         tokens = TokenSource.from_settings(settings)
     except AuthConfigError as e:
         raise SystemExit(f"error: {e}") from e
-    metrics = Metrics(registry, settings.duration_buckets())
+    metrics = Metrics(registry, settings.duration_buckets(), workers_dir=workers_metrics_dir(settings))
     compute = ComputePool(settings.compute_threads, name="modelpress-run")
     loads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelpress-load")
     repository = ModelRepository(
@@ -158,7 +175,7 @@ def create_app(
     app.state.dataplane = dataplane
     app.state.drain = drain
     unauthorized = errors(401) if tokens is not None else None
-    for router in (v2.router, v1.router, repository_routes.router, metrics_routes.router):
+    for router in (v2.router, v1.router, repository_routes.router, metrics_routes.router, openai_compat.router):
         app.include_router(router, responses=unauthorized)
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(InflightMiddleware, drain=drain)

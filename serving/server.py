@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 from pydantic import SecretStr
 
@@ -64,6 +69,25 @@ def log_config(level: str) -> dict:
     return config
 
 
+@contextlib.contextmanager
+def shared_metrics_dir(settings: Settings) -> Iterator[Path]:
+    """The workers' metrics folder, emptied, named in ``PROMETHEUS_MULTIPROC_DIR`` before any worker starts.
+
+    A temporary folder unless ``metrics_dir`` is set; a temporary one is removed when the server stops.
+    """
+    from modelpress.serving.worker_metrics import ENV, prepare_dir
+
+    made = settings.metrics_dir is None
+    path = Path(tempfile.mkdtemp(prefix="modelpress-metrics-")) if made else settings.metrics_dir
+    prepare_dir(path)
+    os.environ[ENV] = str(path)
+    try:
+        yield path
+    finally:
+        if made:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def serve(settings: Settings) -> None:
     """Serve until SIGTERM/SIGINT; with several workers each process loads its own sessions."""
     import uvicorn
@@ -79,8 +103,10 @@ def serve(settings: Settings) -> None:
         "log_config": log_config(settings.log_level),
     }
     if settings.workers > 1:
-        os.environ.update(settings_env(settings))  # the entry point hands the settings to the workers
-        uvicorn.run("modelpress.serving.app:create_app", workers=settings.workers, **common)
+        with shared_metrics_dir(settings) as metrics_dir:
+            settings = settings.model_copy(update={"metrics_dir": metrics_dir})
+            os.environ.update(settings_env(settings))  # the entry point hands the settings to the workers
+            uvicorn.run("modelpress.serving.app:create_app", workers=settings.workers, **common)
     else:
         from modelpress.serving.app import create_app
 

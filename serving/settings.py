@@ -134,6 +134,12 @@ class Settings(BaseSettings):
     )
     allow_nan: bool = Field(default=False, description="Accept NaN/Inf in floating-point inputs.")
     warmup_runs: int = Field(default=2, ge=0, description="Warm-up session.run calls per batch size at load.")
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="With workers > 1: the folder where the workers share their metrics, so every /metrics scrape "
+        "and /v2/models/{m}/stats covers the whole server (prometheus-client's multiprocess mode; emptied at start). "
+        "Unset: a temporary folder per start, removed at exit.",
+    )
 
     @field_validator("providers", mode="before")
     @classmethod

@@ -4,7 +4,8 @@ The version's ``tokenizer.json`` turns texts into what the ONNX graph takes (``i
 ``attention_mask``, ``token_type_ids``).
 
 Texts longer than the manifest's ``tokenizer.max_length`` are truncated; which rows were is returned as the
-side output :data:`TRUNCATED`, which the dataplane reports in the response parameters.
+side output :data:`TRUNCATED`, which the dataplane reports in the response parameters; each row's token count
+is the side output :data:`TOKENS` (the OpenAI-style embeddings route reports it as ``usage``).
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import numpy as np
 
 from modelpress.serving.errors import ModelLoadError
 from modelpress.serving.manifest import ModelManifest
-from modelpress.serving.runtime.base import TRUNCATED
+from modelpress.serving.runtime.base import TOKENS, TRUNCATED
 from modelpress.serving.runtime.onnx import OnnxModel, RuntimeOptions
 from modelpress.serving.text import TextTokenizer, decode_text, shared_tokenizer
 
 
 class TextOnnxModel(OnnxModel):
-    side_outputs = (TRUNCATED,)
+    side_outputs = (TRUNCATED, TOKENS)
 
     def __init__(self, manifest: ModelManifest, version_dir: Path, options: RuntimeOptions) -> None:
         super().__init__(manifest, version_dir, options)
@@ -56,8 +57,10 @@ class TextOnnxModel(OnnxModel):
             raise ModelLoadError(f"{self.manifest.name}: tokenizer not loaded")
         texts = inputs[self.text_input]
         encoded = tokenizer.encode(list(texts.reshape(-1)))
-        truncated = np.asarray(encoded.truncated, dtype=np.bool_).reshape((*texts.shape[:1], -1)).any(axis=1)
-        return encoded.feeds(self._graph_inputs), {TRUNCATED: truncated}
+        rows = (*texts.shape[:1], -1)
+        truncated = np.asarray(encoded.truncated, dtype=np.bool_).reshape(rows).any(axis=1)
+        tokens = np.asarray(encoded.lengths, dtype=np.int64).reshape(rows).sum(axis=1)
+        return encoded.feeds(self._graph_inputs), {TRUNCATED: truncated, TOKENS: tokens}
 
     def unload(self) -> None:
         super().unload()
