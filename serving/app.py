@@ -10,18 +10,20 @@ import asyncio
 import dataclasses
 import importlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
 
+from modelpress.serving import tracing
 from modelpress.serving.auth import AuthConfigError, BearerAuth, BearerAuthMiddleware, TokenSource
 from modelpress.serving.batching.policy import batch_policy
 from modelpress.serving.compute import ComputePool
@@ -42,6 +44,11 @@ from modelpress.serving.runtime.onnx import OnnxModel, RuntimeOptions
 from modelpress.serving.runtime.providers import ProviderConfig
 from modelpress.serving.settings import Settings, SettingsError, load_settings
 from modelpress.serving.worker_metrics import env_dir, multiprocess_enabled
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from modelpress.serving.tracing import Tracing
 
 log = logging.getLogger("serving")
 
@@ -109,12 +116,26 @@ def workers_metrics_dir(settings: Settings) -> Path | None:
     return settings.metrics_dir or env_dir()
 
 
+def tracing_for(settings: Settings, provider: TracerProvider | None) -> Tracing | None:
+    """Spans on ``provider`` when given, else on an OTLP exporter when the settings or ``OTEL_*`` ask; else None."""
+    if provider is None:
+        if not tracing.wanted(settings.tracing, os.environ):
+            return None
+        try:
+            provider = tracing.otlp_provider()
+        except tracing.TracingError as e:
+            raise SystemExit(f"error: {e}") from e
+        log.info("tracing: OpenTelemetry spans exported over OTLP/HTTP")
+    return tracing.Tracing(provider)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     registry: CollectorRegistry | None = None,
     runtime_factory: RuntimeFactory | None = None,
     handle_signals: bool = True,
+    tracer_provider: TracerProvider | None = None,
 ) -> ServingApp:
     """Build the server. Models load in the lifespan startup; readiness is false until they are warm.
 
@@ -123,6 +144,8 @@ def create_app(
         registry: Prometheus registry to fill (a fresh one per app by default).
         runtime_factory: builds the runtime of one version (ONNX Runtime by default); tests inject others.
         handle_signals: drain on SIGTERM before the server's own shutdown.
+        tracer_provider: trace on this OpenTelemetry provider (tests give one); by default tracing follows the
+            ``tracing`` setting and the ``OTEL_*`` variables (``serving/tracing.py``).
     """
     if settings is None:  # `uvicorn --factory modelpress.serving.app:create_app`: from MODELPRESS_*, one line if wrong
         try:
@@ -140,6 +163,7 @@ def create_app(
         settings.repository, settings, metrics, compute, runtime_factory or onnx_runtime_factory(settings), loads
     )
     dataplane = DataPlane(repository, metrics, settings, server_version())
+    dataplane.tracing = tracing_for(settings, tracer_provider)
     drain = Drain(
         settings.drain_timeout_s, settings.drain_grace_s, on_start=lambda: setattr(dataplane, "draining", True)
     )
@@ -161,6 +185,8 @@ def create_app(
             await repository.close()
             compute.shutdown(wait=False)
             loads.shutdown(wait=False)
+            if dataplane.tracing is not None:
+                dataplane.tracing.shutdown()
 
     app = ServingApp(
         title="modelpress inference server",

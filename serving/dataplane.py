@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,6 +35,9 @@ from modelpress.serving.runtime.base import TRUNCATED
 from modelpress.serving.served import PLATFORM, ServedModel
 from modelpress.serving.settings import Settings
 from modelpress.serving.stats import ModelStats
+
+if TYPE_CHECKING:
+    from modelpress.serving.tracing import Tracing
 
 SERVER_NAME = "modelpress"
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]
@@ -63,6 +67,7 @@ class DataPlane:
         self.draining = False
         self.started = False
         self.deadlines = Deadlines()
+        self.tracing: Tracing | None = None  # set by the app when tracing is on (serving/tracing.py)
 
     # ---- health and metadata ------------------------------------------------------------------------------
     def ready(self) -> bool:
@@ -198,6 +203,8 @@ class DataPlane:
             self.deadlines.discard(future)
         served.stats.queued(result.queue_s)
         served.series.queue_duration.observe(result.queue_s)
+        if self.tracing is not None:
+            self.tracing.batch_spans(result)
         return result
 
     def _v1_inputs(self, served: ServedModel, instances: list) -> dict[str, np.ndarray]:

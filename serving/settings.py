@@ -140,6 +140,12 @@ class Settings(BaseSettings):
         "and /v2/models/{m}/stats covers the whole server (prometheus-client's multiprocess mode; emptied at start). "
         "Unset: a temporary folder per start, removed at exit.",
     )
+    tracing: bool | None = Field(
+        default=None,
+        description="OpenTelemetry spans per inference request (queue wait and compute as children), exported over "
+        "OTLP/HTTP as the standard OTEL_* variables say; needs the otel extra. Unset: on when "
+        "OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set.",
+    )
 
     @field_validator("providers", mode="before")
     @classmethod

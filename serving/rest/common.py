@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from prometheus_client import Gauge
@@ -15,6 +16,9 @@ from modelpress.serving.dataplane import DataPlane
 from modelpress.serving.errors import ServingError
 from modelpress.serving.protocol.types import ErrorResponse
 from modelpress.serving.served import ServedModel
+
+if TYPE_CHECKING:
+    from modelpress.serving.tracing import RequestSpan
 
 
 def dumps(payload: Any) -> bytes:
@@ -65,18 +69,24 @@ class Tracked:
     ran) and ``track.rows``. A class rather than ``@asynccontextmanager``: no generator to drive per request.
     """
 
-    __slots__ = ("_dataplane", "_gauge", "_name", "_protocol", "_started", "rows", "served")
+    __slots__ = ("_carrier", "_dataplane", "_gauge", "_name", "_protocol", "_span", "_started", "rows", "served")
 
-    def __init__(self, dataplane: DataPlane, name: str, protocol: str) -> None:
+    def __init__(
+        self, dataplane: DataPlane, name: str, protocol: str, carrier: Mapping[str, Any] | None = None
+    ) -> None:
         self._dataplane = dataplane
         self._name = name
         self._protocol = protocol
+        self._carrier = carrier  # the request's headers: where a caller's W3C traceparent is, when tracing is on
         self._gauge: Gauge | None = None
+        self._span: RequestSpan | None = None
         self.served: ServedModel | None = None
         self.rows = 0
 
     def __enter__(self) -> Tracked:
         self._started = time.perf_counter()
+        if self._dataplane.tracing is not None:
+            self._span = self._dataplane.tracing.start_request(self._name, self._protocol, self._carrier)
         try:
             served = self._dataplane.repository.get(self._name)
             self._gauge = served.series.inflight
@@ -97,3 +107,5 @@ class Tracked:
             self._gauge.dec()
         seconds = time.perf_counter() - self._started
         self._dataplane.record(self._name, self._protocol, status, seconds, self.rows, self.served)
+        if self._span is not None:
+            self._span.end(status, self.rows, self.served.version if self.served is not None else None)

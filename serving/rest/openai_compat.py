@@ -134,7 +134,7 @@ async def embeddings_response(dataplane: DataPlane, request: Request) -> Respons
         body = await read_body(request, dataplane.settings.max_body_bytes)
         parsed = parse_json_model(EmbeddingRequest, body, "embeddings request")
         name = parsed.model
-        with Tracked(dataplane, name, "openai") as track:
+        with Tracked(dataplane, name, "openai", request.headers) as track:
             texts = texts_of(parsed.input)
             check_rows(len(texts), dataplane.settings, "input")
             served = text_model(dataplane, name)

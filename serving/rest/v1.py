@@ -56,7 +56,7 @@ async def predict_response(dataplane: DataPlane, request: Request, name: str, ve
     Raises:
         ServingError: the request is refused or failed (the caller turns it into the JSON error answer).
     """
-    with Tracked(dataplane, name, "v1") as track:
+    with Tracked(dataplane, name, "v1", request.headers) as track:
         require_json(request)
         body = await read_body(request, dataplane.settings.max_body_bytes)
         parsed = parse_json_model(PredictRequest, body, "predict request")
