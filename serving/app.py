@@ -60,6 +60,22 @@ def server_version() -> str:
         return "0+unknown"
 
 
+def provider_config(settings: Settings) -> ProviderConfig:
+    """The execution providers and their options, as the settings say (``serving/runtime/providers.py``)."""
+    return ProviderConfig(
+        requested=tuple(settings.providers),
+        require_gpu=settings.require_gpu,
+        cuda_device_id=settings.cuda_device_id,
+        gpu_mem_limit_bytes=settings.gpu_mem_limit_bytes,
+        arena_extend_strategy=settings.arena_extend_strategy,
+        cudnn_conv_algo_search=settings.cudnn_conv_algo_search,
+        trt_fp16=settings.trt_fp16,
+        trt_engine_cache_dir=settings.trt_engine_cache_dir,
+        trt_max_workspace_bytes=settings.trt_max_workspace_bytes,
+        io_binding=settings.io_binding,
+    )
+
+
 def onnx_runtime_factory(settings: Settings) -> RuntimeFactory:
     quota = cpu_quota()
     shared, spinning = settings.uses_shared_thread_pool(quota), settings.spins(quota)
@@ -70,13 +86,7 @@ def onnx_runtime_factory(settings: Settings) -> RuntimeFactory:
         f" (CPU quota of {quota:g} CPUs)" if quota is not None else "",
     )
     options = RuntimeOptions(
-        providers=ProviderConfig(
-            requested=tuple(settings.providers),
-            require_gpu=settings.require_gpu,
-            cuda_device_id=settings.cuda_device_id,
-            gpu_mem_limit_bytes=settings.gpu_mem_limit_bytes,
-            arena_extend_strategy=settings.arena_extend_strategy,
-        ),
+        providers=provider_config(settings),
         intra_op_threads=settings.intra_op_threads,
         inter_op_threads=settings.inter_op_threads,
         shared_thread_pool=shared,

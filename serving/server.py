@@ -40,6 +40,22 @@ def check(settings: Settings) -> None:
         TokenSource.from_settings(settings)
     except AuthConfigError as e:
         raise ServeError(str(e)) from e
+    if settings.trt_engine_cache_dir is not None:
+        check_writable(settings.trt_engine_cache_dir, "trt_engine_cache_dir")
+
+
+def check_writable(folder: Path, setting: str) -> None:
+    """Create ``folder`` if needed and make sure this process can write there.
+
+    Raises:
+        ServeError: naming the setting and the reason.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".modelpress-write-check-"):
+            pass
+    except OSError as e:
+        raise ServeError(f"{setting} {folder} is not a writable folder: {e.strerror or e}") from e
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -146,6 +146,25 @@ class Settings(BaseSettings):
         "OTLP/HTTP as the standard OTEL_* variables say; needs the otel extra. Unset: on when "
         "OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set.",
     )
+    cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] | None = Field(
+        default=None,
+        description="CUDA provider: how cuDNN picks convolution algorithms (ORT's default EXHAUSTIVE benchmarks "
+        "them at the first run of each shape; HEURISTIC starts faster).",
+    )
+    trt_fp16: bool = Field(default=False, description="TensorRT provider: let TensorRT run layers in fp16.")
+    trt_engine_cache_dir: Path | None = Field(
+        default=None,
+        description="TensorRT provider: folder for built engines and timing caches (a volume that outlives the "
+        "pod), so a restart loads engines instead of building them again. Created if missing; must be writable.",
+    )
+    trt_max_workspace_bytes: int | None = Field(
+        default=None, gt=0, description="TensorRT provider: most GPU memory a layer may use while it runs."
+    )
+    io_binding: bool | None = Field(
+        default=None,
+        description="Bind inputs and outputs with ONNX Runtime's IOBinding (one copy back at the end). Unset: on "
+        "for sessions whose first provider is a GPU one (CUDA, TensorRT); false: never. No effect on CPU.",
+    )
 
     @field_validator("providers", mode="before")
     @classmethod

@@ -18,6 +18,10 @@ def register(app: typer.Typer) -> None:
         auth_token_file: Path = typer.Option(
             None, "--auth-token-file", help="Require 'Authorization: Bearer <token>' with the token in this file."
         ),
+        trt_engine_cache_dir: Path = typer.Option(
+            None, "--trt-engine-cache-dir", help="TensorRT: keep built engines in this folder (a volume)."
+        ),
+        trt_fp16: bool = typer.Option(False, "--trt-fp16", help="TensorRT: allow fp16 layers."),
     ) -> None:
         """Serve a model repository over KServe V2 / V1 REST with Prometheus metrics (also MODELPRESS_* env)."""
         from modelpress.errors import user_errors
@@ -29,6 +33,7 @@ def register(app: typer.Typer) -> None:
             "repository": repository, "host": host, "port": port, "workers": workers, "log_level": log_level,
             "require_gpu": require_gpu or None, "repository_api": repository_api or None,
             "auth_token_file": auth_token_file,
+            "trt_engine_cache_dir": trt_engine_cache_dir, "trt_fp16": trt_fp16 or None,
         }  # fmt: skip
         with user_errors(SettingsError, ServeError):
             run(load_settings(**{k: v for k, v in given.items() if v is not None}))

@@ -153,7 +153,9 @@ class OnnxModel(ModelRuntime):
         self._shared = shared
         self._providers = used
         strings = any(s.datatype == "BYTES" for s in [*self.manifest.inputs, *self.manifest.outputs])
-        self._io_binding = use_io_binding(used, has_strings=strings and self.manifest.tokenizer is None)
+        self._io_binding = use_io_binding(
+            used, has_strings=strings and self.manifest.tokenizer is None, setting=self.options.providers.io_binding
+        )
         if self._io_binding:
             log.info("%s v%s: inputs and outputs bound with IOBinding", self.manifest.name, self.manifest.version)
         log.info("loaded %s v%s on %s %s", self.manifest.name, self.manifest.version, used, self.session_options())
