@@ -95,6 +95,7 @@ def onnx_runtime_factory(settings: Settings) -> RuntimeFactory:
         mem_pattern=settings.mem_pattern,
         shared_cpu_allocator=settings.shared_cpu_allocator,
         share_weights=settings.share_weights,
+        length_group_overhead_tokens=settings.length_group_overhead_tokens if settings.length_grouping else None,
         warmup_runs=settings.warmup_runs,
     )
 

@@ -160,6 +160,18 @@ class Settings(BaseSettings):
     trt_max_workspace_bytes: int | None = Field(
         default=None, gt=0, description="TensorRT provider: most GPU memory a layer may use while it runs."
     )
+    length_grouping: bool = Field(
+        default=True,
+        description="Text models: run a batch of texts as runs of similar token length instead of one run padded "
+        "to its longest text, when the padding saved outweighs the cost of the extra runs "
+        "(serving/batching/lengths.py).",
+    )
+    length_group_overhead_tokens: int = Field(
+        default=64,
+        ge=1,
+        description="Text models: the fixed cost of one more run, in tokens' worth of compute, when a batch is "
+        "split by length (higher: fewer, more padded runs).",
+    )
     io_binding: bool | None = Field(
         default=None,
         description="Bind inputs and outputs with ONNX Runtime's IOBinding (one copy back at the end). Unset: on "
