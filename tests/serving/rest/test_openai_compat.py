@@ -167,3 +167,26 @@ def test_official_openai_client_against_uvicorn(repo):
     assert models == ["digits", "encoder", "matryoshka"]
     assert retrieved.id == "encoder"
     assert not_text.value.body["param"] == "model"
+
+
+async def test_fast_path_answers_embeddings_as_fastapi_does(repo):
+    from tests.serving.rest.test_fast import answers, both
+
+    json_headers = {"content-type": "application/json"}
+    requests = [
+        ("POST", "/v1/embeddings", b'{"model": "encoder", "input": ["hello world", "the cat"]}', json_headers),
+        ("POST", "/v1/embeddings", b'{"model": "encoder", "input": "a", "encoding_format": "base64"}', json_headers),
+        ("POST", "/v1/embeddings", b'{"model": "digits", "input": "a"}', json_headers),
+        ("POST", "/v1/embeddings", b'{"model": "nope", "input": "a"}', json_headers),
+        ("POST", "/v1/embeddings", b"{", json_headers),
+        ("POST", "/v1/embeddings", b"x", {"content-type": "text/plain"}),
+    ]
+    async with both(repo) as (quick, framework):
+        got, want = await answers(quick, requests), await answers(framework, requests)
+        assert [a[2] for a in got] == [200, 200, 400, 404, 400, 415]
+        assert got == want
+        for client in (quick, framework):  # only the fast path answers once FastAPI's routes are gone
+            router = client._transport.app.router
+            router.routes = [r for r in router.routes if getattr(r, "path", None) == "/openapi.json"]
+        assert [a[2] for a in await answers(quick, requests[:1])] == [200]
+        assert [a[2] for a in await answers(framework, requests[:1])] == [404]
