@@ -7,7 +7,8 @@ Real text traffic mixes short and long sentences. The load is ``--texts`` senten
 documentation (``pydoc_data``, installed with Python), cut to token lengths drawn log-uniformly between
 ``--min-tokens`` and ``--max-tokens`` (counted with the model's own tokenizer, special tokens included), one
 text per V2 JSON request; wrk sends them in turn (:func:`modelpress.benchmarks.loadgen.rotating_lua`). Each
-``--config LABEL=KEY=VALUE,KEY=VALUE`` is one server (``python -m modelpress.serving``) with those settings; all
+``--config LABEL=KEY=VALUE,KEY=VALUE`` is one server (``python -m modelpress.serving``) with those settings
+(``API=v1`` or ``API=openai`` among them sends V1 predict or OpenAI embeddings bodies instead of V2); all
 are started and warmed up, then every round runs wrk against each in turn, so drifts of a shared machine hit
 them alike. Prints Markdown: per round and configuration req/s, p50, p99 and the ratio to the first config.
 """
@@ -68,17 +69,32 @@ def mixed_texts(tokenizer_file: Path, lengths: list[int], seed: int = 0) -> list
     return out
 
 
+APIS = ("v2", "v1", "openai")
+
+
 def parse_config(text: str) -> tuple[str, dict[str, str]]:
+    """``LABEL=MODELPRESS_X=v,...`` → (label, settings); ``API=v1`` / ``API=openai`` picks the route (default v2)."""
     label, sep, assignments = text.partition("=")
     if not sep or not label:
         raise argparse.ArgumentTypeError(f"expected LABEL=KEY=VALUE[,KEY=VALUE...] or LABEL=, got {text!r}")
     env = {}
     for item in filter(None, assignments.split(",")):
         key, eq, value = item.partition("=")
-        if not eq or not key.startswith("MODELPRESS_"):
-            raise argparse.ArgumentTypeError(f"expected MODELPRESS_KEY=VALUE in {text!r}, got {item!r}")
+        if not eq or not (key.startswith("MODELPRESS_") or (key == "API" and value in APIS)):
+            raise argparse.ArgumentTypeError(f"expected MODELPRESS_KEY=VALUE or API={'|'.join(APIS)}, got {item!r}")
         env[key] = value
     return label, env
+
+
+def text_payload(api: str, model: str, input_name: str, text: str) -> Payload:
+    """One text as V2 infer, V1 predict or OpenAI embeddings JSON."""
+    if api == "v2":
+        return v2_json(model, input_name, np.array([text]))
+    path, body = (
+        (f"/v1/models/{model}:predict", {"instances": [text]}) if api == "v1"
+        else ("/v1/embeddings", {"model": model, "input": text})
+    )  # fmt: skip
+    return Payload(path, json.dumps(body).encode(), {"Content-Type": "application/json"}, "json")
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
@@ -89,15 +105,16 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     lengths = token_lengths(args.texts, args.min_tokens, args.max_tokens, args.seed)
     texts = mixed_texts(version_dir / manifest.tokenizer.file, lengths, args.seed)
     name = manifest.inputs[0].name
-    payloads: list[Payload] = [v2_json(args.model, name, np.array([t])) for t, _ in texts]
-    extra = rotating_lua(payloads)
     tokens = [n for _, n in texts]
     print(f"load: {len(texts)} texts, tokens min {min(tokens)} median {statistics.median(tokens):g} "
           f"mean {statistics.mean(tokens):.1f} max {max(tokens)}", file=sys.stderr, flush=True)  # fmt: skip
     results: dict[str, list[dict[str, object]]] = {label: [] for label, _ in args.config}
     with contextlib.ExitStack() as stack:
         running = []
-        for label, env in args.config:
+        for label, config in args.config:
+            env = {k: v for k, v in config.items() if k != "API"}
+            payloads = [text_payload(config.get("API", "v2"), args.model, name, t) for t, _ in texts]
+            extra = rotating_lua(payloads)
             port = free_port()
             argv = python_module(
                 "modelpress.serving", "--repository", str(args.repository.resolve()), "--port", str(port)
@@ -106,10 +123,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             run_wrk(
                 f"http://127.0.0.1:{port}", payloads[0], concurrency=max(args.concurrency), seconds=3, extra_lua=extra
             )  # fmt: skip  (warm-up)
-            running.append((label, port))
+            running.append((label, port, payloads, extra))
         for round_no in range(args.rounds):
             for concurrency in args.concurrency:
-                for label, port in running:
+                for label, port, payloads, extra in running:
                     r = run_wrk(f"http://127.0.0.1:{port}", payloads[0], concurrency=concurrency, seconds=args.seconds,
                                 extra_lua=extra)  # fmt: skip
                     step = {"round": round_no + 1, "concurrency": concurrency, "rps": r.throughput_rps,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 import pytest
 
-from modelpress.benchmarks.mixed_lengths import mixed_texts, parse_config, token_lengths
+from modelpress.benchmarks.mixed_lengths import mixed_texts, parse_config, text_payload, token_lengths
 
 
 def test_lengths_are_log_uniform_within_bounds():
@@ -39,6 +40,15 @@ def test_configs_take_modelpress_settings_only():
         "off",
         {"MODELPRESS_DYNAMIC_BATCHING": "false", "MODELPRESS_MAX_BATCH_SIZE": "8"},
     )
-    for bad in ("nolabel", "=x", "a=PATH=/tmp"):
+    assert parse_config("emb=API=openai") == ("emb", {"API": "openai"})
+    for bad in ("nolabel", "=x", "a=PATH=/tmp", "a=API=grpc"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_config(bad)
+
+
+def test_one_text_per_request_in_each_api():
+    v2, v1, openai = (text_payload(api, "m", "text", "hi there") for api in ("v2", "v1", "openai"))
+    assert v2.path == "/v2/models/m/infer"
+    assert json.loads(v2.body)["inputs"][0]["data"] == ["hi there"]
+    assert (v1.path, json.loads(v1.body)) == ("/v1/models/m:predict", {"instances": ["hi there"]})
+    assert (openai.path, json.loads(openai.body)) == ("/v1/embeddings", {"model": "m", "input": "hi there"})
