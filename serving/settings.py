@@ -167,7 +167,7 @@ class Settings(BaseSettings):
         "(serving/batching/lengths.py).",
     )
     length_group_overhead_tokens: int = Field(
-        default=64,
+        default=16,
         ge=1,
         description="Text models: the fixed cost of one more run, in tokens' worth of compute, when a batch is "
         "split by length (higher: fewer, more padded runs).",
