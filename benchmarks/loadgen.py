@@ -95,6 +95,25 @@ end
 """
 
 
+def rotating_lua(payloads: Sequence[Payload]) -> str:
+    """A wrk ``request()`` hook sending the bodies of ``payloads`` in turn (same path and headers as the first).
+
+    Appended to :func:`lua_script` of the first payload, it replaces the fixed body: each request takes the
+    next body, so a load mixes e.g. texts of different lengths in a fixed, repeatable order.
+    """
+    bodies = ",\n  ".join(lua_string(p.body) for p in payloads)
+    return f"""
+local bodies = {{
+  {bodies}
+}}
+local turn = 0
+function request()
+  turn = turn % #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[turn])
+end
+"""
+
+
 def parse_wrk_output(stdout: str, concurrency: int, kind: str) -> StepResult:
     """The :class:`StepResult` in wrk's output (the ``done()`` line), errors split by kind.
 
@@ -156,14 +175,17 @@ def wrk_argv(script: Path, url: str, *, concurrency: int, seconds: int, threads:
 
 def run_wrk(
     base_url: str, payload: Payload, *, concurrency: int, seconds: int, threads: int = 1,
-    cpus: Sequence[int] | None = None, timeout_s: int = 10,
+    cpus: Sequence[int] | None = None, timeout_s: int = 10, extra_lua: str = "",
 ) -> StepResult:  # fmt: skip
-    """One wrk run of ``seconds`` (whole seconds: wrk's unit) at ``concurrency`` connections."""
+    """One wrk run of ``seconds`` (whole seconds: wrk's unit) at ``concurrency`` connections.
+
+    ``extra_lua`` is appended to the script (e.g. :func:`rotating_lua`, to send several bodies in turn).
+    """
     if seconds < 1:
         raise ValueError(f"seconds must be a whole number >= 1 (wrk's resolution), got {seconds}")
     with tempfile.TemporaryDirectory(prefix="modelpress-wrk-") as tmp:
         script = Path(tmp) / "request.lua"
-        script.write_text(lua_script(payload), encoding="latin-1")  # one char per byte, as lua_string wrote
+        script.write_text(lua_script(payload) + extra_lua, encoding="latin-1")  # one char per byte, as lua_string wrote
         argv = wrk_argv(script, base_url.rstrip("/") + payload.path, concurrency=concurrency, seconds=seconds,
                         threads=threads, timeout_s=timeout_s, cpus=cpus)  # fmt: skip
         try:

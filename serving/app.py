@@ -10,20 +10,22 @@ import asyncio
 import dataclasses
 import importlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
 
+from modelpress.serving import tracing
 from modelpress.serving.auth import AuthConfigError, TokenSource
-from modelpress.serving.batching import batch_policy
+from modelpress.serving.batching.policy import batch_policy
 from modelpress.serving.compute import ComputePool
 from modelpress.serving.dataplane import DataPlane
 from modelpress.serving.drain import Drain
@@ -34,8 +36,8 @@ from modelpress.serving.metrics import Metrics
 from modelpress.serving.protocol.types import InferenceRequest, PredictRequest
 from modelpress.serving.repository import ModelRepository, RuntimeFactory
 from modelpress.serving.rest import metrics as metrics_routes
+from modelpress.serving.rest import openai_compat, v1, v2
 from modelpress.serving.rest import repository as repository_routes
-from modelpress.serving.rest import v1, v2
 from modelpress.serving.rest.common import errors
 from modelpress.serving.rest.explain import router as explain_router
 from modelpress.serving.rest.fast import InferenceFastPath, ServingApp
@@ -48,6 +50,12 @@ from modelpress.serving.store import StoreError, cache_folder, open_store
 from modelpress.serving.ui.live import LiveFigures
 from modelpress.serving.ui.routes import router as ui_router
 from modelpress.serving.ui.session import BrowserSessions
+from modelpress.serving.worker_metrics import env_dir, multiprocess_enabled
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from modelpress.serving.tracing import Tracing
 
 log = logging.getLogger("serving")
 
@@ -57,6 +65,22 @@ def server_version() -> str:
         return package_version("modelpress")
     except PackageNotFoundError:
         return "0+unknown"
+
+
+def provider_config(settings: Settings) -> ProviderConfig:
+    """The execution providers and their options, as the settings say (``serving/runtime/providers.py``)."""
+    return ProviderConfig(
+        requested=tuple(settings.providers),
+        require_gpu=settings.require_gpu,
+        cuda_device_id=settings.cuda_device_id,
+        gpu_mem_limit_bytes=settings.gpu_mem_limit_bytes,
+        arena_extend_strategy=settings.arena_extend_strategy,
+        cudnn_conv_algo_search=settings.cudnn_conv_algo_search,
+        trt_fp16=settings.trt_fp16,
+        trt_engine_cache_dir=settings.trt_engine_cache_dir,
+        trt_max_workspace_bytes=settings.trt_max_workspace_bytes,
+        io_binding=settings.io_binding,
+    )
 
 
 def onnx_runtime_factory(settings: Settings) -> RuntimeFactory:
@@ -69,13 +93,7 @@ def onnx_runtime_factory(settings: Settings) -> RuntimeFactory:
         f" (CPU quota of {quota:g} CPUs)" if quota is not None else "",
     )
     options = RuntimeOptions(
-        providers=ProviderConfig(
-            requested=tuple(settings.providers),
-            require_gpu=settings.require_gpu,
-            cuda_device_id=settings.cuda_device_id,
-            gpu_mem_limit_bytes=settings.gpu_mem_limit_bytes,
-            arena_extend_strategy=settings.arena_extend_strategy,
-        ),
+        providers=provider_config(settings),
         intra_op_threads=settings.intra_op_threads,
         inter_op_threads=settings.inter_op_threads,
         shared_thread_pool=shared,
@@ -84,6 +102,7 @@ def onnx_runtime_factory(settings: Settings) -> RuntimeFactory:
         mem_pattern=settings.mem_pattern,
         shared_cpu_allocator=settings.shared_cpu_allocator,
         share_weights=settings.share_weights,
+        length_group_overhead_tokens=settings.length_group_overhead_tokens if settings.length_grouping else None,
         warmup_runs=settings.warmup_runs,
     )
 
@@ -99,12 +118,42 @@ def onnx_runtime_factory(settings: Settings) -> RuntimeFactory:
     return make
 
 
+def workers_metrics_dir(settings: Settings) -> Path | None:
+    """Where this worker shares its metrics with the others (``serving/worker_metrics.py``), or None (alone).
+
+    ``modelpress serve --workers N`` sets it up; plain ``uvicorn --workers N`` with ``PROMETHEUS_MULTIPROC_DIR``
+    set by hand works too.
+    """
+    if not multiprocess_enabled():
+        if settings.workers > 1 and settings.metrics_dir is not None:
+            raise SystemExit(
+                f"error: metrics_dir {settings.metrics_dir} needs PROMETHEUS_MULTIPROC_DIR set to it before the "
+                "server starts (modelpress serve does so)"
+            )
+        return None
+    return settings.metrics_dir or env_dir()
+
+
+def tracing_for(settings: Settings, provider: TracerProvider | None) -> Tracing | None:
+    """Spans on ``provider`` when given, else on an OTLP exporter when the settings or ``OTEL_*`` ask; else None."""
+    if provider is None:
+        if not tracing.wanted(settings.tracing, os.environ):
+            return None
+        try:
+            provider = tracing.otlp_provider()
+        except tracing.TracingError as e:
+            raise SystemExit(f"error: {e}") from e
+        log.info("tracing: OpenTelemetry spans exported over OTLP/HTTP")
+    return tracing.Tracing(provider)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     registry: CollectorRegistry | None = None,
     runtime_factory: RuntimeFactory | None = None,
     handle_signals: bool = True,
+    tracer_provider: TracerProvider | None = None,
 ) -> ServingApp:
     """Build the server. Models load in the lifespan startup; readiness is false until they are warm.
 
@@ -113,6 +162,8 @@ def create_app(
         registry: Prometheus registry to fill (a fresh one per app by default).
         runtime_factory: builds the runtime of one version (ONNX Runtime by default); tests inject others.
         handle_signals: drain on SIGTERM before the server's own shutdown.
+        tracer_provider: trace on this OpenTelemetry provider (tests give one); by default tracing follows the
+            ``tracing`` setting and the ``OTEL_*`` variables (``serving/tracing.py``).
     """
     if settings is None:  # `uvicorn --factory modelpress.serving.app:create_app`: from MODELPRESS_*, one line if wrong
         try:
@@ -123,7 +174,7 @@ def create_app(
         tokens = TokenSource.from_settings(settings)
     except AuthConfigError as e:
         raise SystemExit(f"error: {e}") from e
-    metrics = Metrics(registry, settings.duration_buckets())
+    metrics = Metrics(registry, settings.duration_buckets(), workers_dir=workers_metrics_dir(settings))
     compute = ComputePool(settings.compute_threads, name="modelpress-run")
     loads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelpress-load")
     try:
@@ -135,6 +186,7 @@ def create_app(
         store, settings, metrics, compute, runtime_factory or onnx_runtime_factory(settings), loads, cache=cache
     )
     dataplane = DataPlane(repository, metrics, settings, server_version())
+    dataplane.tracing = tracing_for(settings, tracer_provider)
     drain = Drain(
         settings.drain_timeout_s, settings.drain_grace_s, on_start=lambda: setattr(dataplane, "draining", True)
     )
@@ -175,6 +227,8 @@ def create_app(
             await repository.close()
             compute.shutdown(wait=False)
             loads.shutdown(wait=False)
+            if dataplane.tracing is not None:
+                dataplane.tracing.shutdown()
 
     app = ServingApp(
         title="modelpress inference server",
@@ -189,7 +243,7 @@ def create_app(
     app.state.dataplane = dataplane
     app.state.drain = drain
     unauthorized = errors(401) if tokens is not None else None
-    for router in (v2.router, v1.router, repository_routes.router, metrics_routes.router):
+    for router in (v2.router, v1.router, repository_routes.router, metrics_routes.router, openai_compat.router):
         app.include_router(router, responses=unauthorized)
     app.include_router(explain_router, responses=unauthorized)
     app.state.ui_tokens = tokens

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from modelpress.serving.batcher import BatcherClosedError, BatchResult
+from modelpress.serving.batching.batcher import BatcherClosedError, BatchResult
 from modelpress.serving.deadlines import Deadlines
 from modelpress.serving.errors import BadRequestError, InternalError, ServingError, UnavailableError
 from modelpress.serving.manifest import TensorSpec
@@ -33,6 +34,10 @@ from modelpress.serving.repository import ModelRepository
 from modelpress.serving.runtime.base import TRUNCATED
 from modelpress.serving.served import PLATFORM, ServedModel
 from modelpress.serving.settings import Settings
+from modelpress.serving.stats import ModelStats
+
+if TYPE_CHECKING:
+    from modelpress.serving.tracing import Tracing
 
 SERVER_NAME = "modelpress"
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]
@@ -46,6 +51,7 @@ class Inference:
     outputs: dict[str, np.ndarray]
     rows: int
     parameters: dict = field(default_factory=dict)
+    side: dict[str, np.ndarray] = field(default_factory=dict)  # the runtime's side outputs (e.g. token counts)
 
 
 def shape_matches(got: list[int], spec: list[int]) -> bool:
@@ -61,6 +67,7 @@ class DataPlane:
         self.draining = False
         self.started = False
         self.deadlines = Deadlines()
+        self.tracing: Tracing | None = None  # set by the app when tracing is on (serving/tracing.py)
 
     # ---- health and metadata ------------------------------------------------------------------------------
     def ready(self) -> bool:
@@ -102,7 +109,10 @@ class DataPlane:
     def statistics(self, name: str | None, version: str | None = None) -> ModelStatisticsResponse:
         """Triton's statistics extension for one model, or for every served model when ``name`` is None."""
         served = [self.repository.get(name, version)] if name is not None else self.repository.served()
-        return ModelStatisticsResponse(model_stats=[_model_statistics(s) for s in served])
+        workers = self.metrics.workers_stats
+        return ModelStatisticsResponse(
+            model_stats=[_model_statistics(s, workers(s.name, s.version) or s.stats) for s in served]
+        )
 
     # ---- inference ----------------------------------------------------------------------------------------
     def resolve(self, name: str, version: str | None) -> ServedModel:
@@ -139,6 +149,10 @@ class DataPlane:
         outputs = [o.name for o in served.manifest.outputs]
         result = await self._run(served, arrays, outputs, version=version)
         return served, predictions(served.manifest, result.outputs), result.parameters
+
+    async def run_arrays(self, served: ServedModel, arrays: dict[str, np.ndarray], outputs: list[str]) -> Inference:
+        """Run input tensors an adapter built itself (e.g. texts from an embeddings request) like any request."""
+        return await self._run(served, arrays, outputs)
 
     def _decode(
         self, served: ServedModel, spec: TensorSpec, item: RequestInput, binary: memoryview | None
@@ -190,7 +204,7 @@ class DataPlane:
             result = await self._wait(served, future, timeout_s)
             values = dict(result.outputs)
             extra = {name: values.pop(name) for name in side}
-            return Inference(served, values, rows, _side_parameters(extra))
+            return Inference(served, values, rows, _side_parameters(extra), extra)
         raise InternalError("unreachable")  # pragma: no cover
 
     async def _wait(self, served: ServedModel, future: asyncio.Future, client_s: float | None) -> BatchResult:
@@ -212,6 +226,8 @@ class DataPlane:
             self.deadlines.discard(future)
         served.stats.queued(result.queue_s)
         served.series.queue_duration.observe(result.queue_s)
+        if self.tracing is not None:
+            self.tracing.batch_spans(result)
         return result
 
     def _v1_inputs(self, served: ServedModel, instances: list) -> dict[str, np.ndarray]:
@@ -271,8 +287,7 @@ def _client_timeout_s(parameters: dict | None) -> float | None:
     return value / 1e6
 
 
-def _model_statistics(served: ServedModel) -> ModelStatistics:
-    s = served.stats
+def _model_statistics(served: ServedModel, s: ModelStats) -> ModelStatistics:
     zero = StatDuration()
     stats = InferenceStats(
         success=StatDuration(count=s.success_count, ns=s.success_ns),

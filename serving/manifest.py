@@ -91,6 +91,21 @@ class TokenizerSpec(BaseModel):
     max_length: int = Field(default=256, gt=0)
 
 
+class EmbeddingSpec(BaseModel):
+    """How an embedding model's output may be shortened (OpenAI's ``dimensions``).
+
+    Only a model trained for it (Matryoshka representation learning) keeps its quality when its vector is cut
+    to its first ``d`` values and renormalised; a manifest lists the sizes it was trained for, and the server
+    refuses any other ``dimensions`` than these and the full size.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    truncatable_dimensions: list[int] = Field(
+        default_factory=list, description="Sizes the embedding may be cut to (then renormalised to unit length)."
+    )
+
+
 class BatchingConfig(BaseModel):
     """This model's dynamic batching (Triton's ``dynamic_batching`` in its config.pbtxt).
 
@@ -156,6 +171,7 @@ class ModelManifest(BaseModel):
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
     tokenizer: TokenizerSpec | None = None
     batching: BatchingConfig | None = None
+    embedding: EmbeddingSpec | None = None
     lineage: list[PassRecord] = Field(default_factory=list)
     files: dict[str, FileRecord] = Field(default_factory=dict)
     size: SizeInfo | None = None

@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from modelpress.serving.stats import ModelStats
+from modelpress.serving.worker_metrics import WorkersCollector
 
 log = logging.getLogger("modelpress.serving.metrics")
 
@@ -84,6 +89,9 @@ class ModelSeries:
         self.batch_size = metrics.batch_size.labels(model, version)
         self.queue_depth = metrics.queue_depth.labels(model, version)
         self.inflight = metrics.inflight.labels(model, version)
+        # Only with several workers: their statistics are rebuilt from the metrics (ModelStats.from_metrics).
+        last = metrics.last_inference
+        self._last_inference = last.labels(model, version) if last is not None else None
         self._requests: dict[tuple[str, str], tuple[Counter, Histogram, Counter]] = {}
 
     def request_done(self, protocol: str, outcome: str, seconds: float, rows: int) -> None:
@@ -102,10 +110,18 @@ class ModelSeries:
         series[1].observe(seconds)
         if rows:
             series[2].inc(rows)
+        if self._last_inference is not None:
+            self._last_inference.set(time.time())
 
 
 class Metrics:
-    """Every metric of the server; ``registry`` is exposed at ``/metrics``."""
+    """Every metric of the server; ``scrape_registry`` is exposed at ``/metrics``.
+
+    With one process that is ``registry`` itself. With ``workers_dir`` (several workers, prometheus-client in
+    multiprocess mode: ``serving/worker_metrics.py``) this process's values go to ``registry`` and to files
+    in that folder, and ``scrape_registry`` reads every worker's files; the gauges say how to combine workers
+    (``multiprocess_mode``), and process metrics (per worker) are left out of the scrape.
+    """
 
     def __init__(
         self,
@@ -114,6 +130,7 @@ class Metrics:
         *,
         process: bool = True,
         gpu: bool = True,
+        workers_dir: Path | None = None,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         buckets = tuple(duration_buckets)
@@ -139,15 +156,34 @@ class Metrics:
         self.inferences = Counter(
             "modelpress_inferences", "Rows inferred, by outcome.", (*MODEL, "outcome"), registry=r
         )
-        self.inflight = Gauge("modelpress_inflight_requests", "Inference requests in progress.", MODEL, registry=r)
-        self.queue_depth = Gauge("modelpress_queue_depth", "Requests waiting for a batch.", MODEL, registry=r)
+        # Across workers: in-flight, queued and memory add up over the live workers; a file's size is one value.
+        self.inflight = Gauge(
+            "modelpress_inflight_requests", "Inference requests in progress.", MODEL, registry=r,
+            multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.queue_depth = Gauge(
+            "modelpress_queue_depth", "Requests waiting for a batch.", MODEL, registry=r, multiprocess_mode="livesum"
+        )
         self.model_memory = Gauge(
             "modelpress_model_memory_bytes",
             "Resident memory a model version took at load (RSS delta).",
             MODEL,
             registry=r,
+            multiprocess_mode="livesum",
         )
-        self.model_size = Gauge("modelpress_model_size_bytes", "Bytes of a model version's files.", MODEL, registry=r)
+        self.model_size = Gauge(
+            "modelpress_model_size_bytes", "Bytes of a model version's files.", MODEL, registry=r,
+            multiprocess_mode="livemax",
+        )  # fmt: skip
+        self.last_inference: Gauge | None = None
+        if workers_dir is not None:
+            self.last_inference = Gauge(
+                "modelpress_last_inference_timestamp_seconds",
+                "Time of the last inference request (Unix seconds).",
+                MODEL,
+                registry=r,
+                multiprocess_mode="max",
+            )
         self.model_info = Info("modelpress_model", "A served model version.", MODEL, registry=r)
         self.repository_polls = Counter(
             "modelpress_repository_polls", "Scans of the model repository by outcome (ok, error).", ("outcome",),
@@ -161,8 +197,18 @@ class Metrics:
         )
         if process:
             ProcessCollector(registry=r)
-        if gpu:
-            r.register(GpuMemoryCollector())
+        gpu_collector = GpuMemoryCollector() if gpu else None
+        if gpu_collector is not None:
+            r.register(gpu_collector)
+        self.workers_dir = workers_dir
+        self.scrape_registry = r
+        if workers_dir is not None:  # every worker's files, plus what this process knows for the whole server
+            self.scrape_registry = CollectorRegistry()
+            self.workers = WorkersCollector(workers_dir)
+            self.scrape_registry.register(self.workers)
+            self.scrape_registry.register(self.model_info)  # every worker serves the same versions
+            if gpu_collector is not None:
+                self.scrape_registry.register(gpu_collector)  # per device, not per process
 
     def model_loaded(
         self, model: str, version: str, *, providers: list[str], precision: str, memory_bytes: int, size_bytes: int
@@ -174,6 +220,12 @@ class Metrics:
         )
         self.inflight.labels(model, version).set(0)
         self.queue_depth.labels(model, version).set(0)
+
+    def workers_stats(self, model: str, version: str) -> ModelStats | None:
+        """With several workers: one version's statistics over all of them (else None: use the process's own)."""
+        if self.workers_dir is None:
+            return None
+        return ModelStats.from_metrics(self.workers.collect(), model, version)
 
     def series(self, model: str, version: str) -> ModelSeries:
         """The series of one served version, for the hot path (see :class:`ModelSeries`)."""

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from modelpress.serving.batcher import Batcher, BatchStats
-from modelpress.serving.batching import batch_policy
+from modelpress.serving.batching.batcher import Batcher, BatchStats
+from modelpress.serving.batching.policy import batch_policy
 from modelpress.serving.compute import ComputePool
 from modelpress.serving.errors import ModelLoadError, ModelNotFoundError, ServingError
 from modelpress.serving.manifest import ManifestError, ModelManifest, read_manifest, verify_files

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import logging
 import os
+import shutil
 import ssl
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
@@ -46,6 +51,8 @@ def check(settings: Settings) -> None:
     except AuthConfigError as e:
         raise ServeError(str(e)) from e
     _check_tls(settings)
+    if settings.trt_engine_cache_dir is not None:
+        check_writable(settings.trt_engine_cache_dir, "trt_engine_cache_dir")
 
 
 def _check_tls(settings: Settings) -> None:
@@ -82,6 +89,20 @@ def watch_tls(config: uvicorn.Config, settings: Settings) -> ContextReloader | N
     return reloader
 
 
+def check_writable(folder: Path, setting: str) -> None:
+    """Create ``folder`` if needed and make sure this process can write there.
+
+    Raises:
+        ServeError: naming the setting and the reason.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".modelpress-write-check-"):
+            pass
+    except OSError as e:
+        raise ServeError(f"{setting} {folder} is not a writable folder: {e.strerror or e}") from e
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """The settings as ``MODELPRESS_*`` variables, so worker processes started by uvicorn rebuild them."""
     env = {}
@@ -116,6 +137,25 @@ def log_config(level: str) -> dict:
     return config
 
 
+@contextlib.contextmanager
+def shared_metrics_dir(settings: Settings) -> Iterator[Path]:
+    """The workers' metrics folder, emptied, named in ``PROMETHEUS_MULTIPROC_DIR`` before any worker starts.
+
+    A temporary folder unless ``metrics_dir`` is set; a temporary one is removed when the server stops.
+    """
+    from modelpress.serving.worker_metrics import ENV, prepare_dir
+
+    made = settings.metrics_dir is None
+    path = Path(tempfile.mkdtemp(prefix="modelpress-metrics-")) if made else settings.metrics_dir
+    prepare_dir(path)
+    os.environ[ENV] = str(path)
+    try:
+        yield path
+    finally:
+        if made:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def serve(settings: Settings) -> None:
     """Serve until SIGTERM/SIGINT; with several workers each process loads its own sessions."""
     import uvicorn
@@ -132,12 +172,14 @@ def serve(settings: Settings) -> None:
     }
     common |= tls_options(settings)
     if settings.workers > 1:
-        os.environ.update(settings_env(settings))  # the entry point hands the settings to the workers
-        if settings.tls_enabled():  # uvicorn builds each worker's SSLContext out of our reach
-            logging.getLogger("serving").warning(
-                "with workers > 1 the REST certificate is read at start only (gRPC's follows the files)"
-            )
-        uvicorn.run("modelpress.serving.app:create_app", workers=settings.workers, **common)
+        with shared_metrics_dir(settings) as metrics_dir:
+            settings = settings.model_copy(update={"metrics_dir": metrics_dir})
+            os.environ.update(settings_env(settings))  # the entry point hands the settings to the workers
+            if settings.tls_enabled():  # uvicorn builds each worker's SSLContext out of our reach
+                logging.getLogger("serving").warning(
+                    "with workers > 1 the REST certificate is read at start only (gRPC's follows the files)"
+                )
+            uvicorn.run("modelpress.serving.app:create_app", workers=settings.workers, **common)
     else:
         from modelpress.serving.app import create_app
 

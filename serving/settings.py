@@ -217,6 +217,50 @@ class Settings(BaseSettings):
             return parse_policies(";".join(f"{k}={v}" for k, v in value.items()))
         return value
 
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="With workers > 1: the folder where the workers share their metrics, so every /metrics scrape "
+        "and /v2/models/{m}/stats covers the whole server (prometheus-client's multiprocess mode; emptied at start). "
+        "Unset: a temporary folder per start, removed at exit.",
+    )
+    tracing: bool | None = Field(
+        default=None,
+        description="OpenTelemetry spans per inference request (queue wait and compute as children), exported over "
+        "OTLP/HTTP as the standard OTEL_* variables say; needs the otel extra. Unset: on when "
+        "OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set.",
+    )
+    cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] | None = Field(
+        default=None,
+        description="CUDA provider: how cuDNN picks convolution algorithms (ORT's default EXHAUSTIVE benchmarks "
+        "them at the first run of each shape; HEURISTIC starts faster).",
+    )
+    trt_fp16: bool = Field(default=False, description="TensorRT provider: let TensorRT run layers in fp16.")
+    trt_engine_cache_dir: Path | None = Field(
+        default=None,
+        description="TensorRT provider: folder for built engines and timing caches (a volume that outlives the "
+        "pod), so a restart loads engines instead of building them again. Created if missing; must be writable.",
+    )
+    trt_max_workspace_bytes: int | None = Field(
+        default=None, gt=0, description="TensorRT provider: most GPU memory a layer may use while it runs."
+    )
+    length_grouping: bool = Field(
+        default=True,
+        description="Text models: run a batch of texts as runs of similar token length instead of one run padded "
+        "to its longest text, when the padding saved outweighs the cost of the extra runs "
+        "(serving/batching/lengths.py).",
+    )
+    length_group_overhead_tokens: int = Field(
+        default=16,
+        ge=1,
+        description="Text models: the fixed cost of one more run, in tokens' worth of compute, when a batch is "
+        "split by length (higher: fewer, more padded runs).",
+    )
+    io_binding: bool | None = Field(
+        default=None,
+        description="Bind inputs and outputs with ONNX Runtime's IOBinding (one copy back at the end). Unset: on "
+        "for sessions whose first provider is a GPU one (CUDA, TensorRT); false: never. No effect on CPU.",
+    )
+
     @field_validator("providers", mode="before")
     @classmethod
     def _providers_csv(cls, value: Any) -> Any:

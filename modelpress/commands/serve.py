@@ -50,6 +50,10 @@ def register(app: typer.Typer) -> None:
         wait_for_repository: float = typer.Option(
             None, "--wait-for-repository", min=0, help="Retry an unreachable repository for up to SECONDS at start."
         ),
+        trt_engine_cache_dir: Path = typer.Option(
+            None, "--trt-engine-cache-dir", help="TensorRT: keep built engines in this folder (a volume)."
+        ),
+        trt_fp16: bool = typer.Option(False, "--trt-fp16", help="TensorRT: allow fp16 layers."),
     ) -> None:
         """Serve a model repository over KServe V2 / V1 REST with Prometheus metrics (also MODELPRESS_* env)."""
         from modelpress.errors import user_errors
@@ -66,6 +70,7 @@ def register(app: typer.Typer) -> None:
             "cache_dir": cache_dir, "poll_interval": poll_interval, "strict_readiness": strict_readiness or None,
             "wait_for_repository": wait_for_repository,
             "version_policy": ";".join(version_policy) or None,
+            "trt_engine_cache_dir": trt_engine_cache_dir, "trt_fp16": trt_fp16 or None,
         }  # fmt: skip
         with user_errors(SettingsError, ServeError, StoreError):
             if storage_options:

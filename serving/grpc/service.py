@@ -168,7 +168,9 @@ class InferenceService:
     async def _infer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
         name, version = request.model_name, request.model_version or None
         check_path_names(name, version)
-        with Tracked(self.dataplane, name, "grpc") as track:
+        # The caller's traceparent travels as metadata; read only when tracing is on (nothing to pay otherwise).
+        carrier = dict(context.invocation_metadata() or ()) if self.dataplane.tracing is not None else None
+        with Tracked(self.dataplane, name, "grpc", carrier) as track:
             parsed, binary = to_inference_request(request)
             check_infer_limits(parsed, self.dataplane.settings)
             result = await self.dataplane.infer(name, version, parsed, binary, deadline_s=context.time_remaining())

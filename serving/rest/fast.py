@@ -1,10 +1,11 @@
 """The inference routes answered ahead of FastAPI: the hot path without the framework's layers.
 
-``POST /v2/models/{m}[/versions/{v}]/infer`` and ``POST /v1/models/{m}:predict`` are matched here and answered
-by the same functions FastAPI's routes call (``infer_response``, ``predict_response``), with what the layers
-between would have added done inline: the request guards (``serving/guards.py``: bearer auth, the drain's
-in-flight count) through the same ``Guards.admit`` the middleware calls, the path-name check of the routers'
-dependency, the handler table's JSON errors and the catch-all's 500. Everything else, and
+``POST /v2/models/{m}[/versions/{v}]/infer``, ``POST /v1/models/{m}:predict`` and ``POST /v1/embeddings`` are
+matched here and answered by the same functions FastAPI's routes call (``infer_response``, ``predict_response``,
+``embeddings_response``), with what the layers between would have added done inline: the request guards
+(``serving/guards.py``: bearer auth, the drain's in-flight count) through the same admission the middleware uses,
+the path-name check of the routers' dependency, the handler table's JSON errors and the catch-all's 500. Everything
+else, and
 every request this does not match (another method, a ``root_path``), goes on to FastAPI, which still declares
 these routes, so ``/openapi.json`` describes them and ``fast_path=false`` serves them the old way.
 :class:`ServingApp` dispatches here first, before ``FastAPI.__call__``: its per-request OpenTelemetry check (it
@@ -31,10 +32,19 @@ from modelpress.serving.errors import ServingError, log_unexpected, serving_erro
 from modelpress.serving.guards import CallKind
 from modelpress.serving.limits import check_path_names
 from modelpress.serving.rest.guard import HttpGuards
+from modelpress.serving.rest.openai_compat import embeddings_response
 from modelpress.serving.rest.v1 import predict_response
 from modelpress.serving.rest.v2 import infer_response
 
-Handler = Callable[[DataPlane, Request, str, str | None], Awaitable[Response]]
+Handler = Callable[[DataPlane, Request, str | None, str | None], Awaitable[Response]]
+
+
+async def embeddings_handler(
+    dataplane: DataPlane, request: Request, _name: str | None, _version: str | None
+) -> Response:
+    """OpenAI's embeddings route (it answers its own errors in OpenAI's shape)."""
+    return await embeddings_response(dataplane, request)
+
 
 # The regular expressions Starlette compiles for these routes' paths (``{x}`` is ``[^/]+``), so a path matches
 # here exactly when FastAPI's router would have matched it to the same route with the same parameters.
@@ -47,17 +57,19 @@ _ROUTES: tuple[tuple[str, str, re.Pattern[str], Handler], ...] = (
         infer_response,
     ),
     ("/v1/models/", ":predict", re.compile(r"^/v1/models/(?P<model_name>[^/]+):predict$"), predict_response),
+    ("/v1/", "/embeddings", re.compile(r"^/v1/embeddings$"), embeddings_handler),  # the model is in the body
 )
 
 
-def match(scope: Scope) -> tuple[Handler, str, str | None] | None:
+def match(scope: Scope) -> tuple[Handler, str | None, str | None] | None:
     """The handler and path parameters of an inference request this layer answers, else None."""
     if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
         return None
     path: str = scope["path"]
     for prefix, suffix, pattern, handler in _ROUTES:
         if path.startswith(prefix) and path.endswith(suffix) and (found := pattern.match(path)) is not None:
-            return handler, found["model_name"], found.groupdict().get("model_version")
+            groups = found.groupdict()
+            return handler, groups.get("model_name"), groups.get("model_version")
     return None
 
 
@@ -73,7 +85,9 @@ class InferenceFastPath:
         self.dataplane = dataplane
         self.guards = guards
 
-    async def serve(self, found: tuple[Handler, str, str | None], scope: Scope, receive: Receive, send: Send) -> None:
+    async def serve(
+        self, found: tuple[Handler, str | None, str | None], scope: Scope, receive: Receive, send: Send
+    ) -> None:
         try:
             admission = self.guards.admit(scope, CallKind.API)
         except ServingError as e:

@@ -1,4 +1,4 @@
-"""``GET /metrics``: the app's registry in the Prometheus text format."""
+"""``GET /metrics``: the app's metrics (every worker's, with several) in the Prometheus text format."""
 
 from __future__ import annotations
 
@@ -12,4 +12,4 @@ router = APIRouter(tags=["metrics"])
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(request.app.state.metrics.scrape_registry), media_type=CONTENT_TYPE_LATEST)

@@ -14,6 +14,7 @@ from modelpress.serving.protocol.types import PredictRequest, PredictResponse
 from modelpress.serving.rest.body import parse_json_model, read_body, require_json
 from modelpress.serving.rest.common import dataplane_of, errors, json_response
 from modelpress.serving.rest.guard import valid_path_names
+from modelpress.serving.rest.openai_compat import model_card
 
 router = APIRouter(tags=["v1"], dependencies=[Depends(valid_path_names)])
 
@@ -27,10 +28,14 @@ _BODY = {
 
 @router.get("/v1/models/{model_name}", responses=errors(404, 503))
 async def model_status(request: Request, model_name: str) -> Response:
-    """KServe V1 model status: ``{"name": ..., "ready": true}``; 503 while the version is not ready."""
-    if not dataplane_of(request).model_ready(model_name, None):
+    """KServe V1 model status: ``{"name": ..., "ready": true}``; 503 while the version is not ready.
+
+    The same path is OpenAI's model retrieve: the answer carries its fields too (``id``, ``object``...).
+    """
+    dataplane = dataplane_of(request)
+    if not dataplane.model_ready(model_name, None):
         raise UnavailableError(f"model '{model_name}' is not ready")
-    return json_response({"name": model_name, "ready": True})
+    return json_response(model_card(dataplane.repository.get(model_name)))
 
 
 @router.post(
@@ -53,7 +58,7 @@ async def predict_response(dataplane: DataPlane, request: Request, name: str, ve
     Raises:
         ServingError: the request is refused or failed (the caller turns it into the JSON error answer).
     """
-    with Tracked(dataplane, name, "v1") as track:
+    with Tracked(dataplane, name, "v1", request.headers) as track:
         require_json(request)
         body = await read_body(request, dataplane.settings.max_body_bytes)
         parsed = parse_json_model(PredictRequest, body, "predict request")

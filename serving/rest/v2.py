@@ -138,7 +138,7 @@ async def infer_response(dataplane: DataPlane, request: Request, name: str, vers
     Raises:
         ServingError: the request is refused or failed (the caller turns it into the JSON error answer).
     """
-    with Tracked(dataplane, name, "v2") as track:
+    with Tracked(dataplane, name, "v2", request.headers) as track:
         parsed, binary = await read_infer_request(request, dataplane.settings.max_body_bytes)
         check_infer_limits(parsed, dataplane.settings)
         result = await dataplane.infer(name, version, parsed, binary)

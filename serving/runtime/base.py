@@ -10,6 +10,8 @@ from modelpress.serving.manifest import ModelManifest, TensorSpec
 
 # Side output of text runtimes: per row, whether its text was cut to the tokenizer's maximum length.
 TRUNCATED = "__truncated__"
+# Side output of text runtimes: per row, its token count before truncation (special tokens included).
+TOKENS = "__tokens__"
 
 
 class ModelRuntime(ABC):

@@ -42,6 +42,9 @@ class RuntimeOptions:
     mem_pattern: bool = True
     shared_cpu_allocator: bool = False
     share_weights: bool = True
+    # Text models: split a batch into runs of similar length when that saves more padded tokens than a run
+    # costs (serving/batching/lengths.py); None runs every batch whole, padded to its longest text.
+    length_group_overhead_tokens: int | None = None
 
 
 def warmup_inputs(specs: list[TensorSpec], rows: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -153,7 +156,9 @@ class OnnxModel(ModelRuntime):
         self._shared = shared
         self._providers = used
         strings = any(s.datatype == "BYTES" for s in [*self.manifest.inputs, *self.manifest.outputs])
-        self._io_binding = use_io_binding(used, has_strings=strings and self.manifest.tokenizer is None)
+        self._io_binding = use_io_binding(
+            used, has_strings=strings and self.manifest.tokenizer is None, setting=self.options.providers.io_binding
+        )
         if self._io_binding:
             log.info("%s v%s: inputs and outputs bound with IOBinding", self.manifest.name, self.manifest.version)
         log.info("loaded %s v%s on %s %s", self.manifest.name, self.manifest.version, used, self.session_options())
@@ -215,16 +220,19 @@ class OnnxModel(ModelRuntime):
             raise InternalError(f"model {self.manifest.name} v{self.manifest.version} is not loaded")
         feeds, side = self._feeds(inputs)
         run_names = [n for n in output_names if n not in side]
+        out = dict(zip(run_names, self._execute(session, feeds, run_names), strict=True))
+        return {n: side[n] if n in side else out[n] for n in output_names}
+
+    def _execute(self, session, feeds: dict[str, np.ndarray], run_names: list[str]) -> list[np.ndarray]:
+        """One session run (subclasses may split it into several), with ORT's errors as ours."""
         try:
             run = self._run_bound if self._io_binding else _run_plain
-            results = run(session, feeds, run_names)
+            return run(session, feeds, run_names)
         except Exception as e:
             # ORT's InvalidArgument means the inputs (e.g. inconsistent dims) were wrong: the caller's fault.
             if type(e).__name__ == "InvalidArgument":
                 raise BadRequestError(f"model '{self.manifest.name}' rejected the inputs: {e}") from e
             raise InternalError(f"model '{self.manifest.name}' failed to run: {type(e).__name__}: {e}") from e
-        out = dict(zip(run_names, results, strict=True))
-        return {n: side[n] if n in side else out[n] for n in output_names}
 
     def _run_bound(self, session, inputs: dict[str, np.ndarray], output_names: list[str]) -> list[np.ndarray]:
         """GPU path: bind host inputs once and let ORT allocate outputs on the device, copied back at the end."""

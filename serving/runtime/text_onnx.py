@@ -4,7 +4,8 @@ The version's ``tokenizer.json`` turns texts into what the ONNX graph takes (``i
 ``attention_mask``, ``token_type_ids``).
 
 Texts longer than the manifest's ``tokenizer.max_length`` are truncated; which rows were is returned as the
-side output :data:`TRUNCATED`, which the dataplane reports in the response parameters.
+side output :data:`TRUNCATED`, which the dataplane reports in the response parameters; each row's token count
+is the side output :data:`TOKENS` (the OpenAI-style embeddings route reports it as ``usage``).
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
+from modelpress.serving.batching.lengths import length_groups
 from modelpress.serving.errors import ModelLoadError
 from modelpress.serving.manifest import ModelManifest
-from modelpress.serving.runtime.base import TRUNCATED
+from modelpress.serving.runtime.base import TOKENS, TRUNCATED
 from modelpress.serving.runtime.onnx import OnnxModel, RuntimeOptions
 from modelpress.serving.text import TextTokenizer, decode_text, shared_tokenizer
 
 
 class TextOnnxModel(OnnxModel):
-    side_outputs = (TRUNCATED,)
+    side_outputs = (TRUNCATED, TOKENS)
 
     def __init__(self, manifest: ModelManifest, version_dir: Path, options: RuntimeOptions) -> None:
         super().__init__(manifest, version_dir, options)
@@ -56,8 +58,36 @@ class TextOnnxModel(OnnxModel):
             raise ModelLoadError(f"{self.manifest.name}: tokenizer not loaded")
         texts = inputs[self.text_input]
         encoded = tokenizer.encode(list(texts.reshape(-1)))
-        truncated = np.asarray(encoded.truncated, dtype=np.bool_).reshape((*texts.shape[:1], -1)).any(axis=1)
-        return encoded.feeds(self._graph_inputs), {TRUNCATED: truncated}
+        rows = (*texts.shape[:1], -1)
+        truncated = np.asarray(encoded.truncated, dtype=np.bool_).reshape(rows).any(axis=1)
+        tokens = np.asarray(encoded.lengths, dtype=np.int64).reshape(rows).sum(axis=1)
+        return encoded.feeds(self._graph_inputs), {TRUNCATED: truncated, TOKENS: tokens}
+
+    def _execute(self, session, feeds: dict[str, np.ndarray], run_names: list[str]) -> list[np.ndarray]:
+        """Run the batch in runs of similar length (``length_group_overhead_tokens``), results in row order."""
+        overhead = self.options.length_group_overhead_tokens
+        mask = feeds.get("attention_mask")
+        if overhead is None or mask is None or mask.shape[0] < 2 or not self._rows_only_outputs(run_names):
+            return super()._execute(session, feeds, run_names)
+        lengths = mask.sum(axis=1)
+        groups = length_groups(lengths, overhead)
+        if len(groups) == 1:
+            return super()._execute(session, feeds, run_names)
+        merged: list[np.ndarray] | None = None
+        for rows in groups:
+            width = int(lengths[rows].max())
+            part = {name: value[rows, :width] for name, value in feeds.items()}
+            results = super()._execute(session, part, run_names)
+            if merged is None:
+                merged = [np.empty((mask.shape[0], *r.shape[1:]), dtype=r.dtype) for r in results]
+            for out, r in zip(merged, results, strict=True):
+                out[rows] = r
+        return merged or []
+
+    def _rows_only_outputs(self, names: list[str]) -> bool:
+        """Outputs with no sequence dimension (one vector per text) can be assembled from runs of other lengths."""
+        shapes = {s.name: s.shape for s in self.manifest.outputs}
+        return all(len(shapes.get(n, [])) <= 2 for n in names)
 
     def unload(self) -> None:
         super().unload()

@@ -2,6 +2,7 @@ import json
 import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -178,3 +179,39 @@ def test_unknown_dtype_is_refused_by_name():
 def test_plain_json_payload():
     payload = plain_json("/predict", np.zeros((2, 2), np.float32))
     assert json.loads(payload.body) == {"instances": [[0.0, 0.0], [0.0, 0.0]]}
+
+
+class _RecordingHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    seen: ClassVar[list[bytes]] = []
+
+    def do_POST(self) -> None:
+        _RecordingHandler.seen.append(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@needs_wrk
+def test_rotating_bodies_are_sent_in_turn():
+    from modelpress.benchmarks.loadgen import rotating_lua
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RecordingHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _RecordingHandler.seen = []
+    try:
+        payloads = [Payload("/p", body, {"Content-Type": "application/json"}, "json") for body in (b"a", b"bb", b'"c"')]
+        result = run_wrk(f"http://127.0.0.1:{server.server_address[1]}", payloads[0], concurrency=1, seconds=1,
+                         extra_lua=rotating_lua(payloads))  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.errors == 0
+    seen = _RecordingHandler.seen
+    assert len(seen) >= 6
+    cycle = [b"a", b"bb", b'"c"']
+    start = cycle.index(seen[0])  # wrk may take one body for its own set-up before the first request
+    assert seen[:6] == [cycle[(start + i) % 3] for i in range(6)]

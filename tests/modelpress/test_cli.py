@@ -37,6 +37,7 @@ def test_every_verb_has_help():
         (["loadtest", "--url", "http://127.0.0.1:9", "--model", "m", "--payload", "xml"], "json or binary"),
         (["loadtest", "--url", "http://127.0.0.1:9", "--model", "m", "--client-cpus", "0,x"], "CPU numbers"),
         (["bench", ".", "--no-inprocess", "--server-cpus", "4096"], "not available"),
+        (["serve", "--repository", ".", "--trt-engine-cache-dir", "README.md/engines"], "trt_engine_cache_dir"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message):

@@ -174,7 +174,14 @@ async def test_v1_predict_applies_standardization_and_softmax(repo, digits_weigh
 
 async def test_v1_model_status(repo):
     async with client_for(repo) as c:
-        assert (await c.get("/v1/models/digits")).json() == {"name": "digits", "ready": True}
+        status = (await c.get("/v1/models/digits")).json()
+        # KServe V1's fields, and OpenAI's model card on the same path (serving/rest/openai_compat.py)
+        assert {k: status[k] for k in ("name", "ready", "id", "object")} == {
+            "name": "digits",
+            "ready": True,
+            "id": "digits",
+            "object": "model",
+        }
         assert (await c.get("/v1/models/nope")).status_code == 404
 
 

@@ -59,3 +59,58 @@ def test_io_binding_only_on_cuda_sessions():
     assert cuda_options(ProviderConfig(arena_extend_strategy="kSameAsRequested"))["arena_extend_strategy"] == (
         "kSameAsRequested"
     )
+
+
+def test_tensorrt_options_precision_workspace_and_engine_cache(tmp_path):
+    config = ProviderConfig(
+        requested=("TensorrtExecutionProvider", "CUDAExecutionProvider"),
+        trt_fp16=True,
+        trt_engine_cache_dir=tmp_path / "engines",
+        trt_max_workspace_bytes=2**31,
+        cudnn_conv_algo_search="HEURISTIC",
+    )
+    chosen = dict(select_providers(config, GPU_BOX, KNOWN))
+    assert chosen["TensorrtExecutionProvider"] == {
+        "device_id": "0",
+        "trt_fp16_enable": "True",
+        "trt_max_workspace_size": str(2**31),
+        "trt_engine_cache_enable": "True",
+        "trt_engine_cache_path": str(tmp_path / "engines"),
+        "trt_timing_cache_enable": "True",
+        "trt_timing_cache_path": str(tmp_path / "engines"),
+    }
+    assert chosen["CUDAExecutionProvider"]["cudnn_conv_algo_search"] == "HEURISTIC"
+    assert chosen["CPUExecutionProvider"] == {}
+    plain = dict(select_providers(ProviderConfig(requested=("TensorrtExecutionProvider",)), GPU_BOX, KNOWN))
+    assert plain["TensorrtExecutionProvider"] == {"device_id": "0"}  # nothing asked, nothing set: ORT's defaults
+
+
+def test_io_binding_on_any_gpu_provider_first_unless_turned_off():
+    assert use_io_binding(["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert not use_io_binding(["CUDAExecutionProvider"], setting=False)
+    assert not use_io_binding(["CPUExecutionProvider"], setting=True)  # nothing to keep on a device
+
+
+def test_settings_reach_the_provider_options(tmp_path, monkeypatch):
+    from modelpress.serving.app import provider_config
+    from modelpress.serving.settings import Settings
+
+    monkeypatch.setenv("MODELPRESS_TRT_FP16", "true")
+    monkeypatch.setenv("MODELPRESS_TRT_ENGINE_CACHE_DIR", str(tmp_path))
+    config = provider_config(Settings(repository=tmp_path, io_binding=False, trt_max_workspace_bytes=1024))
+    assert config.trt_fp16 is True
+    assert config.trt_engine_cache_dir == tmp_path
+    assert config.trt_max_workspace_bytes == 1024
+    assert config.io_binding is False
+
+
+def test_serve_refuses_an_engine_cache_it_cannot_write(tmp_path):
+    from modelpress.serving.server import ServeError, check
+    from modelpress.serving.settings import Settings
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ServeError, match=r"trt_engine_cache_dir .* is not a writable folder"):
+        check(Settings(repository=tmp_path, trt_engine_cache_dir=blocker / "engines"))
+    check(Settings(repository=tmp_path, trt_engine_cache_dir=tmp_path / "new" / "engines"))
+    assert (tmp_path / "new" / "engines").is_dir()

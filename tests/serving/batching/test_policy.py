@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelpress.serving.batching import batch_policy
+from modelpress.serving.batching.policy import batch_policy
 from modelpress.serving.manifest import BatchingConfig, ManifestError, read_manifest
 from tests.serving.conftest import client_for, settings_for
 from tests.serving.models import FEATURES, publish_classifier

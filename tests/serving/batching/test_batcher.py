@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from modelpress.serving.batcher import Batcher, BatcherClosedError
+from modelpress.serving.batching.batcher import Batcher, BatcherClosedError
 from modelpress.serving.errors import OverloadedError
 from tests.serving.conftest import client_for
 from tests.serving.models import FEATURES

@@ -1,0 +1,1 @@
+"""Dynamic batching: the per-model batcher (``batcher``) and how each model batches (``policy``)."""
