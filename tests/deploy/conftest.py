@@ -64,8 +64,10 @@ def tiny_repository(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def serve_image_path(tmp_path_factory: pytest.TempPathFactory):
-    """PYTHONPATH of a stand-in for the `serve` image: requirements/serve.txt and modelpress with its serving stages."""
-    from tests.deploy.files import REQUIREMENTS, read_requirements
+    """PYTHONPATH of a stand-in for the `serve` image: modelpress[serve]'s dependencies and modelpress with its
+    serving stages."""
+    from tests.deploy.files import extras_requirements, normalise
     from tests.deploy.image_env import build
 
-    return build(tmp_path_factory.mktemp("serve-image"), read_requirements(REQUIREMENTS / "serve.txt"))
+    direct = {normalise(r.name): "" for r in extras_requirements(["serve"]) if r.marker is None or r.marker.evaluate()}
+    return build(tmp_path_factory.mktemp("serve-image"), direct)

@@ -1,8 +1,9 @@
-"""Readers for the deployment files the tests check: Dockerfile, .dockerignore, requirements, kustomize output."""
+"""Readers for the deployment files the tests check: Dockerfile, .dockerignore, the constraints lock, kustomize."""
 
 from __future__ import annotations
 
 import importlib.metadata as md
+import importlib.util
 import json
 import re
 import shlex
@@ -12,13 +13,15 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
 DOCKERFILE = ROOT / "Dockerfile"
-REQUIREMENTS = ROOT / "requirements"
+CONSTRAINTS = ROOT / "constraints"
+LOCK = CONSTRAINTS / "images.txt"
 
 # Every kustomization a user applies; each must render and validate on its own.
 KUSTOMIZATIONS = ("overlays/cpu", "overlays/gpu", "overlays/cpu-baked", "pipeline", "monitoring")
@@ -172,7 +175,7 @@ def is_ignored(rel: str, patterns: list[tuple[bool, str]]) -> bool:
     return ignored
 
 
-# ------------------------------------------------------------------------------------------------- requirements
+# ------------------------------------------------------------------------------------------ extras and the lock
 
 
 def read_requirements(path: Path) -> dict[str, str]:
@@ -194,6 +197,26 @@ def read_requirements(path: Path) -> dict[str, str]:
 
 def normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def extras_requirements(extras: list[str]) -> list[Requirement]:
+    """The base dependencies plus those of ``extras``, expanded by the script the Dockerfile runs for them."""
+    spec = importlib.util.spec_from_file_location("constraints_requirements", CONSTRAINTS / "requirements.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return [Requirement(text) for text in module.requirements(project, extras)]
+
+
+def image_extras(stages: list[Stage] | dict[str, Stage]) -> dict[str, list[str]]:
+    """{build stage: the extras its dependency install asks constraints/requirements.py for}."""
+    found = {}
+    for stage in stages.values() if isinstance(stages, dict) else stages:
+        for inst in stage.all("RUN"):
+            match = re.search(r"constraints/requirements\.py\s+\S+\s+([\w ]+?)\s*>", inst.args)
+            if match:
+                found[stage.name] = match.group(1).split()
+    return found
 
 
 def dependency_closure(requirements: dict[str, str]) -> set[str]:

@@ -1,20 +1,59 @@
-"""The serving images install what serving imports, nothing of torch, at the versions the suite runs."""
+"""One lock for every image: it pins what the images' extras pull in, one onnxruntime release, and no torch in the
+servers; what serving imports is installed by the serve extras."""
 
 from __future__ import annotations
 
 import ast
 import importlib.metadata as md
 import sys
-from pathlib import Path
 
 import pytest
+from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
-from tests.deploy.files import REQUIREMENTS, ROOT, dependency_closure, normalise, read_requirements
+from tests.deploy.files import (
+    LOCK,
+    ROOT,
+    Stage,
+    dependency_closure,
+    extras_requirements,
+    image_extras,
+    normalise,
+    read_requirements,
+)
 
 # Code that goes into the serving images (Dockerfile stages serve-build / serve-gpu-build).
 SERVED_PACKAGES = ("common", "serving", "modelpress")
 FORBIDDEN = {"torch", "torchvision", "onnx", "onnxscript", "optuna", "scikit-learn", "transformers", "matplotlib"}
+# Build stage -> what it must install: the server images one runtime flavour each, the pipeline every stage.
+EXPECTED_EXTRAS = {"serve-build": {"serve"}, "serve-gpu-build": {"gpu"}, "pipeline": {"export", "serve", "hf"}}
+# The images' interpreter and platform: python:3.11-slim-bookworm on x86_64 (the lock is resolved for them).
+IMAGE_ENVIRONMENT = default_environment() | {
+    "python_version": "3.11",
+    "python_full_version": "3.11.7",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "x86_64",
+    "implementation_name": "cpython",
+}
+
+
+@pytest.fixture(scope="module")
+def lock() -> dict[str, str]:
+    return read_requirements(LOCK)
+
+
+@pytest.fixture(scope="module")
+def extras_of(stages: dict[str, Stage]) -> dict[str, list[str]]:
+    return image_extras(stages)
+
+
+def _applies(req: Requirement, extras: set[str] = frozenset()) -> bool:
+    return req.marker is None or any(req.marker.evaluate(IMAGE_ENVIRONMENT | {"extra": e}) for e in {"", *extras})
+
+
+def _direct(extras: list[str]) -> list[Requirement]:
+    return [r for r in extras_requirements(extras) if _applies(r)]
 
 
 def _import_names(dists: set[str]) -> set[str]:
@@ -76,54 +115,86 @@ def served_imports() -> dict[str, tuple[str, bool]]:
     return {m: w for m, w in found.items() if m not in sys.stdlib_module_names and m not in SERVED_PACKAGES}
 
 
-@pytest.mark.parametrize("name", ["serve.txt", "serve-gpu.txt"])
-def test_no_torch_in_the_server_images(name: str) -> None:
-    listed = read_requirements(REQUIREMENTS / name)
-    assert not FORBIDDEN & set(listed)
-    assert not FORBIDDEN & dependency_closure(listed), "a serving dependency pulls in torch-side packages"
+# ------------------------------------------------------------------------------------------------- the lock
 
 
-def test_one_onnxruntime_flavour_per_image() -> None:
-    cpu = read_requirements(REQUIREMENTS / "serve.txt")
-    gpu = read_requirements(REQUIREMENTS / "serve-gpu.txt")
-    assert "onnxruntime" in cpu
-    assert "onnxruntime-gpu" not in cpu
-    assert "onnxruntime-gpu" in gpu
-    assert "onnxruntime" not in gpu
-    assert cpu["onnxruntime"] == gpu["onnxruntime-gpu"], "both images should serve with the same ORT release"
+def test_each_image_installs_its_extras_under_the_lock(stages: dict[str, Stage], extras_of) -> None:
+    assert {stage: set(extras) for stage, extras in extras_of.items()} == EXPECTED_EXTRAS
+    for name in EXPECTED_EXTRAS:
+        assert stages[name].env().get("PIP_CONSTRAINT") == "/src/constraints/images.txt", name
 
 
-@pytest.mark.parametrize("name", ["serve.txt", "serve-gpu.txt"])
-def test_every_serving_import_is_installed(name: str) -> None:
-    provided = _import_names(dependency_closure(read_requirements(REQUIREMENTS / name)))
+def test_onnxruntime_is_pinned_once_and_both_flavours_match(lock: dict[str, str]) -> None:
+    lines = [line.split("==")[0] for line in LOCK.read_text().splitlines() if "==" in line.split("#")[0]]
+    assert len(lines) == len(set(lines)), "a distribution is pinned twice"
+    assert lines.count("onnxruntime") == 1
+    assert lock["onnxruntime"] == lock["onnxruntime-gpu"], "export and both servers must run one ORT release"
+
+
+@pytest.mark.parametrize("image", sorted(EXPECTED_EXTRAS))
+def test_the_lock_pins_every_direct_dependency_within_its_range(lock: dict[str, str], extras_of, image) -> None:
+    direct = _direct(extras_of[image])
+    assert len(direct) >= 10
+    missing = sorted(normalise(r.name) for r in direct if normalise(r.name) not in lock)
+    assert not missing, f"{image}: not pinned in constraints/images.txt: {missing} (run `make lock`)"
+    outside = {
+        r.name: f"{lock[normalise(r.name)]} not in {r.specifier}"
+        for r in direct
+        if not r.specifier.contains(lock[normalise(r.name)], prereleases=True)
+    }
+    assert not outside, f"{image}: pins outside pyproject.toml's ranges: {outside} (run `make lock`)"
+
+
+def test_the_lock_is_closed_under_dependencies(lock: dict[str, str]) -> None:
+    """Each pinned distribution installed here at its pinned version has all its requirements pinned and met.
+
+    (The metadata comes from this environment, so a distribution installed here at another version is skipped;
+    enough must be checked for the test to mean something.)
+    """
+    checked, unmet = 0, {}
+    for name, version in lock.items():
+        try:
+            dist = md.distribution(name)
+        except md.PackageNotFoundError:
+            continue
+        if dist.version != version:
+            continue
+        checked += 1
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if not _applies(req):
+                continue
+            pinned = lock.get(normalise(req.name))
+            if pinned is None or not req.specifier.contains(pinned, prereleases=True):
+                unmet.setdefault(name, []).append(f"{text} (lock: {pinned})")
+    assert checked >= 40, f"only {checked} pins could be checked against installed metadata"
+    assert not unmet, f"requirements of pinned distributions the lock does not meet: {unmet}"
+
+
+# ----------------------------------------------------------------------------------------------- the servers
+
+
+@pytest.mark.parametrize("extras", [["serve"], ["gpu"]])
+def test_no_torch_in_the_server_images(extras: list[str]) -> None:
+    direct = {normalise(r.name) for r in _direct(extras)}
+    assert not FORBIDDEN & direct
+    assert not FORBIDDEN & dependency_closure(dict.fromkeys(direct, "")), "a serving dependency pulls in torch"
+
+
+@pytest.mark.parametrize("extras", [["serve"], ["gpu"]])
+def test_every_serving_import_is_installed(extras: list[str]) -> None:
+    direct = {normalise(r.name) for r in _direct(extras)}
+    provided = _import_names(dependency_closure(dict.fromkeys(direct, "")))
     missing = {
         module: where
         for module, (where, optional) in served_imports().items()
-        if module not in provided and not (optional and name == "serve.txt")
+        if module not in provided and not (optional and extras == ["serve"])
     }
-    assert not missing, f"requirements/{name} does not install what these import: {missing}"
+    assert not missing, f"modelpress[{','.join(extras)}] does not install what these import: {missing}"
 
 
 def test_import_scan_sees_real_imports() -> None:
     """The scanner finds what the code imports (so an empty result cannot pass by accident)."""
     found = served_imports()
-    assert {"pydantic", "typer"} <= set(found)
+    assert {"pydantic", "typer", "onnxruntime"} <= set(found)
     assert not found["typer"][1]
-
-
-def test_pins_are_project_dependencies_within_their_ranges() -> None:
-    """Nothing in the images that `pip install modelpress[cpu,hf]` (or `[gpu,hf]`) would not also bring, and
-    each pin inside the range pyproject.toml declares (exact equality with this venv would break whenever a
-    fresh install resolves a newer release)."""
-    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
-    project = tomllib.loads(Path(ROOT / "pyproject.toml").read_text())["project"]
-    extras = project["optional-dependencies"]
-    declared = project["dependencies"] + extras["cpu"] + extras["gpu"] + extras["hf"]
-    ranges = {normalise(Requirement(d).name): Requirement(d).specifier for d in declared}
-    pins = read_requirements(REQUIREMENTS / "serve.txt") | read_requirements(REQUIREMENTS / "serve-gpu.txt")
-    undeclared = sorted(set(pins) - set(ranges))
-    assert not undeclared, f"not declared in pyproject.toml: {undeclared}"
-    outside = {
-        name: f"{version} not in {ranges[name]}" for name, version in pins.items() if version not in ranges[name]
-    }
-    assert not outside, f"pins outside the project's ranges: {outside}"
