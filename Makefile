@@ -71,3 +71,9 @@ clean:
 .PHONY: lock
 lock: install
 	$(BIN)/python constraints/lock.py $(LOCK_ARGS)
+
+# Build the serve image with docker or podman and check it running (readiness, non-root, no torch, V2 + V1, SIGTERM);
+# skipped (exit 0) where no engine answers. ENGINE=docker|podman, BUILD_FLAGS="..." for `build`.
+.PHONY: image
+image: install
+	$(BIN)/python scripts/image_check.py --repository $(DEMO_DIR)/repository --workdir $(DEMO_DIR)/work
