@@ -47,11 +47,11 @@ LABEL org.opencontainers.image.title="modelpress-serve" \
       org.opencontainers.image.description="modelpress inference server: ONNX Runtime (CPU), Open Inference Protocol, Prometheus metrics" \
       org.opencontainers.image.licenses="Apache-2.0"
 # The user's HOME exists (ONNX Runtime and Python's caches look there; without it ORT warns at every start).
+# /models is root's: the server only reads its repository (serve-baked's models are root's and read-only too).
 RUN groupadd --system --gid 10001 modelpress \
     && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/modelpress \
        --shell /usr/sbin/nologin modelpress \
-    && mkdir -p /models \
-    && chown 10001:10001 /models
+    && mkdir -p /models
 COPY --from=serve-build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     HOME=/home/modelpress \
@@ -124,8 +124,7 @@ RUN apt-get update \
     && groupadd --system --gid 10001 modelpress \
     && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/modelpress \
        --shell /usr/sbin/nologin modelpress \
-    && mkdir -p /models \
-    && chown 10001:10001 /models
+    && mkdir -p /models
 COPY --from=serve-gpu-build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     HOME=/home/modelpress \

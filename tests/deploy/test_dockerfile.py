@@ -148,6 +148,10 @@ def test_baked_models_are_roots_and_read_only(stages: dict[str, Stage]) -> None:
     copies = [i.args for i in stage.all("COPY")]
     assert copies == ["--from=baked-models /models/ /models/"]
     assert not stage.all("USER"), "serve-baked keeps serve's non-root user"
+    # The folder the models land in is root's too (the runtime user could add a model to it otherwise).
+    serve_runs = " ".join(i.args for i in stages["serve"].all("RUN"))
+    assert "mkdir -p /models" in serve_runs
+    assert "chown" not in serve_runs
 
 
 def test_no_syntax_directive() -> None:
