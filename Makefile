@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch first, pinned, so the project's torch range is already met and pip does not
 # reach for a multi-GB CUDA build. Override for a GPU machine: make demo TORCH=torch==2.13.0+cu126
 TORCH ?= torch==2.13.0
-EXTRAS ?= cpu,hf,dev
+EXTRAS ?= serve,export,hf,dev
 DEMO_DIR ?= demo-output
 HOST ?= 127.0.0.1
 PORT ?= 8000
@@ -72,3 +72,15 @@ bench: install tools
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
+
+# constraints/images.txt, the one lock every image installs with: pip resolves constraints/images.in (the package's
+# extras plus the onnxruntime and torch builds) for this Python; extra pip arguments go in LOCK_ARGS.
+.PHONY: lock
+lock: install
+	$(BIN)/python constraints/lock.py $(LOCK_ARGS)
+
+# Build the serve image with docker or podman and check it running (readiness, non-root, no torch, V2 + V1, SIGTERM);
+# skipped (exit 0) where no engine answers. ENGINE=docker|podman, BUILD_FLAGS="..." for `build`.
+.PHONY: image
+image: install
+	$(BIN)/python scripts/image_check.py --repository $(DEMO_DIR)/repository --workdir $(DEMO_DIR)/work

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 
 import typer
 
 import modelpress.commands
+from modelpress.errors import USAGE_EXIT_CODE
+from modelpress.extras import missing_extra_message
 
 HELP = "modelpress: train, compress, export and serve models — one tool from training to serving."
 
@@ -27,4 +30,12 @@ def build_app() -> typer.Typer:
 
 
 def main() -> None:
-    build_app()()
+    try:
+        build_app()()
+    except ModuleNotFoundError as e:
+        # A verb's stage needs an extra this install lacks: say which, like any other bad input (exit code 2).
+        message = missing_extra_message(e)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(USAGE_EXIT_CODE)

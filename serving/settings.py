@@ -74,8 +74,8 @@ class Settings(BaseSettings):
     cpu_mem_arena: bool = Field(
         default=False,
         description="ONNX Runtime's CPU memory arena per session (ORT's own default is on). Off, a session's "
-        "run buffers are malloc'd and freed per run instead of kept for good in an arena per model: 40 MiB "
-        "less RSS over the demo repository, no latency cost measured at batch 1 or 32 (docs/benchmarks.md).",
+        "run buffers are malloc'd and freed per run instead of kept for good in an arena per model: less "
+        "resident memory with many models (measured in docs/benchmarks.md).",
     )
     mem_pattern: bool = Field(
         default=True, description="ONNX Runtime's memory-pattern planning per session (ORT's default)."
@@ -88,8 +88,8 @@ class Settings(BaseSettings):
     share_weights: bool = Field(
         default=True,
         description="Hold an embedding table once when several CPU sessions carry the same bytes (a student "
-        "and its teacher; their int8 variants), and one tokenizer per tokenizer file: 80 MiB less RSS over the "
-        "demo repository (docs/benchmarks.md).",
+        "and its teacher; their int8 variants), and one tokenizer per tokenizer file (savings measured in "
+        "docs/benchmarks.md).",
     )
     compute_threads: int = Field(default=2, ge=1, description="Thread pool running session.run (bounded).")
     dynamic_batching: bool = Field(
@@ -260,6 +260,12 @@ class Settings(BaseSettings):
         description="Bind inputs and outputs with ONNX Runtime's IOBinding (one copy back at the end). Unset: on "
         "for sessions whose first provider is a GPU one (CUDA, TensorRT); false: never. No effect on CPU.",
     )
+
+    @field_validator("auth_token", "auth_token_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # `MODELPRESS_AUTH_TOKEN_FILE=` (a template's blank line) would otherwise be the path "." or an empty token.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("providers", mode="before")
     @classmethod

@@ -64,8 +64,14 @@ def tiny_repository(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def serve_image_path(tmp_path_factory: pytest.TempPathFactory):
-    """PYTHONPATH of a stand-in for the `serve` image: requirements/serve.txt and modelpress with its serving stages."""
-    from tests.deploy.files import REQUIREMENTS, read_requirements
+    """PYTHONPATH of a stand-in for the `serve` image: the dependencies of its extras and modelpress with its
+    serving stages."""
+    from tests.deploy.files import IMAGE_EXTRAS, extras_requirements, normalise
     from tests.deploy.image_env import build
 
-    return build(tmp_path_factory.mktemp("serve-image"), read_requirements(REQUIREMENTS / "serve.txt"))
+    direct = {
+        normalise(r.name): ""
+        for r in extras_requirements(list(IMAGE_EXTRAS["serve-build"]))
+        if r.marker is None or r.marker.evaluate()
+    }
+    return build(tmp_path_factory.mktemp("serve-image"), direct)

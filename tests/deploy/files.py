@@ -1,8 +1,9 @@
-"""Readers for the deployment files the tests check: Dockerfile, .dockerignore, requirements, kustomize output."""
+"""Readers for the deployment files the tests check: Dockerfile, .dockerignore, the constraints lock, kustomize."""
 
 from __future__ import annotations
 
 import importlib.metadata as md
+import importlib.util
 import json
 import re
 import shlex
@@ -12,13 +13,15 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
 DOCKERFILE = ROOT / "Dockerfile"
-REQUIREMENTS = ROOT / "requirements"
+CONSTRAINTS = ROOT / "constraints"
+LOCK = CONSTRAINTS / "images.txt"
 
 # Every kustomization a user applies; each must render and validate on its own.
 KUSTOMIZATIONS = (
@@ -26,6 +29,14 @@ KUSTOMIZATIONS = (
     "overlays/object-storage", "pipeline-object-storage",
 )  # fmt: skip
 SERVER_OVERLAYS = ("overlays/cpu", "overlays/gpu", "overlays/cpu-baked", "overlays/object-storage")
+# The package extras each image's build stage installs (the Dockerfile, under constraints/images.txt): the servers
+# speak gRPC too and read s3:// repositories (k8s/overlays/object-storage); the pipeline publishes there and tunes
+# against PostgreSQL (k8s/tune).
+IMAGE_EXTRAS = {
+    "serve-build": ("grpc", "s3", "serve"),
+    "serve-gpu-build": ("gpu", "grpc", "s3"),
+    "pipeline": ("export", "hf", "postgres", "s3", "serve"),
+}
 # Prefix of the server settings in the environment (modelpress.serving.settings.Settings).
 PREFIX = "MODELPRESS_"
 
@@ -175,7 +186,7 @@ def is_ignored(rel: str, patterns: list[tuple[bool, str]]) -> bool:
     return ignored
 
 
-# ------------------------------------------------------------------------------------------------- requirements
+# ------------------------------------------------------------------------------------------ extras and the lock
 
 
 def read_requirements(path: Path) -> dict[str, str]:
@@ -197,6 +208,26 @@ def read_requirements(path: Path) -> dict[str, str]:
 
 def normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def extras_requirements(extras: list[str]) -> list[Requirement]:
+    """The base dependencies plus those of ``extras``, expanded by the script the Dockerfile runs for them."""
+    spec = importlib.util.spec_from_file_location("constraints_requirements", CONSTRAINTS / "requirements.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return [Requirement(text) for text in module.requirements(project, extras)]
+
+
+def image_extras(stages: list[Stage] | dict[str, Stage]) -> dict[str, list[str]]:
+    """{build stage: the extras its dependency install asks constraints/requirements.py for}."""
+    found = {}
+    for stage in stages.values() if isinstance(stages, dict) else stages:
+        for inst in stage.all("RUN"):
+            match = re.search(r"constraints/requirements\.py\s+\S+\s+([\w ]+?)\s*>", inst.args)
+            if match:
+                found[stage.name] = match.group(1).split()
+    return found
 
 
 def dependency_closure(requirements: dict[str, str]) -> set[str]:

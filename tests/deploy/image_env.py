@@ -1,6 +1,6 @@
 """An offline stand-in for the `serve` image's Python environment, built from this venv without a network.
 
-A folder holds symlinks to exactly the distributions ``requirements/serve.txt`` resolves to (with their
+A folder holds symlinks to exactly the distributions ``modelpress[serve]`` depends on (with their
 dependencies, read from installed metadata) plus the ``modelpress`` package laid out as the wheel installs it, with
 only the stage folders the server imports (``common`` and ``serving`` as ``modelpress.common`` and
 ``modelpress.serving``): a server module that imports training or export code fails here. ``python -S`` with that

@@ -279,3 +279,18 @@ def test_images_are_dockerfile_targets(rendered: dict[str, list[dict]], stages: 
                 assert ":" in image, f"k8s/{name} {workload}: {image} has no tag"
                 seen.add(target)
     assert seen == {"serve", "serve-gpu", "serve-baked", "pipeline"}
+
+
+@pytest.mark.parametrize("name", SERVER_OVERLAYS)
+def test_home_is_the_images_and_writable(rendered: dict[str, list[dict]], stages: dict[str, Stage], name: str) -> None:
+    """The root filesystem is read-only, so the user's HOME (the image's) is an emptyDir mounted there."""
+    pod = one(rendered[name], "Deployment")["spec"]["template"]["spec"]
+    server = pod["containers"][0]
+    target = "serve-gpu" if "serve-gpu" in server["image"] else "serve"
+    home = {var["name"]: var.get("value") for var in server.get("env", [])}["HOME"]
+    assert home == stages[target].env()["HOME"]
+    assert server["securityContext"]["readOnlyRootFilesystem"] is True
+    mount = next(m for m in server["volumeMounts"] if m["mountPath"] == home)
+    assert not mount.get("readOnly", False)
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert "emptyDir" in volume

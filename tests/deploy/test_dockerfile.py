@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.deploy.files import DOCKERFILE, ROOT, Stage, find_tool, read_requirements
+from tests.deploy.files import DOCKERFILE, LOCK, ROOT, Stage, extras_requirements, find_tool, read_requirements
 
 TARGETS = ("serve", "serve-baked", "serve-gpu", "pipeline")
 
@@ -83,18 +83,22 @@ def test_gpu_image_requires_cuda_first(stages: dict[str, Stage]) -> None:
     assert env["MODELPRESS_PROVIDERS"].split(",")[0] == "CUDAExecutionProvider"
     assert env["MODELPRESS_REQUIRE_GPU"] == "true"
     assert re.search(r"nvidia/cuda:13\.\d+\.\d+-cudnn-runtime-", stage.base), stage.base
-    gpu = read_requirements(ROOT / "requirements" / "serve-gpu.txt")
+    lock = read_requirements(LOCK)
     # onnxruntime-gpu 1.2x..1.3x wheels on PyPI: CUDA 12 up to 1.22, CUDA 13 from there; ours is built for 13.
-    assert gpu["onnxruntime-gpu"].startswith("1.3")
-    assert "nvidia-ml-py" in gpu
+    assert lock["onnxruntime-gpu"].startswith("1.3")
+    gpu = {r.name for r in extras_requirements(["gpu"])}
+    assert {"onnxruntime-gpu", "nvidia-ml-py"} <= gpu
+    assert "onnxruntime" not in gpu, "both flavours install the module onnxruntime: never both in one image"
 
 
 @pytest.mark.parametrize(("build", "final"), [("serve-build", "serve"), ("serve-gpu-build", "serve-gpu")])
 def test_dependencies_install_before_the_source(stages: dict[str, Stage], build: str, final: str) -> None:
-    """Layer caching: the pip install of the requirement list comes before any source folder is copied."""
+    """Layer caching: the pip install of the extras' requirement list comes before any source folder is copied."""
     instructions = stages[build].instructions
     install = next(
-        i for i, inst in enumerate(instructions) if inst.keyword == "RUN" and "-r /src/requirements" in inst.args
+        i
+        for i, inst in enumerate(instructions)
+        if inst.keyword == "RUN" and "constraints/requirements.py" in inst.args and "pip install -r" in inst.args
     )
     first_source = next(i for i, inst in enumerate(instructions) if inst.keyword == "COPY" and "serving/" in inst.args)
     assert install < first_source
@@ -119,7 +123,10 @@ def test_server_images_install_only_serving_dependencies(stages: dict[str, Stage
 def test_pipeline_image_has_torch_cpu_and_every_stage(stages: dict[str, Stage]) -> None:
     stage = stages["pipeline"]
     runs = " ".join(i.args for i in stage.all("RUN"))
-    assert "torch==" in runs
+    # torch is pinned by the lock to PyTorch's CPU build, which the install finds on the CPU index.
+    assert read_requirements(LOCK)["torch"].endswith("+cpu")
+    assert "torch" in {r.name for r in extras_requirements(["export"])}
+    assert '--extra-index-url "${TORCH_INDEX_URL}"' in runs
     args = {i.args.split("=")[0]: i.args.split("=", 1)[1] for i in stage.all("ARG") if "=" in i.args}
     assert args["TORCH_INDEX_URL"].endswith("/cpu")
     copied = " ".join(i.args for i in stage.all("COPY"))
@@ -127,8 +134,39 @@ def test_pipeline_image_has_torch_cpu_and_every_stage(stages: dict[str, Stage]) 
         assert package in copied
 
 
-def test_baked_target_copies_the_repository_arg(stages: dict[str, Stage]) -> None:
+def test_baked_models_are_roots_and_read_only(stages: dict[str, Stage]) -> None:
+    """The repository is copied and made root-owned, read-only in a stage of its own; serve-baked takes the result
+    (one layer of models, no --chown to the runtime user)."""
+    models = stages["baked-models"]
+    assert any(i.args.startswith("MODEL_REPOSITORY") for i in models.all("ARG"))
+    assert any("${MODEL_REPOSITORY}" in i.args and i.args.endswith("/models/") for i in models.all("COPY"))
+    runs = " ".join(i.args for i in models.all("RUN"))
+    assert "chown -R 0:0 /models" in runs
+    assert "chmod -R a=rX /models" in runs
     stage = stages["serve-baked"]
     assert stage.base == "serve"
-    assert any(i.args.startswith("MODEL_REPOSITORY") for i in stage.all("ARG"))
-    assert any("${MODEL_REPOSITORY}" in i.args and i.args.endswith("/models/") for i in stage.all("COPY"))
+    copies = [i.args for i in stage.all("COPY")]
+    assert copies == ["--from=baked-models /models/ /models/"]
+    assert not stage.all("USER"), "serve-baked keeps serve's non-root user"
+    # The folder the models land in is root's too (the runtime user could add a model to it otherwise).
+    serve_runs = " ".join(i.args for i in stages["serve"].all("RUN"))
+    assert "mkdir -p /models" in serve_runs
+    assert "chown" not in serve_runs
+
+
+def test_no_syntax_directive() -> None:
+    """`# syntax=` makes BuildKit pull a frontend image from a registry: air-gapped builds fail."""
+    head = DOCKERFILE.read_text().splitlines()[:5]
+    assert not any(line.replace(" ", "").lower().startswith("#syntax=") for line in head)
+
+
+@pytest.mark.parametrize(("build", "final"), [("serve-build", "serve"), ("serve-gpu-build", "serve-gpu")])
+def test_server_images_have_a_home_and_no_pip(stages: dict[str, Stage], build: str, final: str) -> None:
+    stage = stages[final]
+    home = stage.env()["HOME"]
+    useradd = next(i.args for i in stage.all("RUN") if "useradd" in i.args)
+    assert "--create-home" in useradd
+    assert f"--home-dir {home}" in useradd
+    last_install = [i.args for i in stages[build].all("RUN") if "pip install --no-deps /src" in i.args][-1]
+    assert "pip uninstall --yes" in last_install
+    assert " pip " in last_install.split("uninstall", 1)[1] + " "

@@ -22,7 +22,8 @@ KEPT_OUT = [
 LET_IN = [
     "pyproject.toml",
     "README.md",
-    "requirements/serve.txt",
+    "constraints/images.txt",
+    "constraints/requirements.py",
     "serving/manifest.py",
     "modelpress/cli.py",
     "training/checkpoint.py",

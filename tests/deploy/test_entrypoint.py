@@ -1,7 +1,7 @@
 """The images' entry point, run outside Docker with the image's Python world and environment.
 
 No Docker engine runs here, so this is the closest to `docker run`: the ENTRYPOINT command line from the
-Dockerfile, in a stand-in for the image's site-packages (only what requirements/serve.txt installs, plus the
+Dockerfile, in a stand-in for the image's site-packages (only what modelpress[serve] installs, plus the
 serving and modelpress packages; see image_env.py), the ENV of the target and the ConfigMap's settings, on
 loopback and a free port.
 """

@@ -61,15 +61,20 @@ def test_serve_with_the_store_unreachable_fails_fast_or_waits_for_it(tmp_path, m
     assert time.monotonic() - started < 60
     # With --wait-for-repository the server retries with backoff and starts once the store is up.
     http = f"http://127.0.0.1:{free_port()}"
-    waiting = subprocess.Popen(
-        [sys.executable, "-m", "modelpress", "serve", "--repository", url, "--port", http.rsplit(":", 1)[1],
-         "--wait-for-repository", "60", "--cache-dir", str(tmp_path / "cache")],
-        env=clean_env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    log = tmp_path / "serve.log"
+    with log.open("w") as sink:
+        waiting = subprocess.Popen(
+            [sys.executable, "-m", "modelpress", "serve", "--repository", url, "--port", http.rsplit(":", 1)[1],
+             "--wait-for-repository", "60", "--cache-dir", str(tmp_path / "cache")],
+            env=clean_env(**env), stdout=subprocess.DEVNULL, stderr=sink, text=True,
+        )  # fmt: skip
     ready = False
     try:
-        time.sleep(4)
-        assert waiting.poll() is None  # still retrying
+        # The store comes up only once the server has seen it missing (a loaded machine starts Python slowly).
+        deadline = time.monotonic() + 60
+        while "attempt 1" not in log.read_text() and waiting.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert waiting.poll() is None, log.read_text()  # still retrying
         with moto_server(port) as s3:
             s3fs_for(s3).mkdir("models")
             publish_remote(url, tmp_path / "scratch")
@@ -82,7 +87,8 @@ def test_serve_with_the_store_unreachable_fails_fast_or_waits_for_it(tmp_path, m
                     continue
     finally:
         waiting.kill()
-        stderr = waiting.communicate()[1]
+        waiting.wait()
+    stderr = log.read_text()
     assert ready, stderr
     # Attempt 1 saw no store (or, on a slow machine, the store before its bucket existed): retried either way.
     assert re.search(r"repository not readable \(attempt 1, retrying in 1 s\): (cannot reach|bucket)", stderr)

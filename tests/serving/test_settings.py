@@ -68,3 +68,17 @@ def test_the_server_shares_one_spinning_thread_pool_by_default(monkeypatch, tmp_
     monkeypatch.setenv("MODELPRESS_ALLOW_SPINNING", "false")
     with pytest.raises(SettingsError, match=r"allow_spinning=false needs shared_thread_pool=false"):
         load_settings(repository=tmp_path)
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_an_empty_auth_variable_means_unset(monkeypatch, tmp_path, blank):
+    """`MODELPRESS_AUTH_TOKEN_FILE=` (a blank line of an env template) is no auth, not the path '.'."""
+    monkeypatch.setenv("MODELPRESS_REPOSITORY", str(tmp_path))
+    monkeypatch.setenv("MODELPRESS_AUTH_TOKEN_FILE", blank)
+    monkeypatch.setenv("MODELPRESS_AUTH_TOKEN", blank)
+    settings = Settings()
+    assert settings.auth_token_file is None
+    assert settings.auth_token is None
+    assert not settings.auth_enabled()
+    monkeypatch.setenv("MODELPRESS_AUTH_TOKEN_FILE", str(tmp_path / "token"))
+    assert Settings().auth_token_file == tmp_path / "token"
