@@ -8,11 +8,12 @@ import os
 
 from pydantic import SecretStr
 
+from modelpress.common.errors import UserError
 from modelpress.serving.runtime.providers import ProviderConfig, preflight
 from modelpress.serving.settings import Settings
 
 
-class ServeError(Exception):
+class ServeError(UserError):
     """The server cannot start with these settings (message names the problem)."""
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from modelpress.common.errors import UserError
 from modelpress.training import distributed
 from modelpress.training.checkpoint import (
     CheckpointError,
@@ -37,7 +38,7 @@ from modelpress.training.trainer import check_monitor, evaluate_outputs, fit, pr
 TRAINER_STATE_FILE = "trainer_state.pt"
 
 
-class TrainingError(ValueError):
+class TrainingError(UserError, ValueError):
     """The recipe and the data do not fit together (shapes, metric names, resume limits)."""
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.progress import Progress
 
+from modelpress.common.errors import UserError
 from modelpress.export.compare.machine import describe_machine
 from modelpress.export.compare.macs import count_macs
 from modelpress.export.compare.runners import (
@@ -36,7 +37,7 @@ from modelpress.serving.manifest import (
 _COMPRESSING = ("quant", "int8", "fp16", "prune", "distill", "sparse")
 
 
-class CompareError(Exception):
+class CompareError(UserError):
     """The repository cannot be compared (missing, empty, or a file)."""
 
 

@@ -19,7 +19,7 @@ from pydantic import Field
 from modelpress.export.errors import VerificationError
 from modelpress.export.graph_rewrite import drop_zero_bias_zero_points, gemm_to_matmul
 from modelpress.export.onnx_files import has_external_data, save_model
-from modelpress.export.passes.base import Pass, PassConfig, PassContext, PassOutput
+from modelpress.export.passes.base import ModelHandle, OnnxHandle, Pass, PassConfig, PassContext, PassOutput
 
 
 class QuantizeConfig(PassConfig):
@@ -37,12 +37,12 @@ class Quantize(Pass):
     config_class = QuantizeConfig
     config: QuantizeConfig
 
-    def run(self, model_path: Path | None, out_dir: Path, ctx: PassContext) -> PassOutput:
+    def run(self, model: ModelHandle, out_dir: Path, ctx: PassContext) -> PassOutput:
         import onnx
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
-        if model_path is None:
-            raise VerificationError("the quantize pass needs an ONNX model: put the onnx pass before it")
+        source = self.take(model, OnnxHandle)
+        model_path = source.path
         external = "always" if has_external_data(model_path) else "auto"
         ops = {n.op_type for n in onnx.load(str(model_path), load_external_data=False).graph.node}
         mode = self.config.mode
@@ -68,7 +68,8 @@ class Quantize(Pass):
         details["quantized_nodes"] = sum(1 for n in proto.graph.node if _is_quantized(n.op_type))
         if details["quantized_nodes"] == 0:
             raise VerificationError(f"{mode} quantization found nothing to quantize (graph ops: {sorted(ops)})")
-        return PassOutput(save_model(proto, out_dir, external=external), precision="int8", details=details)
+        path = save_model(proto, out_dir, external=external)
+        return PassOutput(OnnxHandle(path, source.source), precision="int8", details=details)
 
     def _static(self, source: Path, target: Path, ctx: PassContext) -> None:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from modelpress.export.compress.sizes import count_parameters, onnx_bytes
 from modelpress.export.compress.structured import StructuredConfig, layer_widths, prune_structured
+from modelpress.export.sizes import count_parameters, onnx_bytes
 from modelpress.training.models import build_model
 from tests.export.compress.conftest import export_onnx, quick_training
 
