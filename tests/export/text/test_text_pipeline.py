@@ -13,6 +13,7 @@ import yaml
 from modelpress.common.errors import UserError
 from modelpress.export.errors import AccuracyRefusedError, ExportError
 from modelpress.export.pipeline import run_pipeline
+from modelpress.export.sizes import GZIP_LEVEL, gzip_bytes
 from modelpress.export.sources import prepare_recipe
 from modelpress.serving.manifest import list_models, read_manifest, verify_files
 from tests.training.text.tiny_bert import HIDDEN
@@ -84,6 +85,10 @@ def test_pipeline_publishes_every_variant_with_tokenizer_and_fidelity(published)
         assert [g["name"] for g in manifest.graph_inputs] == ["input_ids", "attention_mask"]
         assert {"mean_cosine", "min_cosine", "nn_agreement_at_1"} <= set(manifest.quality)
         assert manifest.size.onnx_bytes == sum(r.bytes for name, r in manifest.files.items() if "onnx" in name)
+        # sizes are taken like every other model's: gzip at the one level, parameters of the PyTorch source
+        assert manifest.size.model_dump()["gzip_level"] == GZIP_LEVEL
+        assert manifest.size.gzip_bytes == gzip_bytes(item.path / manifest.model_file)
+        assert manifest.size.parameters > 0
     by_name = {i.name: read_manifest(i.path) for i in items}
     assert by_name["tiny"].quality["mean_cosine"] > 0.9999
     assert by_name["tiny-int8"].precision == "int8"
