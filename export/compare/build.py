@@ -67,8 +67,6 @@ def _gzip_bytes(manifest: ModelManifest, version_dir: Path) -> int:
     return gzip_bytes(version_dir / manifest.model_file)
 
 
-
-
 def _latest(repository: Path, name: str) -> tuple[Path, ModelManifest | None, str | None]:
     version_dir = repository / name / str(list_versions(repository / name)[-1])
     try:

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from rich.progress import Progress
 
+from modelpress.export.compare.runners import batch1_latency_ms
+from modelpress.export.compare.worker import eager_latency_ms
 from modelpress.export.compress.grid import PRECISION_STEPS, SearchGrid
-from modelpress.export.compress.timing import batch1_latency_ms, eager_latency_ms
 from modelpress.export.errors import ExportError
 from modelpress.export.repository import check_repository
 from modelpress.export.sizes import count_nonzero_parameters, count_parameters, gzip_bytes, onnx_bytes
