@@ -7,8 +7,6 @@ ORT's quantization pre-processing (symbolic shape inference, optimisation) alway
 
 from __future__ import annotations
 
-import contextlib
-import io
 import tempfile
 from pathlib import Path
 from typing import Literal
@@ -20,6 +18,7 @@ from modelpress.export.errors import VerificationError
 from modelpress.export.graph_rewrite import drop_zero_bias_zero_points, gemm_to_matmul
 from modelpress.export.onnx_files import has_external_data, save_model
 from modelpress.export.passes.base import ModelHandle, OnnxHandle, Pass, PassConfig, PassContext, PassOutput
+from modelpress.export.quiet import quiet_libraries
 
 
 class QuantizeConfig(PassConfig):
@@ -52,7 +51,8 @@ class Quantize(Pass):
         with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".quantize-") as tmp:
             pre = Path(tmp) / "pre.onnx"
             quantized = Path(tmp) / "quantized.onnx"
-            with _quiet():
+            # the calibrators print histogram progress on stdout; the CLI shows its own progress instead
+            with quiet_libraries("onnxruntime.quantization"):
                 quant_pre_process(str(model_path), str(pre), save_as_external_data=external == "always")
                 if mode == "static":
                     self._static(pre, quantized, ctx)
@@ -133,10 +133,3 @@ def _calibration_reader(samples: np.ndarray, batch: int, input_name: str):
             return None if chunk is None else {input_name: np.ascontiguousarray(chunk)}
 
     return Reader()
-
-
-@contextlib.contextmanager
-def _quiet():
-    """The calibrators print histogram progress on stdout; the CLI shows its own progress instead."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        yield
