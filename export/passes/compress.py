@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from pydantic import Field
 
+from modelpress.export.compress.config import DistillConfig, StructuredConfig, UnstructuredConfig
 from modelpress.export.errors import ExportError
 from modelpress.export.passes.base import ModelHandle, Pass, PassConfig, PassContext, PassOutput, TorchHandle
 
@@ -82,16 +83,9 @@ class _TorchPass(Pass):
         return path
 
 
-class DistillPassConfig(PassConfig):
-    architecture: str = Field("mlp", description="student architecture (any of modelpress.training.models)")
-    config: dict[str, Any] = Field(default_factory=lambda: {"hidden": [32], "dropout": 0.0})
-    temperature: float = Field(4.0, gt=0.0)
-    alpha: float = Field(0.7, ge=0.0, le=1.0, description="weight of the soft targets; 1 - alpha: hard labels")
-    feature_weight: float = Field(0.0, ge=0.0, description="intermediate-feature MSE weight (0: off)")
-    mixup: float = Field(0.0, ge=0.0, description="Beta concentration of mixed inputs the teacher labels (0: off)")
-    shift: float = Field(0.0, ge=0.0, description="random image shifts up to this many pixels (0: off)")
-    rotate: float = Field(0.0, ge=0.0, le=45.0, description="random image rotations up to this many degrees")
-    scale: float = Field(0.0, ge=0.0, lt=0.5, description="random image zoom within 1 ± scale")
+class DistillPassConfig(PassConfig, DistillConfig):
+    """The distillation algorithm's settings (:class:`DistillConfig`) and how the pass trains and picks students."""
+
     noise_std: float | None = Field(None, ge=0.0, description="input noise (default: the checkpoint's training)")
     epochs: int = Field(60, ge=1)
     lr: float | None = Field(None, gt=0.0, description="default: the checkpoint's training lr")
@@ -112,11 +106,11 @@ class Distill(_TorchPass):
     config: DistillPassConfig
 
     def run(self, model: ModelHandle, out_dir: Path, ctx: PassContext) -> PassOutput:
-        from modelpress.export.compress.distill import DistillConfig, held_out_probe, teacher_fidelity
+        from modelpress.export.compress.distill import held_out_probe, teacher_fidelity
         from modelpress.export.sizes import count_parameters
 
         teacher = self._teacher(model, ctx)
-        cfg = DistillConfig(**self.config.model_dump(include=set(DistillConfig.model_fields)))
+        cfg = self.config  # a DistillConfig: the algorithm reads its own fields
         splits = self._splits(ctx)
         probe = held_out_probe(splits.X_val) if self.config.candidates > 1 else None
         tried, students = [], []
@@ -172,10 +166,9 @@ class Distill(_TorchPass):
             raise ExportError(f"distill: {e}") from e
 
 
-class PruneConfig(PassConfig):
-    sparsity: float = Field(0.9, gt=0.0, lt=1.0, description="final fraction of Linear/Conv weights set to zero")
-    steps: list[float] = Field(default_factory=lambda: [0.5, 0.75], description="sparsities reached first")
-    finetune_epochs: int = Field(3, ge=0)
+class PruneConfig(PassConfig, UnstructuredConfig):
+    """Global magnitude pruning's settings (:class:`UnstructuredConfig`) and the fine-tuning's."""
+
     lr: float | None = Field(None, gt=0.0, description="fine-tune lr (default: 0.3 × the checkpoint's)")
     seed: int = 0
 
@@ -188,15 +181,11 @@ class Prune(_TorchPass):
     config: PruneConfig
 
     def run(self, model: ModelHandle, out_dir: Path, ctx: PassContext) -> PassOutput:
-        from modelpress.export.compress.unstructured import UnstructuredConfig, prune_unstructured
+        from modelpress.export.compress.unstructured import prune_unstructured
         from modelpress.export.sizes import count_nonzero_parameters, count_parameters
 
         teacher = self._teacher(model, ctx)
-        try:
-            cfg = UnstructuredConfig(sparsity=self.config.sparsity, steps=self.config.steps,
-                                     finetune_epochs=self.config.finetune_epochs)  # fmt: skip
-        except ValueError as e:
-            raise ExportError(f"prune: {e}") from e
+        cfg = self.config  # an UnstructuredConfig: the algorithm reads its own fields
         module = copy.deepcopy(teacher)
         finetune = self._finetuner(ctx, cfg.finetune_epochs, self.config.lr, self.config.seed)
         module, records = prune_unstructured(module, cfg, finetune, progress=ctx.progress)
@@ -206,13 +195,10 @@ class Prune(_TorchPass):
         return PassOutput(TorchHandle(module), details=details)
 
 
-class PruneStructuredConfig(PassConfig):
-    ratio: float = Field(0.5, ge=0.0, lt=1.0, description="fraction of channels/neurons removed per layer")
-    heads: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of attention heads removed per block")
+class PruneStructuredConfig(PassConfig, StructuredConfig):
+    """Channel pruning's settings (:class:`StructuredConfig`) and the fine-tuning's (two steps by default)."""
+
     iterative_steps: int = Field(2, ge=1, le=20)
-    importance: Literal["l1", "l2", "bn"] = "l2"
-    global_ranking: bool = False
-    round_to: int | None = Field(None, ge=1)
     finetune_epochs: int = Field(5, ge=0)
     lr: float | None = Field(None, gt=0.0, description="fine-tune lr (default: 0.3 × the checkpoint's)")
     seed: int = 0
@@ -229,12 +215,11 @@ class PruneStructured(_TorchPass):
         import torch
 
         from modelpress.export.compress.heads import head_counts
-        from modelpress.export.compress.structured import StructuredConfig, layer_widths, prune_structured
+        from modelpress.export.compress.structured import layer_widths, prune_structured
         from modelpress.export.sizes import count_parameters
 
         teacher = self._teacher(model, ctx)
-        fields = self.config.model_dump(exclude={"lr", "seed"})
-        cfg = StructuredConfig(**fields)
+        cfg = self.config  # a StructuredConfig: the algorithm reads its own fields
         module = copy.deepcopy(teacher)
         before = count_parameters(module)
         example = torch.as_tensor(ctx.data.calibration[:2], dtype=torch.float32)

@@ -69,7 +69,7 @@ class DistillEncoder(Pass):
             return encoded.input_ids, encoded.attention_mask
 
         # the calibration sentences are the validation set: outside training and the held-out set
-        student, report = distill(teacher.module, data.train, tokenize, DistillConfig(**config.model_dump()),
+        student, report = distill(teacher.module, data.train, tokenize, config,
                                   validation=data.calibration, start=start, progress=ctx.progress)  # fmt: skip
         details = {**report.as_dict(), "corpus": data.corpus}
         if earlier is not None:
