@@ -33,7 +33,7 @@ from modelpress.training.data import (
 )
 from modelpress.training.models import build_model, count_parameters, resolve_config
 from modelpress.training.recipe import Recipe, RecipeError, recipe_from_dict
-from modelpress.training.trainer import check_monitor, evaluate_outputs, fit, predict, resolve_device
+from modelpress.training.trainer import FitResult, check_monitor, evaluate_outputs, fit, predict, resolve_device
 
 TRAINER_STATE_FILE = "trainer_state.pt"
 
@@ -176,7 +176,7 @@ def _train_and_save(
     if cfg.seed is None:
         cfg = cfg.model_copy(update={"seed": recipe.seed})
     result = fit(model, splits, cfg, progress=progress, resume_state=resume_state)
-    state = result.pop("state")
+    state = result.state
     meta = _meta(model, splits, recipe, result)
     if distributed.is_main():
         buffer = io.BytesIO()
@@ -186,7 +186,7 @@ def _train_and_save(
     return out_dir
 
 
-def _meta(model: torch.nn.Module, splits: Splits, recipe: Recipe, result: dict[str, Any]) -> CheckpointMeta:
+def _meta(model: torch.nn.Module, splits: Splits, recipe: Recipe, result: FitResult) -> CheckpointMeta:
     num_classes = splits.num_outputs if splits.task == "classification" else None
     metrics = {
         name: evaluate_outputs(predict(model, X), y, splits.task, num_classes)
@@ -196,7 +196,7 @@ def _meta(model: torch.nn.Module, splits: Splits, recipe: Recipe, result: dict[s
             ("test", splits.X_test, splits.y_test),
         )
     }
-    training = {**result, "parameters": count_parameters(model), "threads": torch.get_num_threads()}
+    training = {**result.summary(), "parameters": count_parameters(model), "threads": torch.get_num_threads()}
     return CheckpointMeta(
         architecture=recipe.model.architecture,
         arch_config=resolve_config(recipe.model.architecture, recipe.model.config),

@@ -9,7 +9,7 @@ teacher's with an MSE term; the projection is trained with the student and then 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ from torch import nn
 
 from modelpress.export.compress.config import DistillConfig
 from modelpress.export.compress.structured import output_layer
+
+if TYPE_CHECKING:
+    from modelpress.training.trainer import FitResult
 
 
 def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -220,7 +223,7 @@ def distill(
     *,
     student: nn.Module | None = None,
     progress: bool = True,
-) -> tuple[nn.Module, dict[str, Any]]:
+) -> tuple[nn.Module, FitResult]:
     """Train a student on ``splits`` against ``teacher`` and return it with the trainer's result.
 
     Args:
@@ -253,5 +256,4 @@ def distill(
     finally:
         close()
     student.eval()
-    result.pop("state", None)
     return student, result

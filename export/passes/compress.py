@@ -116,11 +116,11 @@ class Distill(_TorchPass):
         tried, students = [], []
         for seed in range(self.config.seed, self.config.seed + self.config.candidates):
             student, result = self._train_one(teacher, cfg, splits, ctx, seed)
-            kept = result["epochs_run"] if self.config.keep_last else result["best_epoch"]
+            kept = result.epochs_run if self.config.keep_last else result.best_epoch
             row = {
                 "seed": seed,
-                "epochs_run": result["epochs_run"],
-                "best_epoch": result["best_epoch"],
+                "epochs_run": result.epochs_run,
+                "best_epoch": result.best_epoch,
                 "kept_epoch": kept,
             }
             if probe is not None:
