@@ -48,6 +48,15 @@ class Inference:
     parameters: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class V1Prediction:
+    """A finished V1 ``:predict``: the model that ran it, one prediction per instance, response parameters."""
+
+    served: ServedModel
+    predictions: list
+    parameters: dict = field(default_factory=dict)
+
+
 def shape_matches(got: list[int], spec: list[int]) -> bool:
     return len(got) == len(spec) and all(s == -1 or g == s for g, s in zip(got, spec, strict=True))
 
@@ -115,13 +124,13 @@ class DataPlane:
         outputs = _requested_outputs(served, [o.name for o in request.outputs] if request.outputs else None)
         return await self._run(served, arrays, outputs, _client_timeout_s(request.parameters))
 
-    async def predict(self, name: str, version: str | None, instances: list) -> tuple[ServedModel, list, dict]:
+    async def predict(self, name: str, version: str | None, instances: list) -> V1Prediction:
         """V1: instances → input tensors (with the manifest's preprocessing) → predictions per instance."""
         served = self.resolve(name, version)
         arrays = self._v1_inputs(served, instances)
         outputs = [o.name for o in served.manifest.outputs]
         result = await self._run(served, arrays, outputs)
-        return served, predictions(served.manifest, result.outputs), result.parameters
+        return V1Prediction(served, predictions(served.manifest, result.outputs), result.parameters)
 
     def _decode(
         self, served: ServedModel, spec: TensorSpec, item: RequestInput, binary: memoryview | None
