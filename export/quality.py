@@ -8,12 +8,14 @@ checkpoint's module (the recipe's ``verify`` thresholds). Text encoders judge em
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelpress.export.compress.quality import compressed_quality
+import numpy as np
+
 from modelpress.export.passes.base import OnnxHandle, QualityStrategy
 from modelpress.export.spec import VerifySpec
-from modelpress.export.verify import check_structure, judge, measure_quality, reference
+from modelpress.export.verify import Reference, check_structure, judge, measure_quality, reference, run_ort
 
 if TYPE_CHECKING:
     from torch import nn
@@ -43,3 +45,34 @@ class TensorQuality(QualityStrategy):
         self, model_name: str, variant: str, precision: str, quality: dict[str, Any], *, force: bool
     ) -> list[str]:
         return judge(model_name, precision, quality, self._spec, force=force)
+
+
+def compressed_quality(
+    model_path: Path,
+    module: Any,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    original: Reference,
+    task: str,
+    spec: VerifySpec,
+) -> dict[str, Any]:
+    """A variant whose PyTorch module was compressed (distilled or pruned): two questions, two references.
+
+    Same keys as :func:`modelpress.export.verify.measure_quality`.
+
+    ``max_abs_diff`` and ``conversion_agreement`` compare the ONNX model with ``module`` (its own PyTorch
+    source); ``top1_agreement``, ``reference_accuracy`` and ``accuracy_drop`` compare it with the original
+    checkpoint's module (``original``), so the tolerance judges what compression cost.
+    """
+    own = reference(module, test_x, test_y, task)
+    quality = measure_quality(model_path, test_x, test_y, own, task, spec)
+    if task != "classification":
+        quality["reference_mse"] = float(np.mean((original.outputs[:, 0] - test_y.astype(np.float32)) ** 2))
+        return quality
+    held = quality["compared_samples"]
+    predicted = run_ort(model_path, test_x[:held]).argmax(axis=1)
+    quality["conversion_agreement"] = quality["top1_agreement"]
+    quality["top1_agreement"] = float(np.mean(predicted == original.outputs[:held].argmax(axis=1)))
+    quality["reference_accuracy"] = original.accuracy
+    quality["accuracy_drop"] = float(original.accuracy - quality["accuracy"])
+    return quality
