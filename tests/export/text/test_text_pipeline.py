@@ -238,6 +238,8 @@ def test_cli_publishes_and_prints_the_summary(tiny_bert: Path, tiny_corpus: Path
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=180)
     assert result.returncode == 0, result.stderr
     assert "tiny" in result.stdout
+    assert "checkpoint" not in result.stdout  # nothing was trained: no "checkpoint: None"
+    assert "mean cos" in result.stdout  # an embedding model's quality in the summary
     assert list_models(tmp_path / "repo") == ["tiny"]
 
 
