@@ -43,7 +43,6 @@ class TrainingError(UserError, ValueError):
 
 
 # What the CLI reports as one line and exit code 2 (everything else is a bug and keeps its traceback).
-USER_ERRORS: tuple[type[Exception], ...] = (RecipeError, DataError, CheckpointError, TrainingError)
 
 
 def seed_everything(seed: int) -> None:

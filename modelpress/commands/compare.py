@@ -39,12 +39,12 @@ def register(app: typer.Typer) -> None:
         if plot_out is not None and plot_out.suffix.lower() != ".png":
             fail(f"--plot {plot_out}: expected a .png file name")
 
-        from modelpress.export.compare.build import CompareError, build_report
+        from modelpress.export.compare.build import build_report
         from modelpress.export.compare.plot import plot_report
         from modelpress.export.compare.render import print_table, to_csv, to_json, to_markdown
         from modelpress.export.compare.timing import QUICK, STANDARD
 
-        with user_errors(CompareError):
+        with user_errors():
             report = build_report(repository, threads=threads, throughput_batch=batch,
                                   budget=QUICK if quick else STANDARD)  # fmt: skip
         print_table(report)

@@ -27,13 +27,13 @@ def register(app: typer.Typer) -> None:
         import torch
 
         from modelpress.errors import user_errors
-        from modelpress.training.api import USER_ERRORS, data_overrides
+        from modelpress.training.api import data_overrides
         from modelpress.training.recipe import load_recipe
-        from modelpress.training.tune import TuneError, run_tune
+        from modelpress.training.tune import run_tune
 
         if threads:
             torch.set_num_threads(threads)
-        with user_errors(*USER_ERRORS, TuneError):
+        with user_errors():
             r = load_recipe(recipe, [*data_overrides(data, label), *overrides])
             result = run_tune(r, out, trials=trials, storage=storage, progress=progress, train_best=train_best)
         from rich.console import Console
