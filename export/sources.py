@@ -45,9 +45,11 @@ class PreparedRecipe:
 def _prepare_training(raw: dict[str, Any], overrides: list[str], path: Path) -> PreparedRecipe:
     from modelpress.training.recipe import recipe_from_dict
 
+    # model.source picked this source; the training recipe itself has no such key
     model = raw.get("model")
-    if isinstance(model, dict) and model.get("source") == "train":
+    if isinstance(model, dict) and "source" in model:
         raw = {**raw, "model": {k: v for k, v in model.items() if k != "source"}}
+    overrides = [item for item in overrides if item.partition("=")[0].strip() != "model.source"]
     recipe = recipe_from_dict(raw, overrides, source=str(path))
     spec = parse_spec(recipe.export, start=TorchHandle)
     name = spec.name or recipe.name

@@ -17,7 +17,15 @@ from pydantic import Field
 
 from modelpress.export.compress.config import DistillConfig, StructuredConfig, UnstructuredConfig
 from modelpress.export.errors import ExportError
-from modelpress.export.passes.base import ModelHandle, Pass, PassConfig, PassContext, PassOutput, TorchHandle
+from modelpress.export.passes.base import (
+    EncoderHandle,
+    ModelHandle,
+    Pass,
+    PassConfig,
+    PassContext,
+    PassOutput,
+    TorchHandle,
+)
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -27,6 +35,11 @@ class _TorchPass(Pass):
 
     accepts: ClassVar[tuple[type[ModelHandle], ...]] = (TorchHandle,)
     produces: ClassVar[type[ModelHandle]] = TorchHandle
+
+    @classmethod
+    def takes(cls, handle_type: type[ModelHandle]) -> bool:
+        """A recipe-trained module only: a pretrained encoder has no checkpoint data (``distill-encoder`` does)."""
+        return issubclass(handle_type, TorchHandle) and not issubclass(handle_type, EncoderHandle)
 
     def _teacher(self, model: ModelHandle, ctx: PassContext) -> Any:
         """The input module; ExportError unless it is a recipe-trained one (its training data is needed)."""
