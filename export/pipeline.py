@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelpress.export.api import publish_all, run_chain
+from modelpress.export.chain import BuiltVariant
 from modelpress.export.errors import ExportError
 from modelpress.export.repository import Published, check_repository
 from modelpress.export.sources import prepare_recipe
@@ -67,7 +68,7 @@ def run_pipeline(
     return PipelineResult(started.checkpoint, published, kept)
 
 
-def _keep(built: list, name: str, workdir: Path) -> dict[str, Path]:
+def _keep(built: list[BuiltVariant], name: str, workdir: Path) -> dict[str, Path]:
     """Move each folder a pass asked to keep to ``workdir/<name>-<variant>`` (replacing an earlier run's)."""
     kept: dict[str, Path] = {}
     moved: set[Path] = set()

@@ -59,7 +59,7 @@ class EncoderHandle(TorchHandle):
     """
 
     kind: ClassVar[str] = "a pretrained text encoder"
-    tokenizer_file: Path = Path("tokenizer.json")
+    tokenizer_file: Path
     folder: Path | None = None
 
 
