@@ -72,6 +72,7 @@ def _prepare_pretrained(raw: dict[str, Any], overrides: list[str], path: Path) -
     from modelpress.export.text.start import PretrainedRecipe, check_pretrained, encoder_start
 
     raw = _with_overrides(raw, overrides)
+    _refuse_old_text_dialect(raw, path)
     try:
         recipe = PretrainedRecipe.model_validate(raw)
     except ValidationError as e:
@@ -85,6 +86,25 @@ def _prepare_pretrained(raw: dict[str, Any], overrides: list[str], path: Path) -
         return StartedChain(encoder_start(recipe, spec, progress=progress))
 
     return PreparedRecipe(name, spec, begin)
+
+
+# The keys of the text pipeline's own recipe dialect (before issue 15), now pass steps under export.steps.
+_OLD_TEXT_KEYS = {"distill": "a {pass: distill-encoder} step", "int8": "a {pass: quantize-smooth} step",
+                  "student_int8": "the student-int8 chain's quantize-smooth step", "opset": "the onnx step's opset",
+                  "exporter": "the onnx step's exporter", "optimize": "a {pass: fuse-transformer} step",
+                  "min_mean_cosine": "export.verify.min_mean_cosine"}  # fmt: skip
+
+
+def _refuse_old_text_dialect(raw: dict[str, Any], path: Path) -> None:
+    export = raw.get("export") if isinstance(raw.get("export"), dict) else {}
+    old = [("distill", "distill")] if "distill" in raw else []
+    old += [(f"export.{key}", key) for key in export if key in _OLD_TEXT_KEYS and key != "distill"]
+    if old:
+        where, key = old[0]
+        raise ExportError(
+            f"recipe {path}: '{where}' is the old text recipe's; every variant is now a list of passes under "
+            f"export.steps: write it as {_OLD_TEXT_KEYS[key]} (recipes/minilm.yaml, docs/export.md)"
+        )
 
 
 SOURCES: dict[str, Callable[[dict[str, Any], list[str], Path], PreparedRecipe]] = {

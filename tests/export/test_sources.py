@@ -32,3 +32,13 @@ def test_each_pass_takes_the_handles_it_declares():
         "steps end", "ends"
     )
     assert "takes an ONNX model, the chain holds a PyTorch module" in chain_problem([{"pass": "fp16"}], TorchHandle)
+
+
+def test_a_recipe_in_the_old_text_dialect_says_how_to_write_it(tmp_path):
+    recipe = tmp_path / "old.yaml"
+    recipe.write_text("model: {source: hf}\ndistill: {layers: [0, 2, 5]}\nexport: {int8: {max_fp32_nodes: 4}}\n")
+    with pytest.raises(ExportError, match=r"'distill' is the old text recipe's.*\{pass: distill-encoder\} step"):
+        prepare_recipe(recipe)
+    recipe.write_text("model: {source: hf}\nexport: {int8: {max_fp32_nodes: 4}}\n")
+    with pytest.raises(ExportError, match=r"'export.int8' .* \{pass: quantize-smooth\} step"):
+        prepare_recipe(recipe)
