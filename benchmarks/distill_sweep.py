@@ -31,17 +31,15 @@ def _accuracy(module: Any, x: Any, y: Any) -> tuple[float, Any]:
 
 def run_setting(checkpoint: Path, setting: dict[str, Any], seeds: list[int]) -> list[dict[str, Any]]:
     """One row per seed: test/val accuracy, teacher agreement on the test split, parameters, seconds."""
-    from modelpress.export.api import _load
+    from modelpress.export.api import checkpoint_start
     from modelpress.export.compress.distill import held_out_probe, teacher_fidelity
-    from modelpress.export.compress.passes import Distill, DistillPassConfig
-    from modelpress.export.data import eval_data_for_checkpoint
-    from modelpress.export.passes import PassContext
+    from modelpress.export.passes.compress import Distill, DistillPassConfig
+    from modelpress.export.spec import parse_spec
     from modelpress.training.data import splits_for_checkpoint
 
-    teacher, meta = _load(checkpoint)
-    teacher.eval()
+    start = checkpoint_start(checkpoint, parse_spec(None))
+    teacher, meta, ctx = start.handle.module, start.context.meta, start.context
     splits = splits_for_checkpoint(meta)
-    ctx = PassContext(module=teacher, meta=meta, data=eval_data_for_checkpoint(meta), progress=False)
     _, teacher_test = _accuracy(teacher, splits.X_test, splits.y_test)
     probe = held_out_probe(splits.X_val)
     rows = []
@@ -49,7 +47,7 @@ def run_setting(checkpoint: Path, setting: dict[str, Any], seeds: list[int]) -> 
         started = time.perf_counter()
         pass_ = Distill(DistillPassConfig(**{**setting, "seed": seed}))
         with tempfile.TemporaryDirectory() as out:
-            student = pass_.run(None, Path(out), ctx).module
+            student = pass_.run(start.handle, Path(out), ctx).model.module
         test, pred = _accuracy(student, splits.X_test, splits.y_test)
         val, _ = _accuracy(student, splits.X_val, splits.y_val)
         fidelity = teacher_fidelity(student, teacher, probe)

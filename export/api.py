@@ -3,85 +3,25 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import functools
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.progress import Progress
 
-from modelpress.export.compress.quality import compressed_quality
+from modelpress.export.chain import BuiltVariant, Chain, ChainStart, build_variant, publish_all
 from modelpress.export.data import EvalData, eval_data_for_checkpoint
 from modelpress.export.errors import ExportError
-from modelpress.export.manifest_builder import build_manifest
-from modelpress.export.passes import PassContext, build_pass
-from modelpress.export.repository import Published, StagedVersion, check_repository, check_version_free, commit_all
+from modelpress.export.manifest_builder import checkpoint_contract, training_record
+from modelpress.export.passes import PassContext
+from modelpress.export.passes.base import TorchHandle
+from modelpress.export.quality import TensorQuality
+from modelpress.export.repository import Published, check_repository, check_version_free
 from modelpress.export.spec import ExportSpec, parse_spec, variant_model_name
-from modelpress.export.verify import Reference, check_structure, judge, measure_quality, reference
-from modelpress.serving.manifest import ModelManifest, PassRecord
 from modelpress.serving.store import RepositoryStore
 
-
-@dataclass
-class BuiltVariant:
-    """A verified variant waiting to be published."""
-
-    variant: str
-    manifest: ModelManifest
-    model_path: Path
-    warnings: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _Chain:
-    """Runs pass steps, reusing the output of a step prefix another variant already ran (same config hash)."""
-
-    work: Path
-    ctx: PassContext
-    cache: dict[tuple[str, ...], tuple[Path, str | None, PassRecord, Any]] = field(default_factory=dict)
-
-    def run(self, steps: list[dict[str, Any]], on_step: Any = None) -> tuple[Path, str, list[PassRecord], Any]:
-        """Run ``steps``; return the model path, precision, lineage and the PyTorch module the ONNX came from."""
-        model_path: Path | None = None
-        module = self.ctx.module  # replaced by PyTorch-level passes (distill, prune) for the passes after them
-        precisions: list[str] = []
-        records: list[PassRecord] = []
-        key: tuple[str, ...] = ()
-        for step in steps:
-            pass_ = build_pass(step)
-            record = PassRecord(name=pass_.name, config=pass_.config.model_dump(mode="json"))
-            key = (*key, record.config_hash())
-            if key not in self.cache:
-                if on_step:
-                    on_step(pass_.name)
-                out_dir = self.work / f"{len(self.cache):02d}-{pass_.name}"
-                started = time.perf_counter()
-                output = pass_.run(model_path, out_dir, dataclasses.replace(self.ctx, module=module))
-                record.seconds = round(time.perf_counter() - started, 3)
-                record.details = output.details  # PassRecord allows extra fields: what the pass decided
-                self.cache[key] = (output.model_path, output.precision, record, output.module)
-            path, precision, record, produced = self.cache[key]
-            if produced is None:
-                model_path = path
-            else:  # the next pass reads the new module, not a file
-                module = produced
-            records.append(record)
-            if precision:
-                precisions.append(precision)
-        if model_path is None:
-            raise ExportError("an export variant needs at least one step")
-        return model_path, _overall_precision(precisions), records, module
-
-
-def _overall_precision(precisions: list[str]) -> str:
-    kinds = set(precisions)
-    if not kinds:
-        return "fp32"
-    return kinds.pop() if len(kinds) == 1 else "mixed"
+__all__ = ["BuiltVariant", "checkpoint_start", "export_checkpoint", "publish_all", "publish_with_progress", "run_chain"]
 
 
 def export_checkpoint(
@@ -121,77 +61,68 @@ def export_checkpoint(
     check_repository(repository)
     for model_name in names.values():
         check_version_free(repository, model_name, version)
-    module, meta = _load(checkpoint)
-    data = data if data is not None else eval_data_for_checkpoint(meta)
-    _check_data(data, meta.input_spec.shape)
-    ref = reference(module, data.test_x, data.test_y, meta.task)
-    ctx = PassContext(module=module, meta=meta, data=data, progress=progress)
-    with _work_dir() as work, Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("export", total=len(parsed.variants))
-        chain = _Chain(work, ctx)
-        built = []
-        for variant in parsed.variants:
-            bar.update(task, description=f"{names[variant]}")
-            note = _step_note(bar, task, names[variant])
-            built.append(_build_variant(variant, names[variant], name, parsed, chain, ref, checkpoint, force, note))
-            bar.advance(task)
-        upload = functools.partial(_note_upload, bar, task)  # object stores: one line per uploaded file
-        return publish_all(repository, built, version=version, on_file=upload)
+    start = checkpoint_start(checkpoint, parsed, data=data, progress=progress)
+    with _work_dir() as work:
+        built = run_chain(start, parsed, name, work, force=force, progress=progress)
+        return publish_with_progress(repository, built, version=version, progress=progress)
 
 
-def _note_upload(bar: Progress, task: Any, rel: str) -> None:
-    bar.update(task, description=f"uploaded {rel}")
-
-
-def _step_note(bar: Progress, task: Any, model_name: str) -> Any:
-    return lambda step: bar.update(task, description=f"{model_name}: {step}")
-
-
-def _build_variant(
-    variant: str,
-    model_name: str,
-    family: str,
-    spec: ExportSpec,
-    chain: _Chain,
-    ref: Reference,
-    checkpoint: Path,
-    force: bool,
-    on_step: Any,
-) -> BuiltVariant:
-    ctx = chain.ctx
-    model_path, precision, records, module = chain.run(spec.steps_for(variant), on_step)
-    on_step("verify")
-    check_structure(model_path, ctx.meta.input_spec.shape, ctx.meta.num_outputs)
-    if module is ctx.module:
-        quality = measure_quality(model_path, ctx.data.test_x, ctx.data.test_y, ref, ctx.meta.task, spec.verify)
-    else:  # distilled or pruned: conversion checked against its own module, the loss against the checkpoint's
-        quality = compressed_quality(model_path, module, ctx.data.test_x, ctx.data.test_y, ref, ctx.meta.task,
-                                     spec.verify)  # fmt: skip
-    warnings = judge(model_name, precision, quality, spec.verify, force=force)
-    if warnings:
-        quality["forced"] = warnings
-    manifest = build_manifest(
-        name=model_name, family=family, variant=variant, model_path=model_path, precision=precision,
-        lineage=records, quality=quality, meta=ctx.meta, module=module, checkpoint=checkpoint,
-    )  # fmt: skip
-    if spec.version_policy:  # how servers pick among this model's versions, carried by each version
-        manifest = manifest.model_copy(update={"version_policy": spec.version_policy})
-    return BuiltVariant(variant, manifest, model_path, warnings)
-
-
-def publish_all(
+def publish_with_progress(
     repository: str | Path | RepositoryStore,
     built: list[BuiltVariant],
     *,
     version: int | None = None,
-    on_file: Callable[[str], None] | None = None,
+    progress: bool = True,
 ) -> list[Published]:
-    """Stage and verify every variant, then commit them; on any failure nothing of this run stays published.
+    """:func:`publish_all` with a progress line per object uploaded (object stores; a folder is one rename)."""
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("publish", total=None)
+        return publish_all(
+            repository, built, version=version, on_file=lambda rel: bar.update(task, description=f"uploaded {rel}")
+        )
 
-    ``on_file`` hears of each object uploaded to an object store (progress).
+
+def checkpoint_start(
+    checkpoint: Path, spec: ExportSpec, *, data: EvalData | None = None, progress: bool = False
+) -> ChainStart:
+    """The chain's start for a recipe-trained checkpoint: its module, ``train`` record, data and accuracy checks.
+
+    Raises:
+        ExportError: the data does not fit the checkpoint, or the model cannot be rebuilt.
+        modelpress.training.checkpoint.CheckpointError: the checkpoint is missing files or was edited.
     """
-    stages = [functools.partial(StagedVersion, manifest=item.manifest, model_path=item.model_path) for item in built]
-    return commit_all(repository, stages, version=version, on_file=on_file)
+    module, meta = _load(checkpoint)
+    data = data if data is not None else eval_data_for_checkpoint(meta)
+    _check_data(data, meta.input_spec.shape)
+    quality = TensorQuality(module, meta, data, spec.verify)
+    context = PassContext(quality=quality, data=data, meta=meta, progress=progress)
+    return ChainStart(TorchHandle(module), training_record(meta), checkpoint_contract(meta, checkpoint), context)
+
+
+def run_chain(
+    start: ChainStart, spec: ExportSpec, name: str, work: Path, *, force: bool = False, progress: bool = True
+) -> list[BuiltVariant]:
+    """Build and verify every variant ``spec`` lists from ``start`` (nothing is published yet).
+
+    Raises:
+        ExportError: a pass failed, a check failed, or a variant was refused (see ``force``).
+    """
+    names = {v: variant_model_name(name, v) for v in spec.variants}
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("export", total=len(spec.variants))
+        start.context.note = lambda text: bar.update(task, description=text)
+        chain = Chain(work, start)
+        built = []
+        for variant in spec.variants:
+            bar.update(task, description=f"{names[variant]}")
+            note = _step_note(bar, task, names[variant])
+            built.append(build_variant(variant, names[variant], name, spec, chain, force=force, on_step=note))
+            bar.advance(task)
+    return built
+
+
+def _step_note(bar: Progress, task: Any, model_name: str) -> Callable[[str], None]:
+    return lambda step: bar.update(task, description=f"{model_name}: {step}")
 
 
 def _load(checkpoint: Path):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from modelpress.common.errors import UserError
 
-class ExportError(Exception):
+
+class ExportError(UserError):
     """Bad input to the export stage (checkpoint, variant, repository, name, version, recipe section)."""
 
 

@@ -48,28 +48,14 @@ def save_model(model: onnx.ModelProto, out_dir: Path, *, external: str = "auto")
     return path
 
 
-def model_files(model_path: Path) -> list[Path]:
-    """The graph file and every external-data file it references (all part of the model's size)."""
-    proto = onnx.load(str(model_path), load_external_data=False)
-    files = {model_path}
-    for tensor in proto.graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            location = next(e.value for e in tensor.external_data if e.key == "location")
-            files.add(model_path.parent / location)
-    return sorted(files)
-
-
 def copy_model(model_path: Path, out_dir: Path) -> Path:
     """Copy the graph and its external data into ``out_dir`` (relative locations keep working)."""
+    from modelpress.export.sizes import model_files
+
     out_dir.mkdir(parents=True, exist_ok=True)
     for path in model_files(model_path):
         shutil.copy2(path, out_dir / path.relative_to(model_path.parent))
     return out_dir / model_path.name
-
-
-def model_bytes(model_path: Path) -> int:
-    """On-disk size of the model including external data (a size that ignores it is wrong)."""
-    return sum(p.stat().st_size for p in model_files(model_path))
 
 
 def strip_node_metadata(model: onnx.ModelProto) -> onnx.ModelProto:

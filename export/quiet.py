@@ -1,4 +1,8 @@
-"""Keep the CLI's output readable while the ONNX exporters run."""
+"""The one way to silence noisy libraries (exporters, optimizers, quantizers) around a block.
+
+They print progress on stdout, warn about things that do not concern the user and log at INFO; the CLI shows
+its own progress instead, and failures still raise.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +16,26 @@ EXPORTER_LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")
 
 
 @contextlib.contextmanager
-def quiet_exporters(*extra_loggers: str) -> Iterator[None]:
-    """Silence the exporters' progress prints, warnings and log records below ERROR for the block.
+def quiet_libraries(*loggers: str, root: bool = False) -> Iterator[None]:
+    """Silence stdout, warnings and log records below ERROR of ``loggers`` (and the root logger) for the block.
 
-    The exporters print progress and warn about things that do not concern the user (tracer warnings on
-    constant-folded code, optional packages such as torchvision); failures still raise.
+    Args:
+        loggers: names of the libraries' loggers.
+        root: also raise the root logger to ERROR (libraries that log on it, e.g. ONNX Runtime's quantizer).
     """
-    loggers = [logging.getLogger(name) for name in (*EXPORTER_LOGGERS, *extra_loggers)]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
+    chosen = [logging.getLogger(name) for name in loggers] + ([logging.getLogger()] if root else [])
+    levels = [logger.level for logger in chosen]
+    for logger in chosen:
         logger.setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        for logger, level in zip(loggers, levels, strict=True):
+        for logger, level in zip(chosen, levels, strict=True):
             logger.setLevel(level)
+
+
+def quiet_exporters(*extra_loggers: str) -> contextlib.AbstractContextManager[None]:
+    """:func:`quiet_libraries` for the ONNX exporters (tracer warnings, optional-package notices)."""
+    return quiet_libraries(*EXPORTER_LOGGERS, *extra_loggers)

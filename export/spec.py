@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from modelpress.common.validation import first_error
 from modelpress.export.errors import ExportError
 from modelpress.export.passes import PASSES, build_pass
+from modelpress.export.passes.base import ModelHandle, OnnxHandle, TorchHandle
 from modelpress.serving.manifest import validate_model_name
 
 # Built-in variants; a recipe may redefine them or add its own under ``steps``.
@@ -21,7 +22,10 @@ BASE_VARIANT = "fp32"
 
 
 class VerifySpec(BaseModel):
-    """Thresholds every published variant is checked against (on held-out samples, with ONNX Runtime)."""
+    """Thresholds every published variant is checked against (on held-out samples, with ONNX Runtime).
+
+    Tensor models use the first four (accuracy and agreement); embedding models ``min_mean_cosine``.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -30,6 +34,10 @@ class VerifySpec(BaseModel):
     min_agreement: float = Field(0.99, ge=0.0, le=1.0, description="top-1 agreement with PyTorch, compressed")
     max_accuracy_drop: float = Field(
         0.005, ge=0.0, le=1.0, description="test accuracy PyTorch − variant, as a fraction (0.005 = 0.5 points)"
+    )
+    min_mean_cosine: dict[str, float] = Field(
+        default_factory=lambda: {"fp32": 0.9999, "fp16": 0.999, "int8": 0.98, "student": 0.8, "student-int8": 0.8},
+        description="embedding models: variant -> the lowest held-out mean cosine to the fp32 teacher it may have",
     )
 
 
@@ -45,20 +53,16 @@ class ExportSpec(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _known(self) -> ExportSpec:
+    def _known(self, info: ValidationInfo) -> ExportSpec:
         if not self.variants:
             raise ValueError("variants: list at least one variant")
         if len(set(self.variants)) != len(self.variants):
             raise ValueError(f"variants: {self.variants} lists a variant twice")
+        start = (info.context or {}).get("start", TorchHandle)
         for variant in self.variants:
-            steps = self.steps_for(variant)
-            # PyTorch-level passes (distill, prune) come first, then onnx, then the passes on the ONNX model.
-            stages = [getattr(PASSES.get(step.get("pass")), "stage", "onnx") for step in steps]
-            n_torch = next((i for i, stage in enumerate(stages) if stage != "torch"), len(steps))
-            if n_torch == len(steps) or steps[n_torch].get("pass") != "onnx" or "torch" in stages[n_torch:]:
-                torch_passes = ", ".join(n for n, cls in PASSES.items() if cls.stage == "torch")
-                message = f"the first step must be {{pass: onnx}} (after any of {torch_passes})"
-                raise ValueError(f"steps.{variant}: {message}")
+            problem = chain_problem(self.steps_for(variant), start)
+            if problem:
+                raise ValueError(f"steps.{variant}: {problem}")
         return self
 
     @field_validator("version_policy")
@@ -77,8 +81,38 @@ class ExportSpec(BaseModel):
         raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(known)}")
 
 
-def parse_spec(raw: dict[str, Any] | None, *, variants: list[str] | None = None) -> ExportSpec:
+def chain_problem(steps: list[dict[str, Any]], start: type[ModelHandle]) -> str | None:
+    """Why ``steps`` cannot run from a ``start`` handle (a pass given a handle it does not take), or None.
+
+    Every pass declares the handles it takes and the one it returns, so a chain is checked before anything runs.
+    """
+    current = start
+    for number, step in enumerate(steps, 1):
+        cls = PASSES.get(step.get("pass"))
+        if cls is None:
+            return None  # build_pass names the unknown pass
+        if not cls.takes(current):
+            wanted = " or ".join(t.kind for t in cls.accepts)
+            return f"step {number} ({cls.name}) takes {wanted}, the chain holds {current.kind} there{_hint(start)}"
+        current = cls.output_type(current)
+    if not issubclass(current, OnnxHandle):
+        return f"the steps end with {current.kind}, not an ONNX model{_hint(start)}"
+    return None
+
+
+def _hint(start: type[ModelHandle]) -> str:
+    if not issubclass(start, TorchHandle):
+        return ""
+    torch_passes = ", ".join(n for n, cls in PASSES.items() if cls.produces is TorchHandle and cls.takes(start))
+    return f": the first step must be {{pass: onnx}} (after any of {torch_passes})"
+
+
+def parse_spec(
+    raw: dict[str, Any] | None, *, variants: list[str] | None = None, start: type[ModelHandle] = TorchHandle
+) -> ExportSpec:
     """Validate an ``export:`` section (``variants`` overrides its list); every pass config is checked too.
+
+    ``start`` is the handle type the chains begin with (a trained module, a pretrained encoder, an ONNX file).
 
     Raises:
         ExportError: naming the unknown key, variant or invalid value.
@@ -87,7 +121,7 @@ def parse_spec(raw: dict[str, Any] | None, *, variants: list[str] | None = None)
     if variants is not None:
         raw["variants"] = variants
     try:
-        spec = ExportSpec.model_validate(raw)
+        spec = ExportSpec.model_validate(raw, context={"start": start})
     except ValidationError as e:
         first = first_error(e)
         raise ExportError(f"export{'.' + first.where if first.where else ''}: {first.plain}") from e

@@ -9,6 +9,8 @@ from typing import NoReturn
 
 import typer
 
+from modelpress.common.errors import UserError
+
 USAGE_EXIT_CODE = 2
 
 
@@ -20,11 +22,11 @@ def fail(message: str) -> NoReturn:
 
 @contextlib.contextmanager
 def user_errors(*kinds: type[BaseException]) -> Iterator[None]:
-    """Turn the listed exception types (the stage's bad-input errors) into :func:`fail`.
+    """Turn bad input into :func:`fail`: every stage's :class:`~modelpress.common.errors.UserError`, plus ``kinds``.
 
     Anything else is a bug and keeps its traceback.
     """
     try:
         yield
-    except kinds as e:
+    except (UserError, *kinds) as e:
         fail(str(e))

@@ -54,6 +54,15 @@ class Inference:
     side: dict[str, np.ndarray] = field(default_factory=dict)  # the runtime's side outputs (e.g. token counts)
 
 
+@dataclass(frozen=True)
+class V1Prediction:
+    """A finished V1 ``:predict``: the model that ran it, one prediction per instance, response parameters."""
+
+    served: ServedModel
+    predictions: list
+    parameters: dict = field(default_factory=dict)
+
+
 def shape_matches(got: list[int], spec: list[int]) -> bool:
     return len(got) == len(spec) and all(s == -1 or g == s for g, s in zip(got, spec, strict=True))
 
@@ -142,13 +151,13 @@ class DataPlane:
             timeout_s = max(deadline_s, 0.0)
         return await self._run(served, arrays, outputs, timeout_s, version)
 
-    async def predict(self, name: str, version: str | None, instances: list) -> tuple[ServedModel, list, dict]:
+    async def predict(self, name: str, version: str | None, instances: list) -> V1Prediction:
         """V1: instances → input tensors (with the manifest's preprocessing) → predictions per instance."""
         served = self.resolve(name, version)
         arrays = self._v1_inputs(served, instances)
         outputs = [o.name for o in served.manifest.outputs]
         result = await self._run(served, arrays, outputs, version=version)
-        return served, predictions(served.manifest, result.outputs), result.parameters
+        return V1Prediction(served, predictions(served.manifest, result.outputs), result.parameters)
 
     async def run_arrays(self, served: ServedModel, arrays: dict[str, np.ndarray], outputs: list[str]) -> Inference:
         """Run input tensors an adapter built itself (e.g. texts from an embeddings request) like any request."""

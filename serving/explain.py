@@ -184,7 +184,7 @@ class Explainer:
         return Explanation(served, explanations, len(instances) + len(rows))
 
     async def _predict(self, served: ServedModel, version: str | None, rows: list) -> list:
-        _, predictions, _ = await self.dataplane.predict(served.name, version, rows)
+        predictions = (await self.dataplane.predict(served.name, version, rows)).predictions
         return predictions
 
 

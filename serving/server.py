@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
+from modelpress.common.errors import UserError
 from modelpress.serving.runtime.providers import ProviderConfig, preflight
 from modelpress.serving.settings import Settings
 from modelpress.serving.tls import ContextReloader, TlsFiles
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     import uvicorn
 
 
-class ServeError(Exception):
+class ServeError(UserError):
     """The server cannot start with these settings (message names the problem)."""
 
 

@@ -8,12 +8,13 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from modelpress.common.errors import UserError
 from modelpress.common.validation import first_error
 
 DEFAULT_DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class SettingsError(Exception):
+class SettingsError(UserError):
     """A setting (flag or ``MODELPRESS_*`` variable) is missing or invalid; the message names it."""
 
 

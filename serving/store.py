@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from modelpress.common.errors import UserError
 from modelpress.serving.manifest import (
     MANIFEST_FILE,
     ManifestError,
@@ -61,7 +62,7 @@ _DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
 SUPPORTED = "a folder path, file://, s3://, gs:// or az://"
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """The repository's store cannot be used: one line naming the problem and what to set."""
 
 

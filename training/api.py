@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from modelpress.common.errors import UserError
 from modelpress.training import distributed
 from modelpress.training.checkpoint import (
     CheckpointError,
@@ -32,17 +33,16 @@ from modelpress.training.data import (
 )
 from modelpress.training.models import build_model, count_parameters, resolve_config
 from modelpress.training.recipe import Recipe, RecipeError, recipe_from_dict
-from modelpress.training.trainer import check_monitor, evaluate_outputs, fit, predict, resolve_device
+from modelpress.training.trainer import FitResult, check_monitor, evaluate_outputs, fit, predict, resolve_device
 
 TRAINER_STATE_FILE = "trainer_state.pt"
 
 
-class TrainingError(ValueError):
+class TrainingError(UserError, ValueError):
     """The recipe and the data do not fit together (shapes, metric names, resume limits)."""
 
 
 # What the CLI reports as one line and exit code 2 (everything else is a bug and keeps its traceback).
-USER_ERRORS: tuple[type[Exception], ...] = (RecipeError, DataError, CheckpointError, TrainingError)
 
 
 def seed_everything(seed: int) -> None:
@@ -175,7 +175,7 @@ def _train_and_save(
     if cfg.seed is None:
         cfg = cfg.model_copy(update={"seed": recipe.seed})
     result = fit(model, splits, cfg, progress=progress, resume_state=resume_state)
-    state = result.pop("state")
+    state = result.state
     meta = _meta(model, splits, recipe, result)
     if distributed.is_main():
         buffer = io.BytesIO()
@@ -185,7 +185,7 @@ def _train_and_save(
     return out_dir
 
 
-def _meta(model: torch.nn.Module, splits: Splits, recipe: Recipe, result: dict[str, Any]) -> CheckpointMeta:
+def _meta(model: torch.nn.Module, splits: Splits, recipe: Recipe, result: FitResult) -> CheckpointMeta:
     num_classes = splits.num_outputs if splits.task == "classification" else None
     metrics = {
         name: evaluate_outputs(predict(model, X), y, splits.task, num_classes)
@@ -195,7 +195,7 @@ def _meta(model: torch.nn.Module, splits: Splits, recipe: Recipe, result: dict[s
             ("test", splits.X_test, splits.y_test),
         )
     }
-    training = {**result, "parameters": count_parameters(model), "threads": torch.get_num_threads()}
+    training = {**result.summary(), "parameters": count_parameters(model), "threads": torch.get_num_threads()}
     return CheckpointMeta(
         architecture=recipe.model.architecture,
         arch_config=resolve_config(recipe.model.architecture, recipe.model.config),

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from modelpress.common.errors import UserError
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -26,7 +28,7 @@ META_FILE = "checkpoint.json"
 FORMAT_VERSION = 1
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint folder is missing files, malformed, or was edited after it was written."""
 
 

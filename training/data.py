@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from modelpress.common.errors import UserError
 from modelpress.training.checkpoint import PreprocessingSpec, file_sha256
 from modelpress.training.recipe import DataConfig
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 MIN_STD = 1e-6
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """The data file is missing or malformed, or does not fit what the model expects."""
 
 

@@ -14,11 +14,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from modelpress.common.errors import UserError
 from modelpress.common.validation import first_error
 from modelpress.training.models import ARCHITECTURES, resolve_config
 
 
-class RecipeError(ValueError):
+class RecipeError(UserError, ValueError):
     """The recipe file or an override is missing, malformed, or names something that does not exist."""
 
 
@@ -171,6 +172,15 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     Raises:
         RecipeError: missing or unparsable file, malformed or unknown override key, invalid value.
     """
+    return recipe_from_dict(read_recipe_yaml(path), overrides, source=str(path))
+
+
+def read_recipe_yaml(path: str | Path) -> dict[str, Any]:
+    """The recipe file as a mapping (every recipe, whatever its model source, is read here).
+
+    Raises:
+        RecipeError: missing or unparsable file, or not a mapping.
+    """
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe {path} does not exist")
@@ -180,7 +190,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise RecipeError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from e
     if not isinstance(raw, dict):
         raise RecipeError(f"recipe {path} must be a mapping at the top level")
-    return recipe_from_dict(raw, overrides, source=str(path))
+    return raw
 
 
 def recipe_from_dict(
@@ -211,17 +221,41 @@ def apply_override(raw: dict[str, Any], item: str) -> str:
 
 
 def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
-    """Set a dotted key, creating intermediate mappings; unknown names are caught by validation later."""
-    node = raw
+    """Set a dotted key, creating intermediate mappings; unknown names are caught by validation later.
+
+    A number indexes a list (``export.steps.student.0.epochs``); a YAML alias shares its mapping, so a step
+    written once and reused with ``*name`` changes everywhere it is used.
+    """
+    node: Any = raw
     parts = key.split(".")
     for part in parts[:-1]:
+        if isinstance(node, list):
+            node = _list_item(node, part, key)
+            continue
         child = node.get(part)
         if child is None:
             child = node[part] = {}
-        if not isinstance(child, dict):
+        if not isinstance(child, (dict, list)):
             raise RecipeError(f"--set {key}: {part!r} is not a section")
         node = child
-    node[parts[-1]] = value
+    if isinstance(node, list):
+        index = _list_index(node, parts[-1], key)
+        node[index] = value
+    else:
+        node[parts[-1]] = value
+
+
+def _list_index(items: list[Any], part: str, key: str) -> int:
+    if not part.isdigit() or int(part) >= len(items):
+        raise RecipeError(f"--set {key}: {part!r} is not an index of a list of {len(items)}")
+    return int(part)
+
+
+def _list_item(items: list[Any], part: str, key: str) -> Any:
+    item = items[_list_index(items, part, key)]
+    if not isinstance(item, (dict, list)):
+        raise RecipeError(f"--set {key}: item {part} is not a section")
+    return item
 
 
 def _check_model_config_keys(raw: dict[str, Any], keys: list[str]) -> None:

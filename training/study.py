@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from modelpress.common.errors import UserError
+
 METRIC_ATTR = "modelpress.metric"
 RESULTS_ATTR = "modelpress.results"
 WORKER_ATTR = "worker"
@@ -68,7 +70,7 @@ FATAL = (
 )
 
 
-class StudyError(ValueError):
+class StudyError(UserError, ValueError):
     """The storage is unreachable or refuses us, or the study clashes with the recipe."""
 
 

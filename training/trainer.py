@@ -6,6 +6,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -108,6 +109,33 @@ def evaluate_outputs(outputs: np.ndarray, y: np.ndarray, task: str, num_classes:
     return {"loss": metrics["mse"], **metrics}
 
 
+@dataclass
+class FitResult:
+    """What a training run did: its per-epoch history, the epoch it kept, how long it took.
+
+    ``state`` is everything a later run needs to resume (weights, optimizer, RNG); :meth:`summary` is the rest,
+    as the checkpoint's metadata records it.
+    """
+
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_value: float
+    monitor: str
+    epochs_run: int
+    stopped_early: bool
+    seconds: float
+    device: str
+    world_size: int
+    samples_per_process: int
+    state: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """Every field but the resumable state (plain values, JSON-ready)."""
+        data = asdict(self)
+        del data["state"]
+        return data
+
+
 def fit(
     model: nn.Module,
     splits: Splits,
@@ -117,7 +145,7 @@ def fit(
     progress: bool = True,
     on_epoch_end: EpochCallback | None = None,
     resume_state: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> FitResult:
     """Train ``model`` in place on ``splits`` and return what happened.
 
     Args:
@@ -249,7 +277,7 @@ class _Run:
         delta = self.cfg.early_stopping.min_delta
         return value > self.best_value + delta if self.maximize else value < self.best_value - delta
 
-    def train(self, *, progress: bool, on_epoch_end: EpochCallback | None) -> dict[str, Any]:
+    def train(self, *, progress: bool, on_epoch_end: EpochCallback | None) -> FitResult:
         started = time.perf_counter()
         stopped_early = False
         epochs = range(self.start_epoch, self.cfg.epochs + 1)
@@ -279,19 +307,19 @@ class _Run:
         if self.cfg.early_stopping.restore_best and self.best_epoch:
             self.model.load_state_dict(self.best_state)
         self.model.eval()
-        return {
-            "history": self.history,
-            "best_epoch": self.best_epoch,
-            "best_value": self.best_value,
-            "monitor": self.monitor,
-            "epochs_run": len(self.history),
-            "stopped_early": stopped_early,
-            "seconds": time.perf_counter() - started,
-            "device": str(self.device),
-            "world_size": distributed.world_size(),
-            "samples_per_process": int(sum(len(b) for b in self._batches(self.start_epoch))),
-            "state": state,
-        }
+        return FitResult(
+            history=self.history,
+            best_epoch=self.best_epoch,
+            best_value=self.best_value,
+            monitor=self.monitor,
+            epochs_run=len(self.history),
+            stopped_early=stopped_early,
+            seconds=time.perf_counter() - started,
+            device=str(self.device),
+            world_size=distributed.world_size(),
+            samples_per_process=int(sum(len(b) for b in self._batches(self.start_epoch))),
+            state=state,
+        )
 
     def _state(self) -> dict[str, Any]:
         return {

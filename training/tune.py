@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelpress.common.errors import UserError
 from modelpress.training.api import TrainingError, build_for_recipe, check_out_dir, seed_everything, train_recipe
 from modelpress.training.data import Splits, cv_splits, load_splits
 from modelpress.training.models import ARCHITECTURES
@@ -42,7 +43,7 @@ BEST_RECIPE_FILE = "best_recipe.yaml"
 TRIALS_FILE = "trials.csv"
 
 
-class TuneError(ValueError):
+class TuneError(UserError, ValueError):
     """The search space, metric or storage is not usable."""
 
 

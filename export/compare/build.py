@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Iterable
 from pathlib import Path
 
 from rich.progress import Progress
 
+from modelpress.common.errors import UserError
 from modelpress.export.compare.machine import describe_machine
 from modelpress.export.compare.macs import count_macs
 from modelpress.export.compare.runners import (
@@ -23,6 +23,7 @@ from modelpress.export.compare.runners import (
 from modelpress.export.compare.schema import Report, TorchBaseline, VariantRow
 from modelpress.export.compare.timing import STANDARD, TimingBudget, measure, rows_per_second
 from modelpress.export.compare.torch_source import NoBaselineError, baseline_source, load_baseline
+from modelpress.export.sizes import GZIP_LEVEL, gzip_bytes, onnx_bytes
 from modelpress.serving.manifest import (
     ManifestError,
     ModelManifest,
@@ -36,7 +37,7 @@ from modelpress.serving.manifest import (
 _COMPRESSING = ("quant", "int8", "fp16", "prune", "distill", "sparse")
 
 
-class CompareError(Exception):
+class CompareError(UserError):
     """The repository cannot be compared (missing, empty, or a file)."""
 
 
@@ -56,15 +57,14 @@ def _is_plain_fp32(manifest: ModelManifest) -> bool:
 
 
 def _gzip_bytes(manifest: ModelManifest, version_dir: Path) -> int:
-    total = 0
-    for rel in manifest.files:
-        if rel.endswith((".onnx", ".data", ".onnx_data")):
-            total += len(gzip.compress((version_dir / rel).read_bytes(), compresslevel=6))
-    return total
+    """The manifest's gzip figure when it was taken at the level every row uses, else measured again.
 
-
-def _onnx_bytes(manifest: ModelManifest) -> int:
-    return sum(r.bytes for rel, r in manifest.files.items() if rel.endswith((".onnx", ".data", ".onnx_data")))
+    Manifests written before sizes had one home recorded text models at level 1 and others at 6, without saying.
+    """
+    size = manifest.size
+    if size is not None and size.gzip_bytes and getattr(size, "gzip_level", None) == GZIP_LEVEL:
+        return size.gzip_bytes
+    return gzip_bytes(version_dir / manifest.model_file)
 
 
 def _latest(repository: Path, name: str) -> tuple[Path, ModelManifest | None, str | None]:
@@ -94,8 +94,8 @@ def _row_from_manifest(manifest: ModelManifest, version_dir: Path) -> VariantRow
         parameters=size.parameters if size else None,
         nonzero_parameters=size.nonzero_parameters if size else None,
         macs=size.macs if size else None,
-        onnx_bytes=_onnx_bytes(manifest),
-        gzip_bytes=(size.gzip_bytes if size and size.gzip_bytes else _gzip_bytes(manifest, version_dir)),
+        onnx_bytes=onnx_bytes(version_dir / manifest.model_file),
+        gzip_bytes=_gzip_bytes(manifest, version_dir),
         accuracy=quality.get("accuracy"),
         macro_f1=quality.get("macro_f1"),
         fidelity=fidelity,

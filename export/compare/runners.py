@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from modelpress.export.compare.timing import QUICK, STANDARD, measure
 from modelpress.serving.manifest import ModelManifest, TensorSpec
 
 _NUMPY_DTYPES = {
@@ -109,3 +110,10 @@ def torch_callable(module: Any, feeds: dict[str, np.ndarray], threads: int) -> C
             return module(*tensors)
 
     return run
+
+
+def batch1_latency_ms(model_path: Path, sample: np.ndarray, threads: int, *, quick: bool = False) -> float:
+    """Median latency of one ``session.run`` on a single (float32) sample, timed like ``compare`` times."""
+    session = ort_session(model_path, threads)
+    feeds = {session.get_inputs()[0].name: np.ascontiguousarray(sample[:1], dtype=np.float32)}
+    return measure(ort_callable(session, feeds), QUICK if quick else STANDARD).p50_ms

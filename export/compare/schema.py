@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from modelpress.common.errors import UserError
 from modelpress.common.validation import first_error
 
 REPORT_SCHEMA_VERSION = 1
@@ -69,7 +70,7 @@ class Report(BaseModel):
     rows: list[VariantRow]
 
 
-class ReportFileError(Exception):
+class ReportFileError(UserError):
     """A saved report cannot be read (missing, not JSON, or not this schema); the message says which."""
 
 

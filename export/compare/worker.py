@@ -57,6 +57,24 @@ def measure_in_fresh_process(args: Sequence[str], *, timeout: float | None = Non
     return json.loads(proc.stdout)
 
 
+def eager_latency_ms(checkpoint: Path, threads: int, *, quick: bool = False) -> float:
+    """Median batch-1 latency of a checkpoint's module in PyTorch eager fp32, measured in a fresh process.
+
+    A search has trained and exported in its own process, with other torch thread counts, before it times.
+
+    Raises:
+        ExportError: the worker failed (its message says why).
+    """
+    from modelpress.export.errors import ExportError
+
+    args = ["--kind", "torch", "--checkpoint", str(checkpoint), "--threads", str(threads), "--latency-only"]
+    try:
+        result = measure_in_fresh_process([*args, *(["--quick"] if quick else [])], timeout=600)
+    except WorkerError as e:
+        raise ExportError(f"timing PyTorch eager failed: {e}") from e
+    return float(result["latency"]["p50_ms"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)

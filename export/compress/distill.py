@@ -9,49 +9,18 @@ teacher's with an MSE term; the projection is trained with the student and then 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from modelpress.export.compress.config import DistillConfig
 from modelpress.export.compress.structured import output_layer
 
-
-class DistillConfig(BaseModel):
-    """Teacher → student distillation.
-
-    Attributes:
-        architecture: the student's architecture (any of ``modelpress.training.models``).
-        config: the student's architecture options (narrower, fewer layers than the teacher).
-        temperature: softens both distributions; higher shares more of the teacher's "dark knowledge".
-        alpha: weight of the soft-target term; ``1 - alpha`` weighs the hard-label cross-entropy.
-        feature_weight: weight of the intermediate-feature MSE term (0: off).
-        mixup: Beta(mixup, mixup) mixing of each batch with a shuffled copy; the teacher labels the mixed
-            inputs, so the student sees many more points of the teacher's function (0: off).
-        shift: random translation of image inputs by up to this many pixels (0: off); with ``rotate`` and
-            ``scale`` a small random affine transform of each image, which the teacher labels on the fly.
-        rotate: random rotation of image inputs by up to this many degrees either way.
-        scale: random zoom of image inputs by a factor within ``1 ± scale``.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    architecture: str = "mlp"
-    config: dict[str, Any] = Field(default_factory=lambda: {"hidden": [32], "dropout": 0.0})
-    temperature: float = Field(4.0, gt=0.0)
-    alpha: float = Field(0.7, ge=0.0, le=1.0)
-    feature_weight: float = Field(0.0, ge=0.0)
-    mixup: float = Field(0.0, ge=0.0)
-    shift: float = Field(0.0, ge=0.0)
-    rotate: float = Field(0.0, ge=0.0, le=45.0)
-    scale: float = Field(0.0, ge=0.0, lt=0.5)
-
-    @property
-    def augments(self) -> bool:
-        return bool(self.shift or self.rotate or self.scale)
+if TYPE_CHECKING:
+    from modelpress.training.trainer import FitResult
 
 
 def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -254,7 +223,7 @@ def distill(
     *,
     student: nn.Module | None = None,
     progress: bool = True,
-) -> tuple[nn.Module, dict[str, Any]]:
+) -> tuple[nn.Module, FitResult]:
     """Train a student on ``splits`` against ``teacher`` and return it with the trainer's result.
 
     Args:
@@ -287,5 +256,4 @@ def distill(
     finally:
         close()
     student.eval()
-    result.pop("state", None)
     return student, result

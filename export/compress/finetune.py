@@ -40,7 +40,8 @@ def make_finetune(
 
     def finetune(model: nn.Module, step: int) -> dict[str, Any]:
         result = fit(model, splits, cfg, loss_fn=loss_fn, progress=progress)
-        return {k: result[k] for k in ("epochs_run", "best_epoch", "best_value", "monitor", "seconds")}
+        summary = result.summary()
+        return {k: summary[k] for k in ("epochs_run", "best_epoch", "best_value", "monitor", "seconds")}
 
     return finetune
 

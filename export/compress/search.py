@@ -17,19 +17,21 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.progress import Progress
 
+from modelpress.export.compare.runners import batch1_latency_ms
+from modelpress.export.compare.worker import eager_latency_ms
 from modelpress.export.compress.grid import PRECISION_STEPS, SearchGrid
-from modelpress.export.compress.quality import compressed_quality
-from modelpress.export.compress.sizes import count_nonzero_parameters, count_parameters, gzip_bytes, onnx_bytes
-from modelpress.export.compress.timing import batch1_latency_ms, eager_latency_ms
 from modelpress.export.errors import ExportError
 from modelpress.export.repository import check_repository
-from modelpress.export.spec import VerifySpec, parse_spec, variant_model_name
-from modelpress.export.verify import check_structure, judge, measure_quality, reference
+from modelpress.export.sizes import count_nonzero_parameters, count_parameters, gzip_bytes, onnx_bytes
+from modelpress.export.spec import ExportSpec, VerifySpec, parse_spec, variant_model_name
 from modelpress.serving.store import RepositoryStore
+
+if TYPE_CHECKING:
+    from modelpress.export.chain import Chain, ChainResult, ChainStart
 
 SCHEMA_VERSION = 1
 
@@ -81,10 +83,7 @@ class PublishRequest:
 class _Artifact:
     """What a measured candidate left in the work folder, kept until the search decides what to publish."""
 
-    model_path: Path
-    precision: str
-    records: list[Any]
-    module: Any
+    result: ChainResult
     quality: dict[str, Any]
 
 
@@ -135,29 +134,28 @@ def search(
         ExportError: the checkpoint is unusable, the grid names an invalid step or the repository is not one
             (before any candidate runs), or publishing failed (then nothing of this search is published).
     """
-    from modelpress.export.api import _Chain, _load
-    from modelpress.export.data import eval_data_for_checkpoint
-    from modelpress.export.passes import PassContext
+    from modelpress.export.api import checkpoint_start
+    from modelpress.export.chain import Chain
+    from modelpress.training.checkpoint import read_meta
 
     if max_accuracy_drop < 0:
         raise ExportError(f"--max-accuracy-drop must be 0 or more points, got {max_accuracy_drop}")
     candidates = grid.candidates()
     parse_spec({"variants": [name for name, _ in candidates] or ["fp32"], "steps": dict(candidates)})
-    module, meta = _load(Path(checkpoint))
+    meta = read_meta(Path(checkpoint))
     if publish is not None:
         publish = _check_publish(publish, meta, [name for name, _ in candidates])
     if meta.task != "classification":
         raise ExportError(f"the search judges test accuracy: it needs a classification checkpoint, got {meta.task}")
-    data = eval_data_for_checkpoint(meta)
-    ref = reference(module, data.test_x, data.test_y, meta.task)
-    spec = VerifySpec(samples=len(data.test_x))
-    ctx = PassContext(module=module, meta=meta, data=data, progress=False)
+    # every test sample is compared with PyTorch; the tolerance is the search's own, judged after all candidates
+    spec = ExportSpec(verify=VerifySpec(samples=2**31 - 1))
+    start = checkpoint_start(Path(checkpoint), spec)
     with tempfile.TemporaryDirectory(prefix="modelpress-search-") as work, Progress(disable=not progress) as bar:
-        chain = _Chain(Path(work), ctx)
+        chain = Chain(Path(work), start)
         artifacts: dict[str, _Artifact] = {}
         task = bar.add_task("baseline", total=len(candidates) + 1)
         baseline = Candidate(name="baseline-fp32", steps=PRECISION_STEPS["fp32"])
-        _run(baseline, chain, ctx, ref, spec, threads, quick, artifacts)
+        _run(baseline, chain, threads, quick, artifacts)
         if baseline.status != "ok":
             raise ExportError(f"the fp32 baseline could not be exported: {baseline.reason}")
         eager = eager_latency_ms(Path(checkpoint), threads, quick=quick)
@@ -166,13 +164,13 @@ def search(
         for name, steps in candidates:
             bar.update(task, description=name)
             candidate = Candidate(name=name, steps=steps)
-            _run(candidate, chain, ctx, ref, spec, threads, quick, artifacts)
+            _run(candidate, chain, threads, quick, artifacts)
             result.candidates.append(candidate)
             bar.advance(task)
         _judge(result)
         if publish is not None:
             bar.update(task, description=f"publish to {publish.repository}")
-            _publish(result, artifacts, publish, ctx, Path(checkpoint))
+            _publish(result, artifacts, publish, start)
     return result
 
 
@@ -199,11 +197,9 @@ def to_publish(result: SearchResult, pareto: bool) -> dict[str, list[str]]:
     return roles
 
 
-def _publish(
-    result: SearchResult, artifacts: dict[str, _Artifact], request: PublishRequest, ctx: Any, checkpoint: Path
-) -> None:
+def _publish(result: SearchResult, artifacts: dict[str, _Artifact], request: PublishRequest, start: ChainStart) -> None:
     """Publish the chosen candidates in one atomic commit and note on each where it went."""
-    from modelpress.export.api import BuiltVariant, publish_all
+    from modelpress.export.chain import BuiltVariant, publish_all
     from modelpress.export.manifest_builder import build_manifest
 
     roles = to_publish(result, request.pareto)
@@ -218,10 +214,10 @@ def _publish(
                        "size_ratio": by_name[name].size_ratio}  # fmt: skip
         manifest = build_manifest(
             name=variant_model_name(request.name, name), family=request.name, variant=name,
-            model_path=art.model_path, precision=art.precision, lineage=art.records,
-            quality={**art.quality, "search": search_info}, meta=ctx.meta, module=art.module, checkpoint=checkpoint,
+            model=art.result.model, precision=art.result.precision, lineage=[start.record, *art.result.lineage],
+            quality={**art.quality, "search": search_info}, contract=start.contract,
         )  # fmt: skip
-        built.append(BuiltVariant(name, manifest, art.model_path))
+        built.append(BuiltVariant(name, manifest, art.result.model.path))
     try:
         published = publish_all(request.repository, built)
     except (OSError, ValueError) as e:
@@ -230,19 +226,10 @@ def _publish(
         by_name[item.variant].published = f"{done.name}/{done.version}"
 
 
-def _run(
-    candidate: Candidate,
-    chain: Any,
-    ctx: Any,
-    ref: Any,
-    spec: VerifySpec,
-    threads: int,
-    quick: bool,
-    artifacts: dict[str, _Artifact],
-) -> None:
+def _run(candidate: Candidate, chain: Chain, threads: int, quick: bool, artifacts: dict[str, _Artifact]) -> None:
     started = time.perf_counter()
     try:
-        artifacts[candidate.name] = _measure(candidate, chain, ctx, ref, spec, threads, quick)
+        artifacts[candidate.name] = _measure(candidate, chain, threads, quick)
         candidate.status = "ok"
     # A candidate's failure (an export error, a quantizer refusing a graph, a training error) is a result
     # the user must see, not a reason to stop the search: record it and go on.
@@ -252,15 +239,12 @@ def _run(
     candidate.seconds = round(time.perf_counter() - started, 3)
 
 
-def _measure(
-    candidate: Candidate, chain: Any, ctx: Any, ref: Any, spec: VerifySpec, threads: int, quick: bool
-) -> _Artifact:
-    model_path, precision, records, module = chain.run(candidate.steps)
-    check_structure(model_path, ctx.meta.input_spec.shape, ctx.meta.num_outputs)
-    if module is ctx.module:
-        quality = measure_quality(model_path, ctx.data.test_x, ctx.data.test_y, ref, ctx.meta.task, spec)
-    else:
-        quality = compressed_quality(model_path, module, ctx.data.test_x, ctx.data.test_y, ref, ctx.meta.task, spec)
+def _measure(candidate: Candidate, chain: Chain, threads: int, quick: bool) -> _Artifact:
+    result = chain.run(candidate.steps)
+    ctx = chain.start.context
+    quality = ctx.quality.measure(result.model)  # structure, conversion and accuracy, as the pipeline checks them
+    model_path, precision = result.model.path, result.precision
+    module = result.model.source.module if result.model.source is not None else chain.start.handle.module
     candidate.precision = precision
     candidate.parameters = count_parameters(module)
     candidate.nonzero_parameters = count_nonzero_parameters(module)
@@ -272,8 +256,8 @@ def _measure(
     candidate.top1_agreement = quality["top1_agreement"]
     candidate.latency_p50_ms = batch1_latency_ms(model_path, ctx.data.test_x[:1], threads, quick=quick)
     # a wrong fp32 conversion is a failed candidate, never a winner (the pipeline's hard check)
-    judge(candidate.name, precision, quality, spec, force=True)
-    return _Artifact(model_path, precision, records, module, quality)
+    ctx.quality.judge(candidate.name, candidate.name, precision, quality, force=True)
+    return _Artifact(result, quality)
 
 
 def _judge(result: SearchResult) -> None:

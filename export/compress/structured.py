@@ -12,44 +12,15 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from tqdm.auto import tqdm
 
+from modelpress.export.compress.config import StructuredConfig
+
 FineTune = Callable[[nn.Module, int], Any]
-
-
-class StructuredConfig(BaseModel):
-    """Channel/neuron pruning.
-
-    Attributes:
-        ratio: fraction of channels/neurons removed from each prunable layer (uniform), or in total
-            (``global_ranking``), at the end (0: none, e.g. to remove only heads).
-        heads: fraction of the attention heads removed from every attention block, least important first
-            (0: none); at least one head stays.
-        iterative_steps: reach ``ratio`` in this many equal steps, fine-tuning after each.
-        importance: ``l1``/``l2`` norm of each channel's weights across the coupled group, or ``bn`` (the
-            batch-norm scale; models without batch norm fall back to l2).
-        global_ranking: rank channels across layers (layers that matter less lose more) instead of pruning
-            every layer by the same ratio.
-        max_layer_ratio: no layer loses more than this fraction (keeps global ranking from emptying one).
-        round_to: keep channel counts multiples of this (vectorised kernels prefer it); ``None`` keeps any count.
-        finetune_epochs: epochs of fine-tuning after each step (0: none).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    ratio: float = Field(0.5, ge=0.0, lt=1.0)
-    heads: float = Field(0.0, ge=0.0, lt=1.0)
-    iterative_steps: int = Field(1, ge=1, le=20)
-    importance: Literal["l1", "l2", "bn"] = "l2"
-    global_ranking: bool = False
-    max_layer_ratio: float = Field(0.9, gt=0.0, lt=1.0)
-    round_to: int | None = Field(None, ge=1)
-    finetune_epochs: int = Field(3, ge=0)
 
 
 def output_layer(model: nn.Module) -> nn.Module:

@@ -12,47 +12,16 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 from torch.nn.utils import prune
 from tqdm.auto import tqdm
+
+from modelpress.export.compress.config import UnstructuredConfig
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 # (model, step_index) -> None: fine-tunes the model in place with its masks applied.
 FineTune = Callable[[nn.Module, int], Any]
-
-
-class UnstructuredConfig(BaseModel):
-    """Global magnitude pruning.
-
-    Attributes:
-        sparsity: the final fraction of prunable weights set to zero.
-        steps: intermediate sparsities reached first, ascending and below ``sparsity`` (e.g. [0.5, 0.75]
-            before 0.9); empty prunes in one shot.
-        finetune_epochs: epochs of fine-tuning after each step (0: none).
-        include_bias: prune biases too (usually not worth it: they are few and matter).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    sparsity: float = Field(0.9, gt=0.0, lt=1.0)
-    steps: list[float] = Field(default_factory=lambda: [0.5, 0.75])
-    finetune_epochs: int = Field(3, ge=0)
-    include_bias: bool = False
-
-    @field_validator("steps")
-    @classmethod
-    def _ascending(cls, steps: list[float]) -> list[float]:
-        if any(not 0.0 < s < 1.0 for s in steps):
-            raise ValueError(f"steps must lie strictly between 0 and 1, got {steps}")
-        if steps != sorted(set(steps)):
-            raise ValueError(f"steps must be strictly ascending, got {steps}")
-        return steps
-
-    def schedule(self) -> list[float]:
-        """The sparsity reached at each step, ending at ``sparsity``."""
-        return [s for s in self.steps if s < self.sparsity] + [self.sparsity]
 
 
 def prunable_parameters(model: nn.Module, *, include_bias: bool = False) -> list[tuple[nn.Module, str]]:

@@ -11,10 +11,9 @@ from typing import Any
 
 from pydantic import Field
 
-from modelpress.export.errors import VerificationError
 from modelpress.export.graph_rewrite import topological_sort
 from modelpress.export.onnx_files import has_external_data, save_model
-from modelpress.export.passes.base import Pass, PassConfig, PassContext, PassOutput
+from modelpress.export.passes.base import ModelHandle, OnnxHandle, Pass, PassConfig, PassContext, PassOutput
 
 
 class Float16Config(PassConfig):
@@ -35,23 +34,26 @@ class Float16(Pass):
     config_class = Float16Config
     config: Float16Config
 
-    def run(self, model_path: Path | None, out_dir: Path, ctx: PassContext) -> PassOutput:
+    def run(self, model: ModelHandle, out_dir: Path, ctx: PassContext) -> PassOutput:
         import onnx
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
-        if model_path is None:
-            raise VerificationError("the fp16 pass needs an ONNX model: put the onnx pass before it")
+        source = self.take(model, OnnxHandle)
+        model_path = source.path
         external = "always" if has_external_data(model_path) else "auto"
         if self.config.weights_only:
             stored, count = fp16_storage(onnx.load(str(model_path)), self.config.min_elements)
             path = save_model(stored, out_dir, external=external)
-            return PassOutput(path, precision="fp16", details={"weights_only": True, "fp16_tensors": count})
+            return PassOutput(
+                OnnxHandle(path, source.source), precision="fp16", details={"weights_only": True, "fp16_tensors": count}
+            )
         converted = convert_float_to_float16(
             onnx.load(str(model_path)),
             keep_io_types=self.config.keep_io_types,
             op_block_list=self.config.op_block_list,
         )
-        return PassOutput(save_model(topological_sort(converted), out_dir, external=external), precision="fp16")
+        path = save_model(topological_sort(converted), out_dir, external=external)
+        return PassOutput(OnnxHandle(path, source.source), precision="fp16")
 
 
 def fp16_storage(model: Any, min_elements: int) -> tuple[Any, int]:

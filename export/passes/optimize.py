@@ -11,7 +11,7 @@ from pydantic import Field
 from modelpress.export.errors import VerificationError
 from modelpress.export.onnx_files import EXTERNAL_DATA_NAME, drop_unused_opsets, has_external_data, save_model
 from modelpress.export.ort_session import cpu_session
-from modelpress.export.passes.base import Pass, PassConfig, PassContext, PassOutput
+from modelpress.export.passes.base import ModelHandle, OnnxHandle, Pass, PassConfig, PassContext, PassOutput
 
 
 class OptimizeConfig(PassConfig):
@@ -29,11 +29,11 @@ class OrtOptimize(Pass):
     config_class = OptimizeConfig
     config: OptimizeConfig
 
-    def run(self, model_path: Path | None, out_dir: Path, ctx: PassContext) -> PassOutput:
+    def run(self, model: ModelHandle, out_dir: Path, ctx: PassContext) -> PassOutput:
         import onnx
 
-        if model_path is None:
-            raise VerificationError("the optimize pass needs an ONNX model: put the onnx pass before it")
+        source = self.take(model, OnnxHandle)
+        model_path = source.path
         nodes_before = len(onnx.load(str(model_path), load_external_data=False).graph.node)
         external = "always" if has_external_data(model_path) else "auto"
         with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".optimize-") as tmp:
@@ -49,4 +49,7 @@ class OrtOptimize(Pass):
                 raise VerificationError(f"ONNX Runtime could not optimise {model_path}: {e}") from e
             proto = drop_unused_opsets(onnx.load(str(optimized)))
         path = save_model(proto, out_dir, external=external)
-        return PassOutput(path, details={"nodes_before": nodes_before, "nodes_after": len(proto.graph.node)})
+        return PassOutput(
+            OnnxHandle(path, source.source),
+            details={"nodes_before": nodes_before, "nodes_after": len(proto.graph.node)},
+        )

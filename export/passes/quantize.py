@@ -7,8 +7,6 @@ ORT's quantization pre-processing (symbolic shape inference, optimisation) alway
 
 from __future__ import annotations
 
-import contextlib
-import io
 import tempfile
 from pathlib import Path
 from typing import Literal
@@ -19,7 +17,8 @@ from pydantic import Field
 from modelpress.export.errors import VerificationError
 from modelpress.export.graph_rewrite import drop_zero_bias_zero_points, gemm_to_matmul
 from modelpress.export.onnx_files import has_external_data, save_model
-from modelpress.export.passes.base import Pass, PassConfig, PassContext, PassOutput
+from modelpress.export.passes.base import ModelHandle, OnnxHandle, Pass, PassConfig, PassContext, PassOutput
+from modelpress.export.quiet import quiet_libraries
 
 
 class QuantizeConfig(PassConfig):
@@ -37,12 +36,12 @@ class Quantize(Pass):
     config_class = QuantizeConfig
     config: QuantizeConfig
 
-    def run(self, model_path: Path | None, out_dir: Path, ctx: PassContext) -> PassOutput:
+    def run(self, model: ModelHandle, out_dir: Path, ctx: PassContext) -> PassOutput:
         import onnx
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
-        if model_path is None:
-            raise VerificationError("the quantize pass needs an ONNX model: put the onnx pass before it")
+        source = self.take(model, OnnxHandle)
+        model_path = source.path
         external = "always" if has_external_data(model_path) else "auto"
         ops = {n.op_type for n in onnx.load(str(model_path), load_external_data=False).graph.node}
         mode = self.config.mode
@@ -52,7 +51,8 @@ class Quantize(Pass):
         with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".quantize-") as tmp:
             pre = Path(tmp) / "pre.onnx"
             quantized = Path(tmp) / "quantized.onnx"
-            with _quiet():
+            # the calibrators print histogram progress on stdout; the CLI shows its own progress instead
+            with quiet_libraries("onnxruntime.quantization"):
                 quant_pre_process(str(model_path), str(pre), save_as_external_data=external == "always")
                 if mode == "static":
                     self._static(pre, quantized, ctx)
@@ -68,7 +68,8 @@ class Quantize(Pass):
         details["quantized_nodes"] = sum(1 for n in proto.graph.node if _is_quantized(n.op_type))
         if details["quantized_nodes"] == 0:
             raise VerificationError(f"{mode} quantization found nothing to quantize (graph ops: {sorted(ops)})")
-        return PassOutput(save_model(proto, out_dir, external=external), precision="int8", details=details)
+        path = save_model(proto, out_dir, external=external)
+        return PassOutput(OnnxHandle(path, source.source), precision="int8", details=details)
 
     def _static(self, source: Path, target: Path, ctx: PassContext) -> None:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -132,10 +133,3 @@ def _calibration_reader(samples: np.ndarray, batch: int, input_name: str):
             return None if chunk is None else {input_name: np.ascontiguousarray(chunk)}
 
     return Reader()
-
-
-@contextlib.contextmanager
-def _quiet():
-    """The calibrators print histogram progress on stdout; the CLI shows its own progress instead."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        yield

@@ -1,4 +1,9 @@
-"""PyTorch → ONNX: the dynamo exporter first, the TorchScript exporter when dynamo cannot take the model."""
+"""PyTorch → ONNX, for every PyTorch handle.
+
+A recipe-trained module: the dynamo exporter first, the TorchScript exporter when dynamo cannot take the model.
+A pretrained text encoder (:mod:`modelpress.export.passes.encoder_onnx`): token ids and mask in, the embedding
+out, TorchScript by default (its BERT graph fuses fully in ONNX Runtime's optimizer; dynamo's attention does not).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,18 @@ from typing import Literal
 
 from pydantic import Field
 
-from modelpress.export.errors import VerificationError
+from modelpress.export.errors import ExportError, VerificationError
 from modelpress.export.onnx_files import save_model, strip_export_metadata
-from modelpress.export.passes.base import Pass, PassConfig, PassContext, PassOutput
+from modelpress.export.passes.base import (
+    EncoderHandle,
+    ModelHandle,
+    OnnxHandle,
+    Pass,
+    PassConfig,
+    PassContext,
+    PassOutput,
+    TorchHandle,
+)
 from modelpress.export.quiet import quiet_exporters
 
 INPUT_NAME = "input"
@@ -20,7 +34,9 @@ OUTPUT_NAMES = {"classification": "logits", "regression": "predictions"}
 class OnnxExportConfig(PassConfig):
     opset: int = Field(18, ge=13, le=23, description="ONNX opset of the default domain")
     exporter: Literal["auto", "dynamo", "torchscript"] = Field(
-        "auto", description="auto: dynamo, then TorchScript if dynamo fails (e.g. some recurrent nets)"
+        "auto",
+        description="auto: dynamo, then TorchScript if dynamo fails (e.g. some recurrent nets); TorchScript for "
+        "text encoders",
     )
     external_data: Literal["auto", "always", "never"] = Field(
         "auto", description="weights in model.onnx.data beside the graph (auto: only for models above 512 MiB)"
@@ -36,12 +52,19 @@ class OnnxExport(Pass):
     name = "onnx"
     config_class = OnnxExportConfig
     config: OnnxExportConfig
+    accepts = (TorchHandle,)
+    produces = OnnxHandle
 
-    def run(self, model_path: Path | None, out_dir: Path, ctx: PassContext) -> PassOutput:
+    def run(self, model: ModelHandle, out_dir: Path, ctx: PassContext) -> PassOutput:
         import onnx
         import torch
 
-        module = ctx.module.eval().cpu()
+        source = self.take(model, TorchHandle)
+        if isinstance(source, EncoderHandle):
+            return self._encoder(source, out_dir)
+        if ctx.meta is None:
+            raise ExportError("the onnx pass needs the checkpoint's input spec and task (a recipe-trained model)")
+        module = source.module.eval().cpu()
         example = _example_input(ctx)
         output_name = OUTPUT_NAMES[ctx.meta.task]
         sequence = self.config.dynamic_sequence
@@ -68,7 +91,16 @@ class OnnxExport(Pass):
             proto = strip_export_metadata(onnx.load(str(raw)))
         details["opset"] = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
         details["torch"] = torch.__version__
-        return PassOutput(save_model(proto, out_dir, external=self.config.external_data), details=details)
+        path = save_model(proto, out_dir, external=self.config.external_data)
+        return PassOutput(OnnxHandle(path, source), details=details)
+
+    def _encoder(self, source: EncoderHandle, out_dir: Path) -> PassOutput:
+        from modelpress.export.passes.encoder_onnx import export_encoder
+
+        exporter = "dynamo" if self.config.exporter == "dynamo" else "torchscript"
+        path, details = export_encoder(source.module, out_dir, opset=self.config.opset, exporter=exporter,
+                                       external=self.config.external_data)  # fmt: skip
+        return PassOutput(OnnxHandle(path, source), details=details)
 
 
 def _example_input(ctx: PassContext):

@@ -1,5 +1,7 @@
 """How close a variant's embeddings are to the fp32 teacher's, on sentences it never saw.
 
+:class:`EmbeddingFidelity` is the quality strategy of embedding models.
+
 ``mean_cosine`` / ``min_cosine``: per-sentence cosine between the variant's and the teacher's embedding.
 ``nn_agreement_at_1``: for each held-out sentence, whether its nearest other held-out sentence (by cosine) is
 the same under the variant as under the teacher: what a semantic search user would notice.
@@ -7,11 +9,14 @@ the same under the variant as under the teacher: what a semantic search user wou
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from modelpress.export.errors import AccuracyRefusedError, VerificationError
+from modelpress.export.passes.base import OnnxHandle, QualityStrategy
 from modelpress.serving.text import TextTokenizer
 
 
@@ -63,3 +68,54 @@ def fidelity(candidate: np.ndarray, reference: np.ndarray) -> dict[str, float | 
         "nn_agreement_at_1": round(agreement, 6),
         "sentences": len(cos),
     }
+
+
+def torch_embeddings(module: Any, batches: Sequence[dict[str, np.ndarray]]) -> np.ndarray:
+    """A PyTorch sentence encoder's (float32) embeddings of every batch, stacked."""
+    import torch
+
+    with torch.inference_mode():
+        out = [module(torch.from_numpy(b["input_ids"]), torch.from_numpy(b["attention_mask"])) for b in batches]
+    return torch.cat(out).numpy().astype(np.float32)
+
+
+class EmbeddingFidelity(QualityStrategy):
+    """Held-out fidelity to the chain's starting encoder, judged against a floor per variant.
+
+    Args:
+        heldout: token batches of held-out sentences (never used for calibration or distillation).
+        reference: the starting encoder's embeddings of them.
+        floors: variant -> the lowest held-out mean cosine it may be published with (``--force`` overrides).
+    """
+
+    task = "embedding"
+
+    def __init__(self, heldout: Sequence[dict[str, np.ndarray]], reference: np.ndarray, floors: Mapping[str, float]):
+        self._heldout, self._reference, self._floors = heldout, reference, dict(floors)
+
+    def measure(self, model: OnnxHandle) -> dict[str, Any]:
+        embeddings = onnx_embeddings(model.path, self._heldout)
+        if embeddings.shape != self._reference.shape:
+            raise VerificationError(
+                f"{model.path}: embeddings of shape {list(embeddings.shape)}, the reference has "
+                f"{list(self._reference.shape)}"
+            )
+        return {
+            **fidelity(embeddings, self._reference),
+            "max_abs_diff": float(np.abs(embeddings - self._reference).max()),
+            "reference": "fp32 teacher (PyTorch), held-out sentences",
+        }
+
+    def judge(
+        self, model_name: str, variant: str, precision: str, quality: dict[str, Any], *, force: bool
+    ) -> list[str]:
+        floor = self._floors.get(variant)
+        if floor is None or quality["mean_cosine"] >= floor:
+            return []
+        message = (
+            f"{model_name}: held-out mean cosine {quality['mean_cosine']:.4f} to the fp32 teacher is below the "
+            f"recipe's floor {floor} (export.verify.min_mean_cosine; distil longer, or --force)"
+        )
+        if not force:
+            raise AccuracyRefusedError(message)
+        return [message]

@@ -69,14 +69,13 @@ def register(app: typer.Typer) -> None:
         if html_out is not None and html_out.suffix.lower() not in (".html", ".htm"):
             fail(f"--html {html_out}: expected a .html file name")
 
-        from modelpress.export.compare.build import CompareError
         from modelpress.export.compare.html import to_html
         from modelpress.export.compare.plot import plot_report
         from modelpress.export.compare.render import print_table, to_csv, to_json, to_markdown
-        from modelpress.export.compare.schema import ReportFileError, read_report
+        from modelpress.export.compare.schema import read_report
         from modelpress.export.compare.timing import QUICK, STANDARD
 
-        with user_errors(CompareError, ReportFileError):
+        with user_errors():
             if from_json is not None:
                 report = read_report(from_json)
             else:

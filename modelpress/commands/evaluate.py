@@ -18,10 +18,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Evaluate a checkpoint: on its own test split (same split and preprocessing), or on your data."""
         from modelpress.errors import user_errors
-        from modelpress.training.api import USER_ERRORS, evaluate_checkpoint
+        from modelpress.training.api import evaluate_checkpoint
         from modelpress.training.checkpoint import read_meta
 
-        with user_errors(*USER_ERRORS):
+        with user_errors():
             result = evaluate_checkpoint(checkpoint, data, label)
             meta = read_meta(checkpoint)
         if as_json:

@@ -11,16 +11,6 @@ if TYPE_CHECKING:
     from modelpress.export.repository import Published
 
 
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    from modelpress.export.errors import ExportError
-    from modelpress.training.api import TrainingError
-    from modelpress.training.checkpoint import CheckpointError
-    from modelpress.training.data import DataError
-    from modelpress.training.recipe import RecipeError
-
-    return ExportError, CheckpointError, RecipeError, DataError, TrainingError
-
-
 REPOSITORY_HELP = "Model repository to publish into: a folder, or a URL (s3://bucket/prefix, gs://..., az://...)."
 STORAGE_OPTION_HELP = "key=value passed to fsspec for a URL repository, e.g. endpoint_url=http://... (repeatable)."
 
@@ -42,17 +32,19 @@ def _variants(text: str | None) -> list[str] | None:
     return items
 
 
-def _print_summary(published: list[Published]) -> None:
+def print_published(published: list[Published]) -> None:
+    """One row per published version: size, quality (accuracy or embedding fidelity) and where it landed."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title="published")
-    for column in ("model", "version", "precision", "bytes", "accuracy", "agreement", "max |Δ|", "path"):
+    for column in ("model", "version", "precision", "bytes", "accuracy", "agreement", "mean cos", "max |Δ|", "path"):
         table.add_column(column, justify="right" if column in ("version", "bytes") else "left")
     for item in published:
         quality, size = item.manifest.quality, item.manifest.size
         agreement = quality.get("top1_agreement")
         accuracy = quality.get("accuracy")
+        cosine = quality.get("mean_cosine")
         table.add_row(
             item.name,
             str(item.version),
@@ -60,11 +52,12 @@ def _print_summary(published: list[Published]) -> None:
             f"{size.onnx_bytes:,}" if size else "?",
             f"{accuracy:.4f}" if accuracy is not None else "-",
             f"{100 * agreement:.2f}%" if agreement is not None else "-",
+            f"{cosine:.4f}" if cosine is not None else "-",
             f"{quality['max_abs_diff']:.2g}",
             str(item.path),
         )
         for warning in quality.get("forced", []):
-            table.add_row(item.name, "", "", "", "", "", "", f"forced: {warning}")
+            table.add_row(item.name, "", "", "", "", "", "", "", f"forced: {warning}")
     Console(width=200).print(table)
 
 
@@ -83,7 +76,7 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         """Convert a checkpoint to ONNX, compress it, verify every variant and publish each as its own model."""
-        with user_errors(*_user_error_types()):
+        with user_errors():
             from modelpress.export.api import export_checkpoint
             from modelpress.training.checkpoint import read_meta
 
@@ -92,44 +85,4 @@ def register(app: typer.Typer) -> None:
                 checkpoint, open_repository(repository, storage_options), name, variants=_variants(variants),
                 spec=spec, force=force, version=version, progress=not quiet,
             )  # fmt: skip
-        _print_summary(published)
-
-    @app.command("pipeline")
-    def pipeline(
-        recipe: Path = typer.Option(..., "--recipe", help="Recipe YAML (data, model, training, export)."),
-        repository: str = typer.Option(..., "--repository", "-r", help=REPOSITORY_HELP),
-        storage_options: list[str] = typer.Option([], "--storage-option", help=STORAGE_OPTION_HELP),
-        workdir: Path = typer.Option(Path("modelpress-work"), help="Where the trained checkpoint is written."),
-        overrides: list[str] = typer.Option([], "--set", help="Override a recipe key: key.sub=value (repeatable)."),
-        force: bool = typer.Option(False, "--force", help="Publish variants that miss the accuracy tolerance."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-    ) -> None:
-        """Train the recipe, then run every export step it lists and publish the variants."""
-        with user_errors(*_user_error_types()):
-            from modelpress.export.pipeline import run_pipeline
-
-            checkpoint, published = run_pipeline(
-                recipe,
-                open_repository(repository, storage_options),
-                workdir=workdir,
-                overrides=overrides,
-                force=force,
-                progress=not quiet,
-            )
-        _print_training_metrics(checkpoint)
-        print(f"checkpoint: {checkpoint}")
-        _print_summary(published)
-
-
-def _print_training_metrics(checkpoint: Path | None) -> None:
-    """The trained model's metrics on each split, as `modelpress train` prints them (recipes that train)."""
-    if checkpoint is None or not (checkpoint / "checkpoint.json").is_file():
-        return  # a pretrained text model: its fidelity is in the summary below
-    from rich.console import Console
-
-    from modelpress.training.checkpoint import read_meta
-    from modelpress.training.report import metrics_table
-
-    meta = read_meta(checkpoint)
-    parameters = meta.training.get("parameters", "?")
-    Console().print(metrics_table(meta.metrics, title=f"trained {meta.architecture} ({parameters} parameters)"))
+        print_published(published)

@@ -77,9 +77,8 @@ def register(app: typer.Typer) -> None:
             "finetune_epochs": finetune_epochs,
         }
         from modelpress.export.compress.grid import load_grid
-        from modelpress.export.errors import ExportError
 
-        with user_errors(ExportError):
+        with user_errors():
             parsed = load_grid(grid, overrides)
         if not checkpoint.is_dir():
             fail(f"{checkpoint}: not a checkpoint folder (does not exist or is a file)")
@@ -89,10 +88,8 @@ def register(app: typer.Typer) -> None:
         from modelpress.export.compress.report import print_result, to_json
         from modelpress.export.compress.search import PublishRequest
         from modelpress.export.compress.search import search as run_search
-        from modelpress.training.checkpoint import CheckpointError
-        from modelpress.training.data import DataError
 
-        with user_errors(ExportError, CheckpointError, DataError):
+        with user_errors():
             result = run_search(checkpoint, parsed, max_accuracy_drop=max_accuracy_drop, threads=threads,
                                 quick=quick, progress=not quiet,
                                 publish=PublishRequest(open_repository(publish, storage_options), name, publish_pareto)

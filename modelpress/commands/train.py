@@ -35,13 +35,13 @@ def register(app: typer.Typer) -> None:
         import torch
 
         from modelpress.training import distributed
-        from modelpress.training.api import USER_ERRORS, data_overrides, resume_checkpoint, train_recipe
+        from modelpress.training.api import data_overrides, resume_checkpoint, train_recipe
         from modelpress.training.checkpoint import read_meta
         from modelpress.training.recipe import load_recipe
 
         if threads:
             torch.set_num_threads(threads)
-        with user_errors(*USER_ERRORS):
+        with user_errors():
             if resume is not None:
                 resume_checkpoint(resume, out, list(overrides), progress=progress)
             else:

@@ -38,10 +38,9 @@ def register(app: typer.Typer) -> None:
         import torch
 
         from modelpress.errors import fail, user_errors
-        from modelpress.training.api import USER_ERRORS, data_overrides
+        from modelpress.training.api import data_overrides
         from modelpress.training.recipe import load_recipe
-        from modelpress.training.study import StudyError
-        from modelpress.training.tune import TuneError, run_tune
+        from modelpress.training.tune import run_tune
 
         if storage_file is not None:
             if storage is not None:
@@ -49,7 +48,7 @@ def register(app: typer.Typer) -> None:
             storage = _read_storage_file(storage_file)
         if threads:
             torch.set_num_threads(threads)
-        with user_errors(*USER_ERRORS, TuneError, StudyError):
+        with user_errors():
             r = load_recipe(recipe, [*data_overrides(data, label), *overrides])
             result = run_tune(
                 r,

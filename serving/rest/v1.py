@@ -63,6 +63,7 @@ async def predict_response(dataplane: DataPlane, request: Request, name: str, ve
         body = await read_body(request, dataplane.settings.max_body_bytes)
         parsed = parse_json_model(PredictRequest, body, "predict request")
         check_rows(len(parsed.instances), dataplane.settings, "instances")
-        served, predictions, parameters = await dataplane.predict(name, version, parsed.instances)
-        track.served, track.rows = served, len(parsed.instances)
-        return json_response({"predictions": predictions, **({"parameters": parameters} if parameters else {})})
+        done = await dataplane.predict(name, version, parsed.instances)
+        track.served, track.rows = done.served, len(parsed.instances)
+        parameters = {"parameters": done.parameters} if done.parameters else {}
+        return json_response({"predictions": done.predictions, **parameters})

@@ -9,7 +9,7 @@ pytest.importorskip("transformers", reason="the tiny text encoder needs the hf e
 
 
 def test_profile_sums_kernel_time_per_operator_of_the_measured_runs(tiny_bert: Path, tmp_path: Path):
-    from modelpress.export.text.onnx_export import export_encoder
+    from modelpress.export.passes.encoder_onnx import export_encoder
     from modelpress.training.text.encoder import SentenceEncoder
     from modelpress.training.text.source import load_encoder, resolve_source
 

@@ -33,12 +33,12 @@ def test_a_conversion_that_changes_the_outputs_is_an_error(checkpoint_for, tmp_p
     checkpoint, data = checkpoint_for("mlp")
     real_run = OrtOptimize.run
 
-    def corrupting_run(self, model_path, out_dir, ctx):
-        output = real_run(self, model_path, out_dir, ctx)
-        model = onnx.load(str(output.model_path))
+    def corrupting_run(self, model, out_dir, ctx):
+        output = real_run(self, model, out_dir, ctx)
+        model = onnx.load(str(output.model.path))
         weight = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
         weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 1.01, weight.name))
-        onnx.save(model, str(output.model_path))
+        onnx.save(model, str(output.model.path))
         return output
 
     monkeypatch.setattr(OrtOptimize, "run", corrupting_run)

@@ -15,10 +15,10 @@ def test_pipeline_trains_the_digits_cnn_and_publishes_three_variants(tmp_path, o
     # The project's recipe, narrowed so it trains in seconds: same export section and thresholds.
     overrides = ["training.epochs=6", "model.config.channels=[8, 16]", "model.config.convs_per_block=1",
                  "model.config.hidden=32"]  # fmt: skip
-    checkpoint, published = run_pipeline(
-        RECIPE, tmp_path / "repo", workdir=tmp_path / "work", overrides=overrides, progress=False
-    )
+    result = run_pipeline(RECIPE, tmp_path / "repo", workdir=tmp_path / "work", overrides=overrides, progress=False)
+    checkpoint, published = result.checkpoint, result.published
     assert checkpoint.parent == tmp_path / "work"
+    assert result.kept == {}
     assert list_models(tmp_path / "repo") == ["digits", "digits-fp16", "digits-int8"]
     x = np.random.default_rng(0).standard_normal((5, 64)).astype(np.float32)
     for item in published:

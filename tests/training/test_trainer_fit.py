@@ -36,7 +36,7 @@ def _cfg(**kw):
 def test_each_architecture_learns_digits(arch, digits):
     model = _model(arch)
     result = fit(model, digits, _cfg(epochs=3), progress=False)
-    history = result["history"]
+    history = result.history
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     acc = (predict(model, digits.X_val).argmax(1) == digits.y_val).mean()
@@ -55,7 +55,7 @@ def test_each_architecture_learns_digits(arch, digits):
 )
 def test_each_optimizer_reduces_the_loss(optimizer, digits):
     result = fit(_model(), digits, _cfg(optimizer=optimizer), progress=False)
-    losses = [h["train_loss"] for h in result["history"]]
+    losses = [h["train_loss"] for h in result.history]
     assert losses[1] < losses[0]
 
 
@@ -72,7 +72,7 @@ def test_nesterov_without_momentum_rejected(digits):
 def test_each_schedule_sets_the_learning_rate(name, digits):
     cfg = _cfg(epochs=3, schedule={"name": name, "step_size": 1, "gamma": 0.5, "warmup_epochs": 0})
     result = fit(_model(), digits, cfg, progress=False)
-    lrs = [h["lr"] for h in result["history"]]
+    lrs = [h["lr"] for h in result.history]
     steps = math.ceil(len(digits.y_train) / 128)
     expected = [0.01 * lr_factor(steps * e, cfg.schedule, 3, steps) for e in (1, 2, 3)]
     assert lrs == pytest.approx(expected)
@@ -105,9 +105,9 @@ def test_early_stopping_stops_and_restores_the_best(digits):
         early_stopping={"metric": "val_loss", "patience": 2, "min_delta": 0.01},
     )
     result = fit(_model(), digits, cfg, progress=False)
-    assert result["stopped_early"]
-    assert result["epochs_run"] == 3
-    assert result["best_epoch"] == 1
+    assert result.stopped_early
+    assert result.epochs_run == 3
+    assert result.best_epoch == 1
 
 
 def test_restore_best_returns_the_best_epochs_weights(digits):
@@ -115,8 +115,8 @@ def test_restore_best_returns_the_best_epochs_weights(digits):
     cfg = _cfg(epochs=3, early_stopping={"metric": "val_accuracy", "patience": 5})
     result = fit(model, digits, cfg, progress=False)
     acc = (predict(model, digits.X_val).argmax(1) == digits.y_val).mean()
-    assert acc == pytest.approx(result["best_value"])
-    assert acc == pytest.approx(max(h["val_accuracy"] for h in result["history"]))
+    assert acc == pytest.approx(result.best_value)
+    assert acc == pytest.approx(max(h["val_accuracy"] for h in result.history))
 
 
 def test_unknown_monitor_metric_rejected(digits):
@@ -182,7 +182,7 @@ def test_regression_mlp_learns_the_digit_value():
     model = _model(task="regression", outputs=1)
     cfg = _cfg(epochs=5, early_stopping={"metric": "val_r2"})
     result = fit(model, splits, cfg, progress=False)
-    assert result["best_value"] > 0.5
-    assert set(result["history"][0]) >= {"val_mse", "val_mae", "val_r2"}
+    assert result.best_value > 0.5
+    assert set(result.history[0]) >= {"val_mse", "val_mae", "val_r2"}
     assert predict(model, splits.X_test).shape == (len(splits.y_test), 1)
-    assert np.isfinite(result["history"][-1]["train_loss"])
+    assert np.isfinite(result.history[-1]["train_loss"])

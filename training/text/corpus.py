@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from modelpress.common.errors import UserError
+
 DEFAULT_CORPUS = "pydoc"
 # Larger corpora built from what ships with Python: the pydoc topics first, then every docstring of the
 # standard library's sources (~15k sentences; "+site" adds the installed packages', which vary by install).
@@ -24,7 +26,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
 _HEADING_RULE = re.compile(r"^[*=\-~^]{3,}\s*$")
 
 
-class CorpusError(Exception):
+class CorpusError(UserError):
     """The corpus file is missing, not UTF-8, or holds too few sentences."""
 
 

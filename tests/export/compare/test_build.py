@@ -153,3 +153,18 @@ def test_a_forced_variant_says_so(tmp_path):
     (version_dir / "manifest.json").write_text(json.dumps(manifest))
     report = build_report(tmp_path, threads=1, throughput_batch=2, budget=FAST, progress=False)
     assert report.rows[0].notes == ["published with --force: a drop of 1.11 points exceeds the tolerance of 0.50"]
+
+
+def test_gzip_sizes_are_taken_at_one_level_whatever_the_manifest_recorded(tmp_path):
+    from modelpress.export.sizes import GZIP_LEVEL, gzip_bytes
+    from modelpress.serving.manifest import read_manifest, write_manifest
+
+    old = publish(tmp_path, "old", gemm_classifier(64, 32, 10, seed=4), accuracy=0.9)
+    new = publish(tmp_path, "old-new", gemm_classifier(64, 32, 10, seed=5), accuracy=0.9, lineage=("onnx", "prune"))
+    for version_dir, size in ((old, {"gzip_bytes": 1}), (new, {"gzip_bytes": 2, "gzip_level": GZIP_LEVEL})):
+        manifest = read_manifest(version_dir)
+        write_manifest(manifest.model_copy(update={"size": manifest.size.model_copy(update=size)}), version_dir)
+    rows = {r.model: r for r in build_report(tmp_path, threads=1, throughput_batch=8, budget=FAST, progress=False).rows}
+    # no level recorded (a text manifest of before was gzipped at level 1): measured again at the common level
+    assert rows["old"].gzip_bytes == gzip_bytes(old / "model.onnx") > 2
+    assert rows["old-new"].gzip_bytes == 2  # recorded at the common level: taken as it is

@@ -1,7 +1,6 @@
 import pytest
 
-from modelpress.export.compare.worker import WorkerError, measure_in_fresh_process
-from modelpress.export.compress.timing import eager_latency_ms
+from modelpress.export.compare.worker import WorkerError, eager_latency_ms, measure_in_fresh_process
 from modelpress.export.errors import ExportError
 from tests.export.compare.tiny_repository import gemm_classifier, publish
 

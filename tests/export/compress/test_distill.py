@@ -49,7 +49,7 @@ def test_distillation_lowers_the_students_loss_against_the_teacher(digits, teach
     trained, result = distill(teacher, digits, cfg, quick_training(3), student=student, progress=False)
     after = _kl_to_teacher(trained, teacher, digits.X_test)
     assert after < 0.75 * before
-    assert result["epochs_run"] == 3
+    assert result.epochs_run == 3
     assert sum(p.numel() for p in trained.parameters()) < sum(p.numel() for p in teacher.parameters()) / 5
     # the teacher is left as it was, trainable flags included
     assert all(torch.equal(v, teacher_state[k]) for k, v in teacher.state_dict().items())

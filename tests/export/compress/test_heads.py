@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from modelpress.export.compress.heads import head_counts, head_importance, prune_heads
-from modelpress.export.compress.sizes import count_parameters, onnx_bytes
 from modelpress.export.compress.structured import StructuredConfig, layer_widths, prune_structured
+from modelpress.export.sizes import count_parameters, onnx_bytes
 from modelpress.export.verify import run_ort
 from modelpress.training.models import build_model
 from tests.export.compress.conftest import export_onnx

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from modelpress.export.compress.sizes import count_parameters, onnx_bytes
 from modelpress.export.compress.structured import StructuredConfig, layer_widths, prune_structured
+from modelpress.export.sizes import count_parameters, onnx_bytes
 from modelpress.training.models import build_model
 from tests.export.compress.conftest import export_onnx, quick_training
 
@@ -51,7 +51,7 @@ def test_mlp_neurons_and_batch_norm_shrink_and_finetuning_runs(digits):
         from modelpress.training.trainer import fit
 
         calls.append(count_parameters(m))
-        return fit(m, digits, quick_training(1), progress=False)["epochs_run"]
+        return fit(m, digits, quick_training(1), progress=False).epochs_run
 
     cfg = StructuredConfig(ratio=0.5, iterative_steps=2, finetune_epochs=1)
     _, records = prune_structured(model, x, cfg, finetune, progress=False)

@@ -3,7 +3,6 @@ import pytest
 import torch
 from torch import nn
 
-from modelpress.export.compress.sizes import count_nonzero_parameters, count_parameters, gzip_bytes, onnx_bytes
 from modelpress.export.compress.unstructured import (
     UnstructuredConfig,
     global_magnitude_prune,
@@ -11,6 +10,7 @@ from modelpress.export.compress.unstructured import (
     prune_unstructured,
     sparsity_of,
 )
+from modelpress.export.sizes import count_nonzero_parameters, count_parameters, gzip_bytes, onnx_bytes
 from modelpress.training.models import build_model
 from tests.export.compress.conftest import export_onnx, quick_training
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from modelpress.export.passes.encoder_onnx import export_encoder
 from modelpress.export.text.fidelity import cosines, onnx_embeddings, token_batches
-from modelpress.export.text.onnx_export import export_encoder
 from modelpress.serving.text import TextTokenizer
 from modelpress.training.text.encoder import SentenceEncoder
 from modelpress.training.text.source import load_encoder, resolve_source

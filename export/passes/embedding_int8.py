@@ -17,6 +17,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from modelpress.export.graph_rewrite import topological_sort
+
 # Tables below this many elements are not worth the extra nodes (position / token-type embeddings).
 MIN_TABLE_ELEMENTS = 1 << 20
 
@@ -108,7 +110,7 @@ def quantize_embedding_tables(
             )
         )
     if records:
-        _topological_sort(model)
+        topological_sort(model)  # the rewrite inserts in place; this also checks every input is produced
     return records
 
 
@@ -127,26 +129,3 @@ def _rewrite_gather(model: onnx.ModelProto, gather: onnx.NodeProto, table: str, 
     model.graph.node.remove(gather)
     for offset, node in enumerate(nodes):
         model.graph.node.insert(index + offset, node)
-
-
-def _topological_sort(model: onnx.ModelProto) -> None:
-    """Order nodes so each runs after its inputs' producers (the rewrite inserts in place; this is a check)."""
-    available = {i.name for i in model.graph.input} | {t.name for t in model.graph.initializer} | {""}
-    pending = list(model.graph.node)
-    ordered: list[onnx.NodeProto] = []
-    while pending:
-        progressed = False
-        rest = []
-        for node in pending:
-            if all(name in available for name in node.input):
-                ordered.append(node)
-                available.update(node.output)
-                progressed = True
-            else:
-                rest.append(node)
-        if not progressed:
-            missing = sorted({n for node in rest for n in node.input if n not in available})[:3]
-            raise ValueError(f"graph has nodes whose inputs are never produced: {missing}")
-        pending = rest
-    del model.graph.node[:]
-    model.graph.node.extend(ordered)

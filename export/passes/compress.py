@@ -2,7 +2,7 @@
 
 A recipe variant chains them, e.g. ``[{pass: distill, ...}, {pass: prune-structured, ratio: 0.5}, {pass: onnx},
 {pass: quantize}]``. Each one takes the module the chain has so far (the checkpoint's, or the previous
-torch-level pass's), never changes it, and hands a new module on through :attr:`PassOutput.module`; its
+torch-level pass's), never changes it, and hands a new :class:`TorchHandle` on; its
 weights are also written to ``out_dir/model.safetensors`` so a run can be inspected. Training data (the
 checkpoint's own splits) comes from the training stage.
 """
@@ -11,24 +11,44 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from pydantic import Field
 
+from modelpress.export.compress.config import DistillConfig, StructuredConfig, UnstructuredConfig
 from modelpress.export.errors import ExportError
-from modelpress.export.passes.base import Pass, PassConfig, PassContext, PassOutput
+from modelpress.export.passes.base import (
+    EncoderHandle,
+    ModelHandle,
+    Pass,
+    PassConfig,
+    PassContext,
+    PassOutput,
+    TorchHandle,
+)
 
 WEIGHTS_FILE = "model.safetensors"
 
 
 class _TorchPass(Pass):
-    """A pass on the PyTorch module; it must come before the ``onnx`` pass."""
+    """A pass on a recipe-trained PyTorch module; it comes before the ``onnx`` pass."""
 
-    stage: ClassVar[str] = "torch"
+    accepts: ClassVar[tuple[type[ModelHandle], ...]] = (TorchHandle,)
+    produces: ClassVar[type[ModelHandle]] = TorchHandle
 
-    def _check_position(self, model_path: Path | None) -> None:
-        if model_path is not None:
-            raise ExportError(f"the {self.name} pass works on the PyTorch model: put it before {{pass: onnx}}")
+    @classmethod
+    def takes(cls, handle_type: type[ModelHandle]) -> bool:
+        """A recipe-trained module only: a pretrained encoder has no checkpoint data (``distill-encoder`` does)."""
+        return issubclass(handle_type, TorchHandle) and not issubclass(handle_type, EncoderHandle)
+
+    def _teacher(self, model: ModelHandle, ctx: PassContext) -> Any:
+        """The input module; ExportError unless it is a recipe-trained one (its training data is needed)."""
+        source = self.take(model, TorchHandle)
+        if ctx.meta is None:
+            raise ExportError(
+                f"the {self.name} pass needs a recipe-trained checkpoint (its data and training settings)"
+            )
+        return source.module
 
     @staticmethod
     def _splits(ctx: PassContext) -> Any:
@@ -76,16 +96,9 @@ class _TorchPass(Pass):
         return path
 
 
-class DistillPassConfig(PassConfig):
-    architecture: str = Field("mlp", description="student architecture (any of modelpress.training.models)")
-    config: dict[str, Any] = Field(default_factory=lambda: {"hidden": [32], "dropout": 0.0})
-    temperature: float = Field(4.0, gt=0.0)
-    alpha: float = Field(0.7, ge=0.0, le=1.0, description="weight of the soft targets; 1 - alpha: hard labels")
-    feature_weight: float = Field(0.0, ge=0.0, description="intermediate-feature MSE weight (0: off)")
-    mixup: float = Field(0.0, ge=0.0, description="Beta concentration of mixed inputs the teacher labels (0: off)")
-    shift: float = Field(0.0, ge=0.0, description="random image shifts up to this many pixels (0: off)")
-    rotate: float = Field(0.0, ge=0.0, le=45.0, description="random image rotations up to this many degrees")
-    scale: float = Field(0.0, ge=0.0, lt=0.5, description="random image zoom within 1 ± scale")
+class DistillPassConfig(PassConfig, DistillConfig):
+    """The distillation algorithm's settings (:class:`DistillConfig`) and how the pass trains and picks students."""
+
     noise_std: float | None = Field(None, ge=0.0, description="input noise (default: the checkpoint's training)")
     epochs: int = Field(60, ge=1)
     lr: float | None = Field(None, gt=0.0, description="default: the checkpoint's training lr")
@@ -105,42 +118,45 @@ class Distill(_TorchPass):
     config_class = DistillPassConfig
     config: DistillPassConfig
 
-    def run(self, model_path: Path | None, out_dir: Path, ctx: PassContext) -> PassOutput:
-        from modelpress.export.compress.distill import DistillConfig, held_out_probe, teacher_fidelity
-        from modelpress.export.compress.sizes import count_parameters
+    def run(self, model: ModelHandle, out_dir: Path, ctx: PassContext) -> PassOutput:
+        from modelpress.export.compress.distill import held_out_probe, teacher_fidelity
+        from modelpress.export.sizes import count_parameters
 
-        self._check_position(model_path)
-        cfg = DistillConfig(**self.config.model_dump(include=set(DistillConfig.model_fields)))
+        teacher = self._teacher(model, ctx)
+        cfg = self.config  # a DistillConfig: the algorithm reads its own fields
         splits = self._splits(ctx)
         probe = held_out_probe(splits.X_val) if self.config.candidates > 1 else None
         tried, students = [], []
         for seed in range(self.config.seed, self.config.seed + self.config.candidates):
-            student, result = self._train_one(cfg, splits, ctx, seed)
-            kept = result["epochs_run"] if self.config.keep_last else result["best_epoch"]
+            student, result = self._train_one(teacher, cfg, splits, ctx, seed)
+            kept = result.epochs_run if self.config.keep_last else result.best_epoch
             row = {
                 "seed": seed,
-                "epochs_run": result["epochs_run"],
-                "best_epoch": result["best_epoch"],
+                "epochs_run": result.epochs_run,
+                "best_epoch": result.best_epoch,
                 "kept_epoch": kept,
             }
             if probe is not None:
-                row.update(teacher_fidelity(student, ctx.module, probe))
+                row.update(teacher_fidelity(student, teacher, probe))
             tried.append(row)
             students.append(student)
         pick = min(range(len(tried)), key=lambda i: tried[i].get("probe_kl", 0.0))
         student, chosen = students[pick], tried[pick]
         details = {
             "student_parameters": count_parameters(student),
-            "teacher_parameters": count_parameters(ctx.module),
+            "teacher_parameters": count_parameters(teacher),
             "epochs_run": chosen["epochs_run"],
             "best_epoch": chosen["best_epoch"],
             "kept_epoch": chosen["kept_epoch"],
         }
         if probe is not None:
             details.update({"chosen_seed": chosen["seed"], "candidates": tried, "probe_samples": len(probe)})
-        return PassOutput(self._save(student, out_dir), details=details, module=student)
+        self._save(student, out_dir)
+        return PassOutput(TorchHandle(student), details=details)
 
-    def _train_one(self, cfg: Any, splits: Any, ctx: PassContext, seed: int) -> tuple[Any, dict[str, Any]]:
+    def _train_one(
+        self, teacher: Any, cfg: Any, splits: Any, ctx: PassContext, seed: int
+    ) -> tuple[Any, dict[str, Any]]:
         """One student trained from ``seed`` (its initialisation and the trainer's batch order)."""
         import torch
 
@@ -158,15 +174,14 @@ class Distill(_TorchPass):
             stopping = training.early_stopping.model_copy(update={"enabled": False, "restore_best": False})
             training = training.model_copy(update={"early_stopping": stopping})
         try:
-            return distill(ctx.module, splits, cfg, training, student=student, progress=ctx.progress)
+            return distill(teacher, splits, cfg, training, student=student, progress=ctx.progress)
         except ValueError as e:
             raise ExportError(f"distill: {e}") from e
 
 
-class PruneConfig(PassConfig):
-    sparsity: float = Field(0.9, gt=0.0, lt=1.0, description="final fraction of Linear/Conv weights set to zero")
-    steps: list[float] = Field(default_factory=lambda: [0.5, 0.75], description="sparsities reached first")
-    finetune_epochs: int = Field(3, ge=0)
+class PruneConfig(PassConfig, UnstructuredConfig):
+    """Global magnitude pruning's settings (:class:`UnstructuredConfig`) and the fine-tuning's."""
+
     lr: float | None = Field(None, gt=0.0, description="fine-tune lr (default: 0.3 × the checkpoint's)")
     seed: int = 0
 
@@ -178,31 +193,25 @@ class Prune(_TorchPass):
     config_class = PruneConfig
     config: PruneConfig
 
-    def run(self, model_path: Path | None, out_dir: Path, ctx: PassContext) -> PassOutput:
-        from modelpress.export.compress.sizes import count_nonzero_parameters, count_parameters
-        from modelpress.export.compress.unstructured import UnstructuredConfig, prune_unstructured
+    def run(self, model: ModelHandle, out_dir: Path, ctx: PassContext) -> PassOutput:
+        from modelpress.export.compress.unstructured import prune_unstructured
+        from modelpress.export.sizes import count_nonzero_parameters, count_parameters
 
-        self._check_position(model_path)
-        try:
-            cfg = UnstructuredConfig(sparsity=self.config.sparsity, steps=self.config.steps,
-                                     finetune_epochs=self.config.finetune_epochs)  # fmt: skip
-        except ValueError as e:
-            raise ExportError(f"prune: {e}") from e
-        module = copy.deepcopy(ctx.module)
+        teacher = self._teacher(model, ctx)
+        cfg = self.config  # an UnstructuredConfig: the algorithm reads its own fields
+        module = copy.deepcopy(teacher)
         finetune = self._finetuner(ctx, cfg.finetune_epochs, self.config.lr, self.config.seed)
         module, records = prune_unstructured(module, cfg, finetune, progress=ctx.progress)
         details = {"steps": records, "parameters": count_parameters(module),
                    "nonzero_parameters": count_nonzero_parameters(module)}  # fmt: skip
-        return PassOutput(self._save(module, out_dir), details=details, module=module)
+        self._save(module, out_dir)
+        return PassOutput(TorchHandle(module), details=details)
 
 
-class PruneStructuredConfig(PassConfig):
-    ratio: float = Field(0.5, ge=0.0, lt=1.0, description="fraction of channels/neurons removed per layer")
-    heads: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of attention heads removed per block")
+class PruneStructuredConfig(PassConfig, StructuredConfig):
+    """Channel pruning's settings (:class:`StructuredConfig`) and the fine-tuning's (two steps by default)."""
+
     iterative_steps: int = Field(2, ge=1, le=20)
-    importance: Literal["l1", "l2", "bn"] = "l2"
-    global_ranking: bool = False
-    round_to: int | None = Field(None, ge=1)
     finetune_epochs: int = Field(5, ge=0)
     lr: float | None = Field(None, gt=0.0, description="fine-tune lr (default: 0.3 × the checkpoint's)")
     seed: int = 0
@@ -215,17 +224,16 @@ class PruneStructured(_TorchPass):
     config_class = PruneStructuredConfig
     config: PruneStructuredConfig
 
-    def run(self, model_path: Path | None, out_dir: Path, ctx: PassContext) -> PassOutput:
+    def run(self, model: ModelHandle, out_dir: Path, ctx: PassContext) -> PassOutput:
         import torch
 
         from modelpress.export.compress.heads import head_counts
-        from modelpress.export.compress.sizes import count_parameters
-        from modelpress.export.compress.structured import StructuredConfig, layer_widths, prune_structured
+        from modelpress.export.compress.structured import layer_widths, prune_structured
+        from modelpress.export.sizes import count_parameters
 
-        self._check_position(model_path)
-        fields = self.config.model_dump(exclude={"lr", "seed"})
-        cfg = StructuredConfig(**fields)
-        module = copy.deepcopy(ctx.module)
+        teacher = self._teacher(model, ctx)
+        cfg = self.config  # a StructuredConfig: the algorithm reads its own fields
+        module = copy.deepcopy(teacher)
         before = count_parameters(module)
         example = torch.as_tensor(ctx.data.calibration[:2], dtype=torch.float32)
         finetune = self._finetuner(ctx, cfg.finetune_epochs, self.config.lr, self.config.seed)
@@ -235,7 +243,8 @@ class PruneStructured(_TorchPass):
             raise ExportError(f"prune-structured: {e}") from e
         details = {"steps": records, "parameters_before": before, "parameters": count_parameters(module),
                    "layer_widths": layer_widths(module), "attention_heads": head_counts(module)}  # fmt: skip
-        return PassOutput(self._save(module, out_dir), details=details, module=module)
+        self._save(module, out_dir)
+        return PassOutput(TorchHandle(module), details=details)
 
 
 COMPRESSION_PASSES: tuple[type[Pass], ...] = (Distill, Prune, PruneStructured)

@@ -1,14 +1,24 @@
-"""ONNX Runtime's transformer optimizer on the exported encoder, reporting which fusions happened."""
+"""ONNX Runtime's transformer optimizer (attention, LayerNorm and GELU fusions) as a pass, reporting the fusions."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 
 from modelpress.export.errors import VerificationError
 from modelpress.export.onnx_files import save_model
+from modelpress.export.passes.base import (
+    EncoderHandle,
+    ModelHandle,
+    OnnxHandle,
+    Pass,
+    PassConfig,
+    PassContext,
+    PassOutput,
+)
+from modelpress.export.quiet import quiet_libraries
 
 # The fusions worth reporting for a BERT encoder (the optimizer's statistics list many more, mostly zero).
 REPORTED_FUSIONS = (
@@ -21,21 +31,6 @@ REPORTED_FUSIONS = (
     "Gelu",
     "FastGelu",
 )
-
-
-@contextlib.contextmanager
-def _quiet_optimizer():
-    """The optimizer logs every fusion at INFO and prints shape-inference notes; the counts are returned instead."""
-    logger = logging.getLogger("onnxruntime.transformers")
-    root_level, level = logging.getLogger().level, logger.level
-    logger.setLevel(logging.ERROR)
-    logging.getLogger().setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        logger.setLevel(level)
-        logging.getLogger().setLevel(root_level)
 
 
 def optimize_encoder(
@@ -66,7 +61,7 @@ def optimize_encoder(
     options = FusionOptions("bert")
     options.enable_embed_layer_norm = embed_layer_norm
     try:
-        with _quiet_optimizer():
+        with quiet_libraries("onnxruntime.transformers", root=True):
             optimized = optimizer.optimize_model(
                 str(model_path),
                 model_type="bert",
@@ -93,3 +88,31 @@ def encoder_dims(config: object) -> tuple[int, int]:
     if not isinstance(heads, int) or not isinstance(hidden, int):
         raise VerificationError("the encoder's config has no num_attention_heads / hidden_size (not a BERT-like)")
     return heads, hidden
+
+
+class FuseTransformerConfig(PassConfig):
+    model_type: Literal["bert"] = Field("bert", description="the optimizer's fusion patterns (BERT-like encoders)")
+    embed_layer_norm: bool = Field(
+        True,
+        description="fuse the embeddings into EmbedLayerNormalization; off before int8, whose per-row tables need "
+        "the word-embedding lookup to stay a plain Gather",
+    )
+
+
+class FuseTransformer(Pass):
+    """Fuse an exported encoder's attention, LayerNorm and GELU patterns (dims read from its PyTorch source)."""
+
+    name = "fuse-transformer"
+    config_class = FuseTransformerConfig
+    config: FuseTransformerConfig
+
+    def run(self, model: ModelHandle, out_dir: Path, ctx: PassContext) -> PassOutput:
+        onnx_model = self.take(model, OnnxHandle)
+        if not isinstance(onnx_model.source, EncoderHandle):
+            raise VerificationError(f"the {self.name} pass needs an ONNX model exported from a text encoder")
+        heads, hidden = encoder_dims(onnx_model.source.module.transformer.config)
+        ctx.note("ORT transformer fusions")
+        path, fusions = optimize_encoder(onnx_model.path, out_dir, num_heads=heads, hidden_size=hidden,
+                                         embed_layer_norm=self.config.embed_layer_norm)  # fmt: skip
+        details = {"num_heads": heads, "hidden_size": hidden, "fusions": fusions}
+        return PassOutput(OnnxHandle(path, onnx_model.source), details=details)

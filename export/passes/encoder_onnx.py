@@ -1,5 +1,7 @@
 """Sentence encoder → ONNX with dynamic batch and sequence axes, checked against PyTorch.
 
+The ``onnx`` pass runs this on an :class:`~modelpress.export.passes.base.EncoderHandle`.
+
 The TorchScript exporter is the default: on BERT with eager attention it yields the MatMul/Softmax pattern
 ONNX Runtime's transformer optimizer fuses completely (Attention, SkipLayerNormalization, BiasGelu,
 EmbedLayerNormalization); the dynamo exporter's graph is correct too but its attention is not fused (measured
@@ -49,6 +51,7 @@ def export_encoder(
     opset: int = 17,
     exporter: Exporter = "torchscript",
     tolerance: float = 1e-4,
+    external: str = "auto",
 ) -> tuple[Path, dict[str, object]]:
     """Export ``encoder`` (a :class:`modelpress.training.text.encoder.SentenceEncoder`) to ``out_dir/model.onnx``.
 
@@ -78,7 +81,7 @@ def export_encoder(
     finally:
         for leftover in out_dir.glob(".raw.onnx*"):
             leftover.unlink()
-    path = save_model(proto, out_dir)
+    path = save_model(proto, out_dir, external=external)
     max_diff = check_against_torch(path, encoder, tolerance=tolerance)
     return path, {"exporter": exporter, "opset": opset, "max_abs_diff_vs_torch": max_diff}
 

@@ -9,18 +9,21 @@ import torch
 
 from modelpress.export.errors import VerificationError
 from modelpress.export.ort_session import cpu_session
-from modelpress.export.text.embedding_int8 import quantize_embedding_tables, quantize_rows
+from modelpress.export.passes import build_pass
+from modelpress.export.passes.base import EncoderHandle, OnnxHandle
+from modelpress.export.passes.embedding_int8 import quantize_embedding_tables, quantize_rows
+from modelpress.export.passes.encoder_onnx import check_against_torch, example_tokens, export_encoder
+from modelpress.export.passes.fuse_transformer import optimize_encoder
+from modelpress.export.passes.quantize_smooth import Int8Config, quantize_encoder_int8
+from modelpress.export.passes.smoothing import activation_ranges, smooth_model, smooth_targets
 from modelpress.export.text.fidelity import fidelity, nearest_neighbours, onnx_embeddings, token_batches
-from modelpress.export.text.fp16 import convert_encoder_fp16
-from modelpress.export.text.int8 import Int8Config, quantize_encoder_int8
-from modelpress.export.text.onnx_export import check_against_torch, example_tokens, export_encoder
-from modelpress.export.text.optimize import optimize_encoder
-from modelpress.export.text.smoothing import activation_ranges, smooth_model, smooth_targets
 from modelpress.serving.text import TextTokenizer
 from modelpress.training.text.corpus import load_corpus
 from modelpress.training.text.encoder import SentenceEncoder
 from modelpress.training.text.source import load_encoder, resolve_source
 from tests.training.text.tiny_bert import HEADS, HIDDEN, LAYERS
+
+pytest.importorskip("transformers", reason="text models need the hf extra")
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +90,8 @@ def test_optimizer_fuses_attention_layernorm_and_gelu(exported: Path, tmp_path: 
     assert fusions["EmbedLayerNormalization"] == 1
     got = onnx_embeddings(path, batches["heldout"])
     np.testing.assert_allclose(got, torch_embed(encoder, batches["heldout"]), atol=1e-5)
-    fp16 = convert_encoder_fp16(path, tmp_path / "fp16")
+    # the same fp16 pass as every other model's
+    fp16 = build_pass({"pass": "fp16"}).run(OnnxHandle(path), tmp_path / "fp16", None).model.path
     assert fidelity(onnx_embeddings(fp16, batches["heldout"]), got)["mean_cosine"] > 0.999
 
 
@@ -148,3 +152,23 @@ def test_fidelity_metrics():
     assert noisy["min_cosine"] < noisy["mean_cosine"] < 1.0
     assert noisy["nn_agreement_at_1"] < 1.0
     assert list(nearest_neighbours(np.array([[1.0, 0], [0.9, 0.1], [0, 1.0]]))) == [1, 0, 1]
+
+
+def test_the_onnx_pass_exports_an_encoder_handle_and_fusion_reads_its_dims(encoder, tiny_bert: Path, tmp_path: Path):
+    handle = EncoderHandle(encoder, tiny_bert / "tokenizer.json", tiny_bert)
+    exported = build_pass({"pass": "onnx", "opset": 17}).run(handle, tmp_path / "onnx", None)
+    assert exported.details["exporter"] == "torchscript"  # auto: TorchScript for text encoders
+    assert exported.model.source is handle
+    fused = build_pass({"pass": "fuse-transformer"}).run(exported.model, tmp_path / "fused", _Notes())
+    assert fused.details["fusions"]["Attention"] == LAYERS
+    assert (fused.details["num_heads"], fused.details["hidden_size"]) == (HEADS, HIDDEN)
+    with pytest.raises(VerificationError, match="exported from a text encoder"):
+        build_pass({"pass": "fuse-transformer"}).run(OnnxHandle(exported.model.path), tmp_path / "x", _Notes())
+
+
+class _Notes:
+    """The part of a pass context the fusion pass reads."""
+
+    @staticmethod
+    def note(text: str) -> None:
+        del text
