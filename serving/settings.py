@@ -266,7 +266,7 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         # `MODELPRESS_AUTH_TOKEN_FILE=` (a template's blank line) would otherwise be the path "." or an empty token.
-        return None if isinstance(value, str) and not value.strip() else value
+        return None if value == "" else value  # blank but not empty is a mistake, refused as an empty token
 
     @field_validator("providers", mode="before")
     @classmethod

@@ -70,15 +70,24 @@ def test_the_server_shares_one_spinning_thread_pool_by_default(monkeypatch, tmp_
         load_settings(repository=tmp_path)
 
 
-@pytest.mark.parametrize("blank", ["", "  "])
-def test_an_empty_auth_variable_means_unset(monkeypatch, tmp_path, blank):
+def test_an_empty_auth_variable_means_unset(monkeypatch, tmp_path):
     """`MODELPRESS_AUTH_TOKEN_FILE=` (a blank line of an env template) is no auth, not the path '.'."""
     monkeypatch.setenv("MODELPRESS_REPOSITORY", str(tmp_path))
-    monkeypatch.setenv("MODELPRESS_AUTH_TOKEN_FILE", blank)
-    monkeypatch.setenv("MODELPRESS_AUTH_TOKEN", blank)
+    monkeypatch.setenv("MODELPRESS_AUTH_TOKEN_FILE", "")
+    monkeypatch.setenv("MODELPRESS_AUTH_TOKEN", "")
     settings = Settings()
     assert settings.auth_token_file is None
     assert settings.auth_token is None
     assert not settings.auth_enabled()
     monkeypatch.setenv("MODELPRESS_AUTH_TOKEN_FILE", str(tmp_path / "token"))
     assert Settings().auth_token_file == tmp_path / "token"
+
+
+def test_a_blank_token_is_refused_not_unset(tmp_path):
+    """Spaces are not "no auth": whoever wrote them meant a token, so the server refuses to start without one."""
+    from modelpress.serving.auth import AuthConfigError, TokenSource
+
+    settings = Settings(repository=tmp_path, auth_token="  ")
+    assert settings.auth_enabled()
+    with pytest.raises(AuthConfigError, match="is empty"):
+        TokenSource.from_settings(settings)
