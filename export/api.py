@@ -33,6 +33,7 @@ class BuiltVariant:
     manifest: ModelManifest
     model_path: Path
     warnings: list[str] = field(default_factory=list)
+    extra_files: list[Path] = field(default_factory=list)  # travel into the version folder (a tokenizer)
 
 
 @dataclass
@@ -43,9 +44,14 @@ class _Chain:
     ctx: PassContext
     cache: dict[tuple[str, ...], tuple[Path, str | None, PassRecord, Any]] = field(default_factory=dict)
 
-    def run(self, steps: list[dict[str, Any]], on_step: Any = None) -> tuple[Path, str, list[PassRecord], Any]:
-        """Run ``steps``; return the model path, precision, lineage and the PyTorch module the ONNX came from."""
-        model_path: Path | None = None
+    def run(
+        self, steps: list[dict[str, Any]], on_step: Any = None, start: Path | None = None
+    ) -> tuple[Path, str, list[PassRecord], Any]:
+        """Run ``steps``; return the model path, precision, lineage and the PyTorch module the ONNX came from.
+
+        ``start`` is an ONNX model the steps begin from (an imported one); None: the steps make it (onnx pass).
+        """
+        model_path: Path | None = start
         module = self.ctx.module  # replaced by PyTorch-level passes (distill, prune) for the passes after them
         precisions: list[str] = []
         records: list[PassRecord] = []
@@ -173,7 +179,9 @@ def _build_variant(
 
 def publish_all(repository: Path, built: list[BuiltVariant], *, version: int | None = None) -> list[Published]:
     """Stage and verify every variant, then commit them; on any failure nothing of this run stays published."""
-    stages = [functools.partial(StagedVersion, repository, item.manifest, item.model_path) for item in built]
+    stages = [
+        functools.partial(StagedVersion, repository, item.manifest, item.model_path, item.extra_files) for item in built
+    ]
     return commit_all(repository, stages, version=version)
 
 

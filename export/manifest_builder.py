@@ -30,15 +30,18 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
-def size_info(model_path: Path, module: nn.Module) -> SizeInfo:
-    """ONNX bytes include external data; gzip bytes show what sparsity would save; parameters from PyTorch."""
+def size_info(model_path: Path, module: nn.Module | None) -> SizeInfo:
+    """ONNX bytes include external data; gzip bytes show what sparsity would save; parameters from PyTorch.
+
+    Without a module (an imported ONNX model) the parameter counts are left out.
+    """
     files = model_files(model_path)
-    params = [p.detach() for p in module.parameters()]
+    params = [p.detach() for p in module.parameters()] if module is not None else None
     return SizeInfo(
         onnx_bytes=sum(p.stat().st_size for p in files),
         gzip_bytes=sum(len(gzip.compress(p.read_bytes(), compresslevel=6)) for p in files),
-        parameters=int(sum(p.numel() for p in params)),
-        nonzero_parameters=int(sum(int((p != 0).sum()) for p in params)),
+        parameters=int(sum(p.numel() for p in params)) if params is not None else None,
+        nonzero_parameters=int(sum(int((p != 0).sum()) for p in params)) if params is not None else None,
     )
 
 

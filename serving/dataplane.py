@@ -14,6 +14,7 @@ import numpy as np
 from modelpress.serving.batcher import BatcherClosedError, BatchResult
 from modelpress.serving.deadlines import Deadlines
 from modelpress.serving.errors import BadRequestError, InternalError, ServingError, UnavailableError
+from modelpress.serving.graph_manifest import metadata_parameters
 from modelpress.serving.manifest import TensorSpec
 from modelpress.serving.metrics import Metrics, outcome_of
 from modelpress.serving.protocol.codec import decode_input, shape_str
@@ -80,6 +81,7 @@ class DataPlane:
         }
         if m.labels:
             params["labels"] = m.labels
+        params.update(metadata_parameters(m))  # a bare model.onnx: says it has no manifest and is unverified
         return ModelMetadata(
             name=m.name,
             versions=[served.version],

@@ -24,10 +24,14 @@ class PassConfig(BaseModel):
 
 @dataclass
 class PassContext:
-    """What a pass may read besides its input model: the PyTorch module, its metadata and the data."""
+    """What a pass may read besides its input model: the PyTorch module, its metadata and the data.
 
-    module: nn.Module
-    meta: CheckpointMeta
+    An imported ONNX model has no PyTorch module and no checkpoint metadata: ``module`` and ``meta`` are None
+    then, and only the passes on the ONNX model apply.
+    """
+
+    module: nn.Module | None
+    meta: CheckpointMeta | None
     data: EvalData
     progress: bool = False
 

@@ -53,7 +53,12 @@ class Quantize(Pass):
             pre = Path(tmp) / "pre.onnx"
             quantized = Path(tmp) / "quantized.onnx"
             with _quiet():
-                quant_pre_process(str(model_path), str(pre), save_as_external_data=external == "always")
+                try:
+                    quant_pre_process(str(model_path), str(pre), save_as_external_data=external == "always")
+                except Exception:  # symbolic shape inference knows no ONNX-ML ops (skl2onnx): ONNX's instead
+                    quant_pre_process(str(model_path), str(pre), skip_symbolic_shape=True,
+                                      save_as_external_data=external == "always")  # fmt: skip
+                    details["symbolic_shape_inference"] = False
                 if mode == "static":
                     self._static(pre, quantized, ctx)
                     details["calibration"] = self.config.calibration

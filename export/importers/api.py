@@ -1,0 +1,163 @@
+"""``modelpress import``: a model the user brought in, verified variants published to a model repository out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rich.progress import Progress
+
+from modelpress.export.api import BuiltVariant, _Chain, _work_dir, publish_all
+from modelpress.export.data import EvalData
+from modelpress.export.errors import ExportError, VerificationError
+from modelpress.export.importers import InputSignature, SourceModel, load_source
+from modelpress.export.importers.base import Task
+from modelpress.export.importers.data import UserData, load_data
+from modelpress.export.importers.manifest import build_import_manifest, import_record
+from modelpress.export.importers.variants import DEFAULT_VARIANTS, import_steps, needs_calibration
+from modelpress.export.importers.verify import (
+    Evidence,
+    ImportVerifySpec,
+    gather_evidence,
+    judge_variant,
+    measure,
+    run_variant,
+)
+from modelpress.export.passes import PassContext
+from modelpress.export.repository import Published, check_repository, check_version_free
+from modelpress.export.spec import variant_model_name
+from modelpress.export.verify import tensor_specs
+from modelpress.serving.manifest import PassRecord, TensorSpec
+
+
+@dataclass(frozen=True)
+class ImportRequest:
+    """What to import and how (the CLI's flags)."""
+
+    source: Path
+    repository: Path
+    name: str
+    variants: Sequence[str] = DEFAULT_VARIANTS
+    calibration: Path | None = None
+    eval: Path | None = None
+    label: str | None = None
+    task: Task | None = None
+    signature: InputSignature | None = None
+    force: bool = False
+    verify: ImportVerifySpec = field(default_factory=ImportVerifySpec)
+
+
+def import_model(request: ImportRequest, *, progress: bool = True) -> list[Published]:
+    """Read the source, make every variant with the export passes, verify each against the source, publish.
+
+    All variants or none: nothing is published until every one passed; bad input fails before any pass runs.
+
+    Raises:
+        ExportError: bad input (source, data file, variant, name, repository) or a refused variant.
+    """
+    names = {v: variant_model_name(request.name, v) for v in request.variants}
+    for variant in request.variants:
+        import_steps(variant)
+    if request.label is not None and request.eval is None:
+        raise ExportError("--label names a column of the --eval file: pass --eval FILE too")
+    check_repository(Path(request.repository))
+    for model_name in names.values():
+        check_version_free(Path(request.repository), model_name, None)
+    with _work_dir() as work, Progress(disable=not progress, transient=True) as bar:
+        task_bar = bar.add_task(f"reading {request.source.name}", total=len(request.variants) + 1)
+        started = time.perf_counter()
+        source = load_source(request.source, work, signature=request.signature)
+        record = import_record(source, round(time.perf_counter() - started, 3))
+        graph_inputs, graph_outputs = _graph_specs(source.onnx_path)
+        task = request.task or source.task or "generic"
+        calibration, evaluation = _user_data(request, source, graph_inputs)
+        _check_calibration(request.variants, source, calibration)
+        bar.update(task_bar, description="running the source", advance=1)
+        evidence = gather_evidence(source, graph_inputs, evaluation or calibration, request.verify)
+        chain = _Chain(work, _context(calibration, evidence))
+        built = []
+        for variant in request.variants:
+            bar.update(task_bar, description=names[variant])
+            built.append(_build(variant, names, request, source, chain, evidence, task, record,
+                                graph_inputs, graph_outputs))  # fmt: skip
+            bar.advance(task_bar)
+        return publish_all(Path(request.repository), built)
+
+
+def _graph_specs(model_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    inputs, outputs = tensor_specs(model_path)
+    return [TensorSpec(**s) for s in inputs], [TensorSpec(**s) for s in outputs]
+
+
+def _user_data(
+    request: ImportRequest, source: SourceModel, inputs: list[TensorSpec]
+) -> tuple[UserData | None, UserData | None]:
+    text = source.text is not None
+    calibration = (
+        load_data(request.calibration, inputs, text=text, purpose="--calibration") if request.calibration else None
+    )
+    evaluation = (
+        load_data(request.eval, inputs, label=request.label, text=text, purpose="--eval") if request.eval else None
+    )
+    return calibration, evaluation
+
+
+def _check_calibration(variants: Sequence[str], source: SourceModel, calibration: UserData | None) -> None:
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(source.onnx_path), load_external_data=False).graph.node}
+    static = [v for v in variants if needs_calibration(v, ops)]
+    if static and calibration is None:
+        why = " (static QDQ is what int8 means for a graph with convolutions)" if "int8" in static else ""
+        raise ExportError(
+            f"variant {static[0]} quantizes statically{why} and needs calibration data: pass --calibration FILE "
+            "(.npz or .csv of typical inputs, a few hundred samples), or ask for --variants int8-dynamic"
+        )
+    if static and calibration is not None and (calibration.feeds is None or len(calibration.feeds) != 1):
+        raise ExportError(f"variant {static[0]}: static int8 calibrates models with one tensor input only")
+
+
+def _context(calibration: UserData | None, evidence: Evidence) -> PassContext:
+    """The passes' context: no PyTorch module or checkpoint, the user's calibration samples."""
+    samples = next(iter(calibration.feeds.values())) if calibration and calibration.feeds else np.zeros((1, 1))
+    # The ONNX passes read the calibration split only; the test split stands in for the interface's sake.
+    data = EvalData(calibration=samples, test_x=samples[:1], test_y=np.zeros(1, dtype=np.int64))
+    return PassContext(module=None, meta=None, data=data)
+
+
+def _build(
+    variant: str,
+    names: dict[str, str],
+    request: ImportRequest,
+    source: SourceModel,
+    chain: _Chain,
+    evidence: Evidence,
+    task: Task,
+    record: PassRecord,
+    graph_inputs: list[TensorSpec],
+    graph_outputs: list[TensorSpec],
+) -> BuiltVariant:
+    try:
+        model_path, precision, records, _ = chain.run(import_steps(variant), start=source.onnx_path)
+    except ExportError:
+        raise
+    except Exception as e:  # onnx / onnxruntime tools refusing a graph they do not handle (ONNX-ML ops, ...)
+        raise VerificationError(
+            f"{names[variant]}: the {variant} passes failed on this model ({type(e).__name__}: {e}); "
+            f"leave {variant} out of --variants"
+        ) from e
+    graph_inputs, graph_outputs = _graph_specs(model_path)  # fp16 and int8 keep fp32 inputs and outputs
+    quality = measure(run_variant(model_path, evidence), evidence, task)
+    warnings = judge_variant(names[variant], precision, quality, task, request.verify, force=request.force)
+    if warnings:
+        quality["forced"] = warnings
+    manifest = build_import_manifest(
+        name=names[variant], family=request.name, variant=variant, model_path=model_path, precision=precision,
+        task=task, lineage=[record, *records], quality=quality, source=source, graph_inputs=graph_inputs,
+        graph_outputs=graph_outputs,
+    )  # fmt: skip
+    extra = [source.text.tokenizer_file] if source.text else []
+    return BuiltVariant(variant, manifest, model_path, warnings, extra_files=extra)
