@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
     def import_(
         source: Path = typer.Argument(
             ...,
-            help="An .onnx file, a Hugging Face model folder, or a PyTorch program (torch.export .pt2, TorchScript .pt)",
+            help="An .onnx file, a Hugging Face model folder, or a PyTorch program (.pt2 from torch.export, .pt)",
         ),
         repository: Path = typer.Option(..., "--repository", "-r", help="Model repository to publish into."),
         name: str = typer.Option(..., "--name", "-n", help="Model name; variants become NAME-fp16, NAME-int8."),
