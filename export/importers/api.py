@@ -14,7 +14,7 @@ from modelpress.export.api import BuiltVariant, _Chain, _work_dir, publish_all
 from modelpress.export.data import EvalData
 from modelpress.export.errors import ExportError, VerificationError
 from modelpress.export.importers import InputSignature, SourceModel, load_source
-from modelpress.export.importers.base import Task
+from modelpress.export.importers.base import Task, brief
 from modelpress.export.importers.data import UserData, load_data
 from modelpress.export.importers.manifest import build_import_manifest, import_record
 from modelpress.export.importers.variants import DEFAULT_VARIANTS, import_steps, needs_calibration
@@ -146,7 +146,7 @@ def _build(
         raise
     except Exception as e:  # onnx / onnxruntime tools refusing a graph they do not handle (ONNX-ML ops, ...)
         raise VerificationError(
-            f"{names[variant]}: the {variant} passes failed on this model ({type(e).__name__}: {e}); "
+            f"{names[variant]}: the {variant} passes failed on this model ({type(e).__name__}: {brief(e)}); "
             f"leave {variant} out of --variants"
         ) from e
     graph_inputs, graph_outputs = _graph_specs(model_path)  # fp16 and int8 keep fp32 inputs and outputs

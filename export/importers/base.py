@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,17 @@ class SourceModel:
     text: TextSupport | None = None
     module: Any = None
     notes: list[str] = field(default_factory=list)
+
+
+def brief(error: BaseException, limit: int = 400) -> str:
+    """One line of a foreign library's error: CLI errors are one line, and TorchScript's carry a whole stack.
+
+    The last line when it names an exception (TorchScript puts the cause there), else the first.
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+    last = lines[-1]
+    line = last if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", last) else lines[0]
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def sha256_of(path: Path) -> str:

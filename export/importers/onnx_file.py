@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modelpress.export.importers.base import ImportSourceError, SourceModel, onnx_facts, sha256_of
+from modelpress.export.importers.base import ImportSourceError, SourceModel, brief, onnx_facts, sha256_of
 from modelpress.export.onnx_files import has_external_data, save_model
 from modelpress.export.ort_session import cpu_session
 from modelpress.serving.graph_manifest import tensor_spec_of
@@ -49,11 +49,11 @@ def _parse(path: Path):
         proto = onnx.load(str(path))
     except DecodeError as e:
         what = "a truncated or corrupt ONNX file" if head == bytes([_MODEL_PROTO_START]) else "not an ONNX file"
-        raise ImportSourceError(f"{path}: {what} (protobuf could not parse it: {e})") from e
+        raise ImportSourceError(f"{path}: {what} (protobuf could not parse it: {brief(e)})") from e
     except (FileNotFoundError, onnx.checker.ValidationError) as e:  # external data named but not beside it
-        raise ImportSourceError(f"{path}: its external data cannot be read: {e}") from e
+        raise ImportSourceError(f"{path}: its external data cannot be read: {brief(e)}") from e
     except Exception as e:  # onnx raises plain RuntimeError/ValueError for other damage
-        raise ImportSourceError(f"{path}: not a readable ONNX model: {type(e).__name__}: {e}") from e
+        raise ImportSourceError(f"{path}: not a readable ONNX model: {type(e).__name__}: {brief(e)}") from e
     if proto.ir_version == 0 or not proto.HasField("graph") or not proto.graph.node:
         raise ImportSourceError(f"{path}: not an ONNX model (no IR version or no graph nodes)")
     return proto
@@ -70,9 +70,9 @@ def _session(path: Path, opset: int | None):
         if opset is not None and (opset > newest or "opset" in str(e).lower()):
             raise ImportSourceError(
                 f"{path}: opset {opset} is not supported by ONNX Runtime {ort.__version__} "
-                f"(the onnx package here knows opsets up to {newest}); re-export with a lower opset: {e}"
+                f"(the onnx package here knows opsets up to {newest}); re-export with a lower opset ({brief(e)})"
             ) from e
-        raise ImportSourceError(f"{path}: ONNX Runtime {ort.__version__} cannot load it: {e}") from e
+        raise ImportSourceError(f"{path}: ONNX Runtime {ort.__version__} cannot load it: {brief(e)}") from e
 
 
 def _check_tensors(path: Path, session) -> None:

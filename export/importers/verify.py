@@ -77,7 +77,9 @@ def _rows(feeds: dict[str, np.ndarray]) -> int:
 def _batches(
     source: SourceModel, inputs: list[TensorSpec], data: UserData | None, limit: int
 ) -> Iterator[dict[str, np.ndarray]]:
-    batch = BATCH if all(s.shape[:1] == [-1] for s in inputs) else 1
+    # A graph with a fixed batch runs exactly that many rows at a time (leftover rows are not compared).
+    fixed = next((s.shape[0] for s in inputs if s.shape[:1] != [-1] and s.shape), None)
+    batch = fixed or BATCH
     if source.text is not None:
         from modelpress.serving.text import TextTokenizer
 
@@ -88,11 +90,14 @@ def _batches(
             yield tokenizer.encode(texts[i : i + batch]).feeds(names)
         return
     if data is None:
-        feeds = warmup_inputs(inputs, SYNTHETIC_ROWS if batch > 1 else 8, seed=7)
+        parts = [
+            warmup_inputs(inputs, SYNTHETIC_ROWS, seed=seed) for seed in range(SYNTHETIC_ROWS // fixed if fixed else 1)
+        ]
+        feeds = {s.name: np.concatenate([part[s.name] for part in parts]) for s in inputs}
     else:
         feeds = {name: array[:limit] for name, array in (data.feeds or {}).items()}
     rows = _rows(feeds)
-    for i in range(0, rows, batch):
+    for i in range(0, rows - (rows % batch if fixed else 0), batch):
         yield {name: array[i : i + batch] for name, array in feeds.items()}
 
 

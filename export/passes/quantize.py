@@ -44,7 +44,8 @@ class Quantize(Pass):
         if model_path is None:
             raise VerificationError("the quantize pass needs an ONNX model: put the onnx pass before it")
         external = "always" if has_external_data(model_path) else "auto"
-        ops = {n.op_type for n in onnx.load(str(model_path), load_external_data=False).graph.node}
+        nodes = onnx.load(str(model_path), load_external_data=False).graph.node
+        ops, domains = {n.op_type for n in nodes}, {n.domain for n in nodes}
         mode = self.config.mode
         if mode == "auto":
             mode = "static" if ops & {"Conv", "ConvTranspose"} else "dynamic"
@@ -53,12 +54,13 @@ class Quantize(Pass):
             pre = Path(tmp) / "pre.onnx"
             quantized = Path(tmp) / "quantized.onnx"
             with _quiet():
-                try:
-                    quant_pre_process(str(model_path), str(pre), save_as_external_data=external == "always")
-                except Exception:  # symbolic shape inference knows no ONNX-ML ops (skl2onnx): ONNX's instead
-                    quant_pre_process(str(model_path), str(pre), skip_symbolic_shape=True,
-                                      save_as_external_data=external == "always")  # fmt: skip
-                    details["symbolic_shape_inference"] = False
+                # ORT's symbolic shape inference knows no ONNX-ML ops (skl2onnx graphs) and, failing, leaves a
+                # debug model in the working directory: ONNX's own shape inference is enough for those graphs.
+                # auto_merge resolves conflicting symbolic dims instead of failing (imported BERTs need it) and
+                # changes nothing where inference completes without it.
+                skip_symbolic = bool(domains - {"", "ai.onnx", "com.microsoft"})
+                quant_pre_process(str(model_path), str(pre), skip_symbolic_shape=skip_symbolic, auto_merge=True,
+                                  save_as_external_data=external == "always")  # fmt: skip
                 if mode == "static":
                     self._static(pre, quantized, ctx)
                     details["calibration"] = self.config.calibration
