@@ -42,7 +42,7 @@ def load_hf_folder(folder: Path, work: Path) -> SourceModel:
     except TextModelError as e:
         raise ImportSourceError(f"{folder}: not a Hugging Face model folder modelpress can import: {e}") from e
     model, task, output = _load(source.folder)
-    module = _Logits(model) if task == "classification" else _sentence_encoder(model)
+    module = _wrap(model, task)
     onnx_path = _export(module.eval(), output, work, folder)
     labels = _labels(model.config) if task == "classification" else None
     limit = int(getattr(model.config, "max_position_embeddings", source.max_length) or source.max_length)
@@ -75,7 +75,15 @@ def _load(folder: Path) -> tuple[Any, str, str]:
     return model.eval(), ("classification" if classifier else "embedding"), ("logits" if classifier else "embedding")
 
 
-def _sentence_encoder(model: Any) -> Any:
+def eager_module(folder: Path) -> Any:
+    """The PyTorch module an import of ``folder`` exports: ``(input_ids, attention_mask) -> logits | embedding``."""
+    model, task, _ = _load(folder)
+    return _wrap(model, task).eval()
+
+
+def _wrap(model: Any, task: str) -> Any:
+    if task == "classification":
+        return _Logits(model)
     from modelpress.training.text.encoder import SentenceEncoder
 
     return SentenceEncoder(model)

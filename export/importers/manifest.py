@@ -34,7 +34,9 @@ def build_import_manifest(
     """A manifest like an exported variant's; a text model takes text (its tokenizer travels with it)."""
     text = source.text
     inputs = [TensorSpec(name=TEXT_INPUT, datatype="BYTES", shape=[-1])] if text else graph_inputs
+    extra = {"graph_inputs": [s.model_dump() for s in graph_inputs]} if text else {}  # compare feeds the graph
     return ModelManifest(
+        **extra,
         name=name,
         version=1,  # the repository sets the real number when it commits the version
         task=task,

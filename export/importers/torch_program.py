@@ -79,7 +79,9 @@ def _exported_program(path: Path) -> tuple[Any, list[str], Any]:
 
         torch.onnx.export(program, args, str(target), dynamo=True, input_names=names, opset_version=OPSET)
 
-    return program.module(), names, export
+    from modelpress.export.importers.baseline import UnliftedProgram
+
+    return UnliftedProgram(program.module()), names, export
 
 
 def _torchscript(path: Path, signature: InputSignature) -> tuple[Any, list[str], Any]:
