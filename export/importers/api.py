@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.progress import Progress
@@ -17,7 +18,7 @@ from modelpress.export.importers import InputSignature, SourceModel, load_source
 from modelpress.export.importers.base import Task, brief
 from modelpress.export.importers.data import UserData, load_data
 from modelpress.export.importers.manifest import build_import_manifest, import_record
-from modelpress.export.importers.variants import DEFAULT_VARIANTS, import_steps, needs_calibration
+from modelpress.export.importers.variants import DEFAULT_VARIANTS, import_steps, quantizes_statically
 from modelpress.export.importers.verify import (
     Evidence,
     ImportVerifySpec,
@@ -50,6 +51,17 @@ class ImportRequest:
     verify: ImportVerifySpec = field(default_factory=ImportVerifySpec)
 
 
+@dataclass
+class Prepared:
+    """A source read and run: what every variant (or search candidate) is made from and checked against."""
+
+    source: SourceModel
+    record: PassRecord
+    task: Task
+    evidence: Evidence
+    chain: _Chain
+
+
 def import_model(request: ImportRequest, *, progress: bool = True) -> list[Published]:
     """Read the source, make every variant with the export passes, verify each against the source, publish.
 
@@ -59,32 +71,56 @@ def import_model(request: ImportRequest, *, progress: bool = True) -> list[Publi
         ExportError: bad input (source, data file, variant, name, repository) or a refused variant.
     """
     names = {v: variant_model_name(request.name, v) for v in request.variants}
-    for variant in request.variants:
-        import_steps(variant)
-    if request.label is not None and request.eval is None:
-        raise ExportError("--label names a column of the --eval file: pass --eval FILE too")
+    steps = {v: import_steps(v) for v in request.variants}
     check_repository(Path(request.repository))
     for model_name in names.values():
         check_version_free(Path(request.repository), model_name, None)
     with _work_dir() as work, Progress(disable=not progress, transient=True) as bar:
         task_bar = bar.add_task(f"reading {request.source.name}", total=len(request.variants) + 1)
-        started = time.perf_counter()
-        source = load_source(request.source, work, signature=request.signature)
-        record = import_record(source, round(time.perf_counter() - started, 3))
-        graph_inputs, graph_outputs = _graph_specs(source.onnx_path)
-        task = request.task or source.task or "generic"
-        calibration, evaluation = _user_data(request, source, graph_inputs)
-        _check_calibration(request.variants, source, calibration)
-        bar.update(task_bar, description="running the source", advance=1)
-        evidence = gather_evidence(source, graph_inputs, evaluation or calibration, request.verify)
-        chain = _Chain(work, _context(calibration, evidence))
+        prepared = prepare(request, work, steps)
+        bar.advance(task_bar)
         built = []
         for variant in request.variants:
             bar.update(task_bar, description=names[variant])
-            built.append(_build(variant, names, request, source, chain, evidence, task, record,
-                                graph_inputs, graph_outputs))  # fmt: skip
+            built.append(_build(variant, names[variant], steps[variant], request, prepared))
             bar.advance(task_bar)
         return publish_all(Path(request.repository), built)
+
+
+def prepare(request: ImportRequest, work: Path, steps: dict[str, list[dict[str, Any]]]) -> Prepared:
+    """Read the source into ``work``, load and check the data files, run the source on the evidence.
+
+    Raises:
+        ExportError: the source or a data file is unusable, or static int8 is asked for without calibration.
+    """
+    if request.label is not None and request.eval is None:
+        raise ExportError("--label names a column of the --eval file: pass --eval FILE too")
+    started = time.perf_counter()
+    source = load_source(request.source, work, signature=request.signature)
+    record = import_record(source, round(time.perf_counter() - started, 3))
+    graph_inputs, _ = _graph_specs(source.onnx_path)
+    calibration, evaluation = _user_data(request, source, graph_inputs)
+    _check_calibration(steps, source, calibration)
+    evidence = gather_evidence(source, graph_inputs, evaluation or calibration, request.verify)
+    task = request.task or source.task or "generic"
+    return Prepared(source, record, task, evidence, _Chain(work, _context(calibration, evidence)))
+
+
+def run_steps(name: str, steps: list[dict[str, Any]], prepared: Prepared) -> tuple[Path, str, list[PassRecord]]:
+    """Run the passes from the imported graph; a foreign tool refusing the graph is a named error.
+
+    Raises:
+        ExportError: a pass refused the model (VerificationError naming the variant and the tool's reason).
+    """
+    try:
+        model_path, precision, records, _ = prepared.chain.run(steps, start=prepared.source.onnx_path)
+    except ExportError:
+        raise
+    except Exception as e:  # onnx / onnxruntime tools refusing a graph they do not handle (ONNX-ML ops, ...)
+        raise VerificationError(
+            f"{name}: its passes failed on this model ({type(e).__name__}: {brief(e)}); leave it out"
+        ) from e
+    return model_path, precision, records
 
 
 def _graph_specs(model_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -105,19 +141,21 @@ def _user_data(
     return calibration, evaluation
 
 
-def _check_calibration(variants: Sequence[str], source: SourceModel, calibration: UserData | None) -> None:
+def _check_calibration(
+    steps: dict[str, list[dict[str, Any]]], source: SourceModel, calibration: UserData | None
+) -> None:
     import onnx
 
     ops = {n.op_type for n in onnx.load(str(source.onnx_path), load_external_data=False).graph.node}
-    static = [v for v in variants if needs_calibration(v, ops)]
+    static = [name for name, chain in steps.items() if quantizes_statically(chain, ops)]
     if static and calibration is None:
         why = " (static QDQ is what int8 means for a graph with convolutions)" if "int8" in static else ""
         raise ExportError(
-            f"variant {static[0]} quantizes statically{why} and needs calibration data: pass --calibration FILE "
-            "(.npz or .csv of typical inputs, a few hundred samples), or ask for --variants int8-dynamic"
+            f"{static[0]} quantizes statically{why} and needs calibration data: pass --calibration FILE "
+            "(.npz or .csv of typical inputs, a few hundred samples), or ask for int8-dynamic"
         )
     if static and calibration is not None and (calibration.feeds is None or len(calibration.feeds) != 1):
-        raise ExportError(f"variant {static[0]}: static int8 calibrates models with one tensor input only")
+        raise ExportError(f"{static[0]}: static int8 calibrates models with one tensor input only")
 
 
 def _context(calibration: UserData | None, evidence: Evidence) -> PassContext:
@@ -129,35 +167,28 @@ def _context(calibration: UserData | None, evidence: Evidence) -> PassContext:
 
 
 def _build(
-    variant: str,
-    names: dict[str, str],
-    request: ImportRequest,
-    source: SourceModel,
-    chain: _Chain,
-    evidence: Evidence,
-    task: Task,
-    record: PassRecord,
-    graph_inputs: list[TensorSpec],
-    graph_outputs: list[TensorSpec],
+    variant: str, model_name: str, steps: list[dict[str, Any]], request: ImportRequest, prepared: Prepared
 ) -> BuiltVariant:
-    try:
-        model_path, precision, records, _ = chain.run(import_steps(variant), start=source.onnx_path)
-    except ExportError:
-        raise
-    except Exception as e:  # onnx / onnxruntime tools refusing a graph they do not handle (ONNX-ML ops, ...)
-        raise VerificationError(
-            f"{names[variant]}: the {variant} passes failed on this model ({type(e).__name__}: {brief(e)}); "
-            f"leave {variant} out of --variants"
-        ) from e
-    graph_inputs, graph_outputs = _graph_specs(model_path)  # fp16 and int8 keep fp32 inputs and outputs
-    quality = measure(run_variant(model_path, evidence), evidence, task)
-    warnings = judge_variant(names[variant], precision, quality, task, request.verify, force=request.force)
+    model_path, precision, records = run_steps(model_name, steps, prepared)
+    quality = measure(run_variant(model_path, prepared.evidence), prepared.evidence, prepared.task)
+    warnings = judge_variant(model_name, precision, quality, prepared.task, request.verify, force=request.force)
     if warnings:
         quality["forced"] = warnings
+    return built_variant(variant, model_name, request.name, model_path, precision, [prepared.record, *records],
+                         quality, prepared, warnings)  # fmt: skip
+
+
+def built_variant(
+    variant: str, model_name: str, family: str, model_path: Path, precision: str, lineage: list[PassRecord],
+    quality: dict[str, Any], prepared: Prepared, warnings: list[str] | None = None,
+) -> BuiltVariant:  # fmt: skip
+    """A verified variant with its manifest, ready for :func:`publish_all` (the tokenizer travels along)."""
+    graph_inputs, graph_outputs = _graph_specs(model_path)  # fp16 and int8 keep fp32 inputs and outputs
+    source = prepared.source
     manifest = build_import_manifest(
-        name=names[variant], family=request.name, variant=variant, model_path=model_path, precision=precision,
-        task=task, lineage=[record, *records], quality=quality, source=source, graph_inputs=graph_inputs,
+        name=model_name, family=family, variant=variant, model_path=model_path, precision=precision,
+        task=prepared.task, lineage=lineage, quality=quality, source=source, graph_inputs=graph_inputs,
         graph_outputs=graph_outputs,
     )  # fmt: skip
     extra = [source.text.tokenizer_file] if source.text else []
-    return BuiltVariant(variant, manifest, model_path, warnings, extra_files=extra)
+    return BuiltVariant(variant, manifest, model_path, warnings or [], extra_files=extra)

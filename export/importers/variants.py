@@ -29,13 +29,13 @@ def import_steps(variant: str) -> list[dict[str, Any]]:
     raise ExportError(f"unknown variant {variant!r}; expected one of {known}")
 
 
-def needs_calibration(variant: str, graph_ops: set[str]) -> bool:
-    """True when the variant quantizes statically: asked for, or ``auto`` on a graph with convolutions."""
-    for step in import_steps(variant):
+def quantizes_statically(steps: list[dict[str, Any]], graph_ops: set[str]) -> bool:
+    """True when ``steps`` quantize statically: asked for, or ``auto`` on a graph with convolutions."""
+    for step in steps:
         if step["pass"] == "quantize":
             mode = step.get("mode", "auto")
             return mode == "static" or (mode == "auto" and bool(graph_ops & {"Conv", "ConvTranspose"}))
     return False
 
 
-__all__ = ["BASE_VARIANT", "DEFAULT_VARIANTS", "import_steps", "needs_calibration"]
+__all__ = ["BASE_VARIANT", "DEFAULT_VARIANTS", "import_steps", "quantizes_statically"]
