@@ -16,7 +16,7 @@ from modelpress.export.data import EvalData
 from modelpress.export.errors import ExportError, VerificationError
 from modelpress.export.importers import InputSignature, SourceModel, load_source
 from modelpress.export.importers.base import Task, brief
-from modelpress.export.importers.data import UserData, load_data
+from modelpress.export.importers.data import UserData, label_indices, load_data
 from modelpress.export.importers.manifest import build_import_manifest, import_record
 from modelpress.export.importers.variants import DEFAULT_VARIANTS, import_steps, quantizes_statically
 from modelpress.export.importers.verify import (
@@ -100,6 +100,8 @@ def prepare(request: ImportRequest, work: Path, steps: dict[str, list[dict[str, 
     record = import_record(source, round(time.perf_counter() - started, 3))
     graph_inputs, _ = _graph_specs(source.onnx_path)
     calibration, evaluation = _user_data(request, source, graph_inputs)
+    if evaluation is not None and evaluation.labels is not None:
+        evaluation = label_indices(evaluation, source.labels)
     _check_calibration(steps, source, calibration)
     evidence = gather_evidence(source, graph_inputs, evaluation or calibration, request.verify)
     task = request.task or source.task or "generic"

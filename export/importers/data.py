@@ -79,6 +79,24 @@ def load_data(
     return data
 
 
+def label_indices(data: UserData, names: list[str] | None) -> UserData:
+    """Labels as class indices: integers stay, class names are looked up in the model's labels.
+
+    Raises:
+        DataFileError: a name that is not one of the model's labels, or names for a model without labels.
+    """
+    labels = data.labels
+    if labels is None or labels.dtype.kind in "iu":
+        return data
+    if not names:
+        raise DataFileError(f"{data.path}: labels are names ({labels[0]!r}, ...) but the model has no label names")
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted({str(v) for v in labels} - set(index))
+    if unknown:
+        raise DataFileError(f"{data.path}: labels {unknown[:5]} are not among the model's {names}")
+    return UserData(data.path, data.feeds, data.texts, np.asarray([index[str(v)] for v in labels], dtype=np.int64))
+
+
 def _npz(path: Path, inputs: list[TensorSpec], label: str | None, purpose: str) -> UserData:
     try:
         archive = dict(np.load(path, allow_pickle=False))

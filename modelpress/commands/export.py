@@ -48,7 +48,7 @@ def _print_summary(published: list[Published]) -> None:
             f"{size.onnx_bytes:,}" if size else "?",
             f"{accuracy:.4f}" if accuracy is not None else "-",
             f"{100 * agreement:.2f}%" if agreement is not None else "-",
-            f"{quality['max_abs_diff']:.2g}",
+            f"{quality['max_abs_diff']:.2g}" if "max_abs_diff" in quality else "-",  # an import with no float output
             str(item.path),
         )
         for warning in quality.get("forced", []):

@@ -62,7 +62,7 @@ async def test_encoder_folder_served_as_text_embeddings(tmp_path: Path) -> None:
 
 async def test_sequence_classifier_folder_keeps_its_labels(tmp_path: Path) -> None:
     folder = tiny_bert_folder(tmp_path / "classifier", classifier=True)
-    lines = ["text,label", *(f"{t},{i % 2}" for i, t in enumerate(TEXTS * 3))]
+    lines = ["text,label", *(f"{t},{('neg', 'pos')[i % 2]}" for i, t in enumerate(TEXTS * 3))]  # names
     (tmp_path / "eval.csv").write_text("\n".join(lines) + "\n")
     repo = tmp_path / "repo"
     published = import_model(
