@@ -8,6 +8,7 @@ own accuracy on it, timed at batch 1 with the same thread count, and marked like
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from collections.abc import Sequence
@@ -59,7 +60,7 @@ def search_import(
         raise ExportError(f"precision {unknown[0]!r} is not one of {', '.join(PRECISION_STEPS)}")
     if max_accuracy_drop < 0:
         raise ExportError(f"--max-accuracy-drop must be 0 or more points, got {max_accuracy_drop}")
-    request = ImportRequest(**{**request.__dict__, "task": "classification"})
+    request = dataclasses.replace(request, task="classification")
     if publish is not None:
         check_repository(Path(publish.repository))
         for name in precisions:
