@@ -82,3 +82,26 @@ async def test_torch_onnx_cnn_static_int8_with_calibration(tmp_path: Path) -> No
     want = ort.InferenceSession(str(source)).run(None, {"image": x})[0]
     got = (await v2_infer(repo, "cnn", {"image": x}))["logits"]
     np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_external_data_beside_the_file_travels_and_a_missing_one_is_named(tmp_path: Path) -> None:
+    import onnx
+
+    from modelpress.cli import build_app
+
+    source, _ = cnn_onnx(tmp_path / "plain.onnx")
+    proto = onnx.load(str(source))
+    onnx.save_model(proto, str(tmp_path / "split.onnx"), save_as_external_data=True, location="weights.bin",
+                    size_threshold=0)  # fmt: skip
+    repo = tmp_path / "repo"
+    published = import_model(ImportRequest(tmp_path / "split.onnx", repo, "split", variants=["fp32"]), progress=False)
+    manifest = read_manifest(published[0].path)
+    assert "model.onnx.data" in manifest.files  # the weights came along, renamed next to model.onnx
+    assert manifest.size.onnx_bytes > (tmp_path / "split.onnx").stat().st_size
+    (tmp_path / "weights.bin").unlink()
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(build_app(), ["import", str(tmp_path / "split.onnx"), "-r", str(repo), "-n", "x"])
+    assert result.exit_code == 2
+    assert "external data" in result.stderr
+    assert not (repo / "x").exists()
