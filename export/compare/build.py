@@ -23,12 +23,12 @@ from modelpress.export.compare.runners import (
 from modelpress.export.compare.schema import Report, TorchBaseline, VariantRow
 from modelpress.export.compare.timing import STANDARD, TimingBudget, measure, rows_per_second
 from modelpress.export.compare.torch_source import NoBaselineError, baseline_source, load_baseline
+from modelpress.serving.graph_manifest import manifest_for
 from modelpress.serving.manifest import (
     ManifestError,
     ModelManifest,
     list_models,
     list_versions,
-    read_manifest,
     verify_files,
 )
 
@@ -70,7 +70,7 @@ def _onnx_bytes(manifest: ModelManifest) -> int:
 def _latest(repository: Path, name: str) -> tuple[Path, ModelManifest | None, str | None]:
     version_dir = repository / name / str(list_versions(repository / name)[-1])
     try:
-        manifest = read_manifest(version_dir)
+        manifest = manifest_for(name, version_dir)  # a bare model.onnx: described from its graph, as served
         verify_files(manifest, version_dir)
     except ManifestError as e:
         return version_dir, None, str(e)

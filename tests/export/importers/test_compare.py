@@ -36,3 +36,15 @@ def test_compare_measures_imported_families_against_their_source(tmp_path: Path)
     assert rows["prog-int8"].speedup_vs_torch is not None
     assert report.baselines["plain"].latency_p50_ms is None  # an ONNX file has no PyTorch source
     assert "no PyTorch source" in " ".join(report.baselines["plain"].notes)
+
+
+def test_compare_reads_a_bare_model_onnx_like_the_server(tmp_path: Path) -> None:
+    pytest.importorskip("skl2onnx")
+    from tests.sklearn_models import iris_classifier_onnx
+
+    iris_classifier_onnx(tmp_path / "repo" / "bare" / "1" / "model.onnx")
+    report = build_report(tmp_path / "repo", threads=1, throughput_batch=4, budget=QUICK, progress=False)
+    (row,) = report.rows
+    assert row.status == "ok"
+    assert row.precision == "unknown"
+    assert row.latency_p50_ms is not None
