@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from modelpress.export.importers.base import ImportSourceError, SourceModel, brief, onnx_facts, sha256_of
-from modelpress.export.onnx_files import has_external_data, save_model
+from modelpress.export.onnx_files import save_model
 from modelpress.export.ort_session import cpu_session
 from modelpress.serving.graph_manifest import tensor_spec_of
 from modelpress.serving.manifest import ManifestError
@@ -28,7 +28,10 @@ def load_onnx_file(path: Path, work: Path) -> SourceModel:
     if not session.get_inputs():
         raise ImportSourceError(f"{path}: the graph has no inputs")
     _check_tensors(path, session)
-    copied = save_model(proto, work / "source", external="always" if has_external_data(path) else "auto")
+    # "auto", not "always" for a source with external data: "always" moves every tensor out, small constants
+    # (a ReduceMean's axes) included, and ORT's shape inference then refuses the graph. Weights of up to
+    # AUTO_EXTERNAL_BYTES go inline; larger ones stay external.
+    copied = save_model(proto, work / "source", external="auto")
     original = path
 
     def run_source(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:

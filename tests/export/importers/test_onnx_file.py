@@ -96,8 +96,9 @@ def test_external_data_beside_the_file_travels_and_a_missing_one_is_named(tmp_pa
     repo = tmp_path / "repo"
     published = import_model(ImportRequest(tmp_path / "split.onnx", repo, "split", variants=["fp32"]), progress=False)
     manifest = read_manifest(published[0].path)
-    assert "model.onnx.data" in manifest.files  # the weights came along, renamed next to model.onnx
+    # The weights came along (inline: the model is far below the size that needs external data).
     assert manifest.size.onnx_bytes > (tmp_path / "split.onnx").stat().st_size
+    assert manifest.quality["max_abs_diff"] < 1e-5
     (tmp_path / "weights.bin").unlink()
     from typer.testing import CliRunner
 
@@ -105,3 +106,24 @@ def test_external_data_beside_the_file_travels_and_a_missing_one_is_named(tmp_pa
     assert result.exit_code == 2
     assert "external data" in result.stderr
     assert not (repo / "x").exists()
+
+
+def test_external_data_holding_small_constants_imports(tmp_path: Path) -> None:
+    """A source with its weights external (as torch.onnx's dynamo exporter saves them) keeps its small constants
+    (a ReduceMean's axes) inline through the import: ORT's shape inference refuses them external."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    axes = numpy_helper.from_array(np.array([2, 3], dtype=np.int64), "axes")
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 300)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["x", "axes"], ["m"], keepdims=0),
+         helper.make_node("MatMul", ["m", "w"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 300])], [axes, weight],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    onnx.save_model(model, str(tmp_path / "m.onnx"), save_as_external_data=True, location="m.data")
+    published = import_model(ImportRequest(tmp_path / "m.onnx", tmp_path / "repo", "m", variants=["fp32", "fp16"]),
+                             progress=False)  # fmt: skip
+    assert [p.name for p in published] == ["m", "m-fp16"]
