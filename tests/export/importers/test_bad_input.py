@@ -109,6 +109,7 @@ def test_bad_input_is_one_line_exit_2_nothing_published(inputs: dict[str, Path],
     assert after == before
 
 
+@pytest.mark.slow
 def test_cli_subprocess_as_a_user_runs_it(inputs: dict[str, Path], tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     done = subprocess.run(
