@@ -108,7 +108,7 @@ def check_version_free(repository: str | Path | RepositoryStore, name: str, vers
 class StagedVersion:
     """A complete version folder waiting, hidden, inside ``<repository>/<name>/``."""
 
-    def __init__(self, repository: Path, manifest: ModelManifest, model_path: Path):
+    def __init__(self, repository: Path, manifest: ModelManifest, model_path: Path, extra_files: Sequence[Path] = ()):
         self.repository = repository
         self.model_dir = repository / manifest.name
         self.model_dir.mkdir(parents=True, exist_ok=True)
@@ -117,6 +117,8 @@ class StagedVersion:
         self.path.chmod(0o755 & ~_umask())
         self.manifest = manifest
         copy_model(model_path, self.path)
+        for path in extra_files:  # e.g. tokenizer.json: hashed into the manifest with the model
+            shutil.copy2(path, self.path / path.name)
         self._write_manifest()
 
     def _write_manifest(self) -> None:

@@ -33,6 +33,8 @@ def count_nonzero_parameters(model: nn.Module) -> int:
 
 def effective_weights(model: nn.Module) -> dict[str, Any]:
     """Every parameter as the forward pass sees it: ``weight_orig * weight_mask`` while a pruning mask is on."""
+    if not hasattr(model, "named_modules"):  # a torch.export program: parameters, no submodules or masks
+        return {str(i): param.detach() for i, param in enumerate(model.parameters())}
     weights: dict[str, Any] = {}
     for module_name, module in model.named_modules():
         for name, param in module.named_parameters(recurse=False):

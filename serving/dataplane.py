@@ -15,6 +15,7 @@ import numpy as np
 from modelpress.serving.batching.batcher import BatcherClosedError, BatchResult
 from modelpress.serving.deadlines import Deadlines
 from modelpress.serving.errors import BadRequestError, InternalError, ServingError, UnavailableError
+from modelpress.serving.graph_manifest import metadata_parameters
 from modelpress.serving.manifest import TensorSpec
 from modelpress.serving.metrics import Metrics, outcome_of
 from modelpress.serving.protocol.codec import decode_input, shape_str
@@ -102,6 +103,7 @@ class DataPlane:
         params["quality"] = m.quality
         if "family" in m.source:
             params["family"] = m.source["family"]
+        params.update(metadata_parameters(m))  # a bare model.onnx: says it has no manifest and is unverified
         return ModelMetadata(
             name=m.name,
             versions=self.repository.versions(name) if version is None else [served.version],

@@ -163,8 +163,10 @@ class ModelManifest(BaseModel):
     version: int = Field(ge=1)
     platform: Literal["onnx_onnxv1"] = "onnx_onnxv1"
     model_file: str = MODEL_FILE
-    task: Literal["classification", "regression", "embedding"]
-    precision: Literal["fp32", "fp16", "int8", "mixed"] = "fp32"
+    # generic: an imported or bare model whose outputs modelpress does not interpret (no labels, no V1 classes)
+    task: Literal["classification", "regression", "embedding", "generic"]
+    # unknown: a bare model.onnx served without a manifest (its precision is not read from the graph)
+    precision: Literal["fp32", "fp16", "int8", "mixed", "unknown"] = "fp32"
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     labels: list[str] | None = None

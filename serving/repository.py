@@ -34,7 +34,8 @@ from modelpress.serving.batching.batcher import Batcher, BatchStats
 from modelpress.serving.batching.policy import batch_policy
 from modelpress.serving.compute import ComputePool
 from modelpress.serving.errors import ModelLoadError, ModelNotFoundError, ServingError
-from modelpress.serving.manifest import ManifestError, ModelManifest, read_manifest, verify_files
+from modelpress.serving.graph_manifest import manifest_for
+from modelpress.serving.manifest import ManifestError, ModelManifest, verify_files
 from modelpress.serving.memory import release_free_heap, rss_bytes
 from modelpress.serving.metrics import Metrics
 from modelpress.serving.protocol.types import RepositoryIndexEntry
@@ -357,7 +358,7 @@ class ModelRepository:
         Returns the manifest, the loaded runtime, and the resident memory the load added (bytes).
         """
         try:
-            manifest = read_manifest(version_dir)
+            manifest = manifest_for(name, version_dir)  # a bare model.onnx gets one synthesized from its graph
             if manifest.name != name or str(manifest.version) != version_dir.name:
                 raise ManifestError(
                     f"{version_dir}: manifest says {manifest.name} v{manifest.version}, "

@@ -13,6 +13,12 @@ import pytest
 os.environ["MODELPRESS_SHARED_THREAD_POOL"] = "false"  # (then allow_spinning, unset, means sleeping pools)
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests run on asyncio, as the server does (trio arrives with selenium and must not double them)."""
+    return "asyncio"
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 2-layer BERT folder with its tokenizer (text tests in training and export)."""

@@ -21,6 +21,8 @@ class NoBaselineError(Exception):
 
 def baseline_source(manifest: ModelManifest) -> str | None:
     """The checkpoint folder, or for a text model the package / Hugging Face folder, it was made from."""
+    if manifest.source.get("imported"):
+        return str(manifest.source["imported"])
     key = "model" if is_text(manifest) and manifest.source.get("model") else "checkpoint"
     value = manifest.source.get(key)
     return str(value) if value else None
@@ -33,6 +35,8 @@ def load_baseline(manifest: ModelManifest) -> Any:
         NoBaselineError: the source is not recorded, not found, unusable, or PyTorch is not installed.
     """
     source = baseline_source(manifest)
+    if manifest.source.get("imported"):  # a model a user brought (modelpress import): its program or folder
+        return _load_imported(manifest)
     if is_text(manifest) and manifest.source.get("model"):
         return _load_text_encoder(str(source))
     if not source or not Path(source).is_dir():
@@ -58,3 +62,15 @@ def _load_text_encoder(spec: str) -> Any:
         return SentenceEncoder(load_encoder(resolve_source(spec))).eval()
     except TextModelError as e:
         raise NoBaselineError(f"text model source unusable: {e}") from e
+
+
+def _load_imported(manifest: ModelManifest) -> Any:
+    try:
+        from modelpress.export.importers.base import ImportSourceError
+        from modelpress.export.importers.baseline import load_imported_module
+    except ImportError as e:  # no torch in this install
+        raise NoBaselineError(f"PyTorch not installed ({e}): no baseline") from e
+    try:
+        return load_imported_module(manifest)
+    except ImportSourceError as e:
+        raise NoBaselineError(str(e)) from e

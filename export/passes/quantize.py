@@ -43,7 +43,8 @@ class Quantize(Pass):
         source = self.take(model, OnnxHandle)
         model_path = source.path
         external = "always" if has_external_data(model_path) else "auto"
-        ops = {n.op_type for n in onnx.load(str(model_path), load_external_data=False).graph.node}
+        nodes = onnx.load(str(model_path), load_external_data=False).graph.node
+        ops, domains = {n.op_type for n in nodes}, {n.domain for n in nodes}
         mode = self.config.mode
         if mode == "auto":
             mode = "static" if ops & {"Conv", "ConvTranspose"} else "dynamic"
@@ -53,7 +54,13 @@ class Quantize(Pass):
             quantized = Path(tmp) / "quantized.onnx"
             # the calibrators print histogram progress on stdout; the CLI shows its own progress instead
             with quiet_libraries("onnxruntime.quantization"):
-                quant_pre_process(str(model_path), str(pre), save_as_external_data=external == "always")
+                # ORT's symbolic shape inference knows no ONNX-ML ops (skl2onnx graphs) and, failing, leaves a
+                # debug model in the working directory: ONNX's own shape inference is enough for those graphs.
+                # auto_merge resolves conflicting symbolic dims instead of failing (imported BERTs need it) and
+                # changes nothing where inference completes without it.
+                skip_symbolic = bool(domains - {"", "ai.onnx", "com.microsoft"})
+                quant_pre_process(str(model_path), str(pre), skip_symbolic_shape=skip_symbolic, auto_merge=True,
+                                  save_as_external_data=external == "always")  # fmt: skip
                 if mode == "static":
                     self._static(pre, quantized, ctx)
                     details["calibration"] = self.config.calibration

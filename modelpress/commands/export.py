@@ -53,7 +53,7 @@ def print_published(published: list[Published]) -> None:
             f"{accuracy:.4f}" if accuracy is not None else "-",
             f"{100 * agreement:.2f}%" if agreement is not None else "-",
             f"{cosine:.4f}" if cosine is not None else "-",
-            f"{quality['max_abs_diff']:.2g}",
+            f"{quality['max_abs_diff']:.2g}" if "max_abs_diff" in quality else "-",  # an import with no float output
             str(item.path),
         )
         for warning in quality.get("forced", []):

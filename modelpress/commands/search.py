@@ -64,10 +64,25 @@ def register(app: typer.Typer) -> None:
         ),
         quick: bool = typer.Option(False, help="Shorter timing runs (noisier latency)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        calibration: Path | None = typer.Option(None, help="Imported model: calibration data (as for import)."),
+        eval_file: Path | None = typer.Option(None, "--eval", help="Imported model: labelled data it is judged on."),
+        label: str | None = typer.Option(None, help="Imported model: the --eval file's label column or array."),
+        input_shape: str | None = typer.Option(None, help="Imported TorchScript: input dims without the batch."),
     ) -> None:
-        """Try a grid of compressed variants; keep every candidate's figures; mark the smallest, fastest, Pareto."""
+        """Try a grid of compressed variants; keep every candidate's figures; mark the smallest, fastest, Pareto.
+
+        CHECKPOINT may also be a model to import (.onnx, .pt2, .pt, a Hugging Face folder): its precisions are
+        searched, judged on --eval FILE --label COL.
+        """
         if json_out is not None and (json_out.is_dir() or not json_out.parent.exists()):
             fail(f"--json {json_out}: expected a file path in an existing folder")
+        if checkpoint.exists() and not (checkpoint / "checkpoint.json").is_file():
+            if grid or sparsities or channel_ratios or student_widths or distill_epochs or finetune_epochs:
+                fail(f"{checkpoint}: pruning and distillation need a trained checkpoint; an imported model "
+                     "searches --precisions only")  # fmt: skip
+            _search_imported(checkpoint, _names(precisions), max_accuracy_drop, calibration, eval_file, label,
+                             input_shape, threads, quick, quiet, json_out, publish, name, publish_pareto)  # fmt: skip
+            return
         overrides = {
             "sparsities": _floats(sparsities, "--sparsities"),
             "channel_ratios": _floats(channel_ratios, "--channel-ratios"),
@@ -99,3 +114,37 @@ def register(app: typer.Typer) -> None:
             tmp = json_out.with_name(f".{json_out.name}.tmp")
             tmp.write_text(to_json(result))
             tmp.replace(json_out)
+
+
+IMPORT_PRECISIONS = ["fp16", "fp16w", "int8"]
+
+
+def _search_imported(
+    source: Path, precisions: list[str] | None, max_accuracy_drop: float, calibration: Path | None,
+    eval_file: Path | None, label: str | None, input_shape: str | None, threads: int, quick: bool, quiet: bool,
+    json_out: Path | None, publish: Path | None, name: str | None, publish_pareto: bool,
+) -> None:  # fmt: skip
+    """``search`` on a model users bring: its precisions, through the import's passes and checks."""
+    if publish is None and (name is not None or publish_pareto):
+        fail("--name and --publish-pareto need --publish REPOSITORY")
+    from modelpress.export.compress.report import print_result, to_json
+    from modelpress.export.compress.search import PublishRequest
+    from modelpress.export.errors import ExportError
+    from modelpress.export.importers import InputSignature
+    from modelpress.export.importers.api import ImportRequest
+    from modelpress.export.importers.search import search_import
+
+    wanted = [p for p in (precisions or IMPORT_PRECISIONS) if p != "fp32"]  # fp32 is the baseline
+    with user_errors(ExportError):
+        request = ImportRequest(
+            source=source, repository=publish or Path("."), name=name or source.stem, calibration=calibration,
+            eval=eval_file, label=label, signature=InputSignature.parse(input_shape) if input_shape else None,
+        )  # fmt: skip
+        result = search_import(request, wanted, max_accuracy_drop=max_accuracy_drop, threads=threads,
+                               quick=quick, progress=not quiet,
+                               publish=PublishRequest(publish, name, publish_pareto) if publish else None)  # fmt: skip
+    print_result(result, publish_to=publish)
+    if json_out is not None:
+        tmp = json_out.with_name(f".{json_out.name}.tmp")
+        tmp.write_text(to_json(result))
+        tmp.replace(json_out)

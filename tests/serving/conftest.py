@@ -18,11 +18,6 @@ from tests.serving.models import publish_classifier, publish_multi
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def thread_settings_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     """The thread-pool settings as a server sees them by default (tests/conftest.py sets one for this process)."""
     monkeypatch.delenv("MODELPRESS_SHARED_THREAD_POOL", raising=False)
