@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -48,7 +49,11 @@ def test_serve_with_the_store_unreachable_fails_fast_or_waits_for_it(tmp_path, m
     from tests.s3_server import CREDENTIALS, s3fs_for
     from tests.serving.models import publish_remote
 
-    port = free_port()
+    # The store's port stays bound (not listening: connections are refused) until the store starts there, so no
+    # other server of the test run can take it meanwhile.
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    port = holder.getsockname()[1]
     env = {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}  # nothing listens there yet
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -75,6 +80,7 @@ def test_serve_with_the_store_unreachable_fails_fast_or_waits_for_it(tmp_path, m
         while "attempt 1" not in log.read_text() and waiting.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert waiting.poll() is None, log.read_text()  # still retrying
+        holder.close()
         with moto_server(port) as s3:
             s3fs_for(s3).mkdir("models")
             publish_remote(url, tmp_path / "scratch")
