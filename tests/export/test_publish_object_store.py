@@ -7,26 +7,13 @@ import sys
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from modelpress.cli import build_app
+from tests.cli import cli, one_error_line
 from tests.s3_server import new_bucket, objects
 from tests.serving.conftest import running
 from tests.serving.server_process import clean_env
 
 X = np.random.default_rng(2).standard_normal((3, 64)).astype(np.float32)
-
-
-def cli(*args: str):
-    result = CliRunner().invoke(build_app(), list(args))
-    return result.stdout, result.stderr, result.exit_code
-
-
-def one_error_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error: "), stderr
-    return lines[0]
 
 
 @pytest.mark.slow

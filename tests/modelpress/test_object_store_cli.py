@@ -11,26 +11,13 @@ import time
 import httpx
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from modelpress.benchmarks.processes import free_port
-from modelpress.cli import build_app
+from tests.cli import one_error_line
 from tests.s3_server import moto_server
 from tests.serving.server_process import clean_env
 
 X = np.random.default_rng(2).standard_normal((3, 64)).astype(np.float32)
-
-
-def cli(*args: str):
-    result = CliRunner().invoke(build_app(), list(args))
-    return result.stdout, result.stderr, result.exit_code
-
-
-def one_error_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error: "), stderr
-    return lines[0]
 
 
 def test_serve_refuses_a_bad_repository_url_in_one_line(tmp_path, s3_env, bucket):
