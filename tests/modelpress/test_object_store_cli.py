@@ -57,12 +57,13 @@ def test_serve_with_the_store_unreachable_fails_fast_or_waits_for_it(tmp_path, m
     with log.open("w") as sink:
         waiting = subprocess.Popen(
             [sys.executable, "-m", "modelpress", "serve", "--repository", url, "--port", http.rsplit(":", 1)[1],
-             "--wait-for-repository", "60", "--cache-dir", str(tmp_path / "cache")],
+             "--wait-for-repository", "60", "--cache-dir", str(tmp_path / "cache"), "--poll-interval", "1"],
             env=clean_env(**env), stdout=subprocess.DEVNULL, stderr=sink, text=True,
         )  # fmt: skip
     ready = False
     try:
-        # The store comes up only once the server has seen it missing (a loaded machine starts Python slowly).
+        # The store comes up only once the server has seen it missing (a loaded machine starts Python slowly). The
+        # server may then find the new bucket before the version lands in it: polling picks the version up.
         deadline = time.monotonic() + 60
         while "attempt 1" not in log.read_text() and waiting.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
