@@ -8,7 +8,7 @@ from pathlib import PurePosixPath
 import pytest
 
 from modelpress.training.recipe import load_recipe
-from tests.deploy.files import ROOT, Stage, one
+from tests.deploy.files import ROOT, Stage, image_extras, one
 from tests.deploy.test_pipeline_job import _cli_options
 
 
@@ -79,6 +79,5 @@ def test_results_land_on_the_models_claim_outside_any_model(job: dict) -> None:
 def test_pipeline_image_installs_the_postgres_driver(job: dict, stages: dict[str, Stage]) -> None:
     image = _container(job)["image"]
     assert image.rsplit(":", 1)[0].endswith("modelpress-pipeline")
-    installs = next(i.args for i in stages["pipeline"].all("RUN") if "constraints/requirements.py" in i.args)
-    extras = installs.split("pyproject.toml", 1)[1].split(">", 1)[0].split()
+    extras = image_extras(stages)["pipeline"]
     assert "postgres" in extras, "the pipeline image must install the [postgres] extra (psycopg2)"
