@@ -133,27 +133,34 @@ def phase_report(run: Run, window_s: float) -> dict[str, object]:
     }
 
 
-def judge(report: dict) -> list[str]:
-    """The criteria of docs/reliability.md; an empty list means every one held."""
+def judge(report: dict, *, timing: bool = True) -> list[str]:
+    """The criteria of docs/reliability.md; an empty list means every one held.
+
+    ``timing=False`` leaves out the criteria that hold only while nothing else takes the cores (p99 limits and
+    drift, and no 503 below the peak measured a minute earlier): what the test suite checks on a shared machine,
+    where a burst of foreign load moves latency but must never turn into errors, 503s without Retry-After or a
+    server that does not recover.
+    """
     failures = []
     soak, over, rec = report["soak"], report["overload"], report["recovery"]
-    if soak["errors"] or soak["rejected_503"] or soak["client_shed"]:
+    if soak["errors"] or (timing and (soak["rejected_503"] or soak["client_shed"])):
         failures.append(f"soak: {soak['errors']} errors, {soak['rejected_503']} 503s, {soak['client_shed']} shed")
     if report["rss_growth"] is None or report["rss_growth"] >= RSS_GROWTH_LIMIT:
         failures.append(f"soak: RSS grew {report['rss_growth']} after warm-up (limit {RSS_GROWTH_LIMIT})")
-    if report["p99_drift"] is None or report["p99_drift"] >= P99_DRIFT_LIMIT:
+    if timing and (report["p99_drift"] is None or report["p99_drift"] >= P99_DRIFT_LIMIT):
         failures.append(f"soak: p99 drift {report['p99_drift']} (limit {P99_DRIFT_LIMIT}x)")
     if not over["rejected_503"]:
         failures.append("overload: no request was refused with 503")
-    if over["rejected_without_retry_after"]:
-        failures.append(f"overload: {over['rejected_without_retry_after']} 503s without Retry-After")
+    for phase, name in ((soak, "soak"), (over, "overload"), (rec, "recovery")):
+        if phase["rejected_without_retry_after"]:
+            failures.append(f"{name}: {phase['rejected_without_retry_after']} 503s without Retry-After")
     if over["errors"]:
         failures.append(f"overload: {over['errors']} errors other than 503")
-    if over["p99_503_ms"] is not None and over["p99_503_ms"] > SHED_P99_LIMIT_MS:
+    if timing and over["p99_503_ms"] is not None and over["p99_503_ms"] > SHED_P99_LIMIT_MS:
         failures.append(f"overload: 503 p99 {over['p99_503_ms']:.0f} ms (limit {SHED_P99_LIMIT_MS:.0f})")
-    if over["p99_ms"] is None or over["p99_ms"] > ACCEPTED_P99_LIMIT_MS:
+    if timing and (over["p99_ms"] is None or over["p99_ms"] > ACCEPTED_P99_LIMIT_MS):
         failures.append(f"overload: accepted p99 {over['p99_ms']} ms (limit {ACCEPTED_P99_LIMIT_MS:.0f})")
-    if rec["errors"] or rec["rejected_503"] or not rec["ok"]:
+    if rec["errors"] or (timing and rec["rejected_503"]) or not rec["ok"]:
         failures.append(f"recovery: {rec['errors']} errors, {rec['rejected_503']} 503s, {rec['ok']} answered")
     return failures
 
