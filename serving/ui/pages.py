@@ -26,8 +26,13 @@ def static_text(name: str) -> str:
     return (files("modelpress.serving.ui") / "static" / name).read_text(encoding="utf-8")
 
 
-def page(name: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(static_text(name), status_code=status, headers=SECURITY_HEADERS)
+_SIGN_OUT = '<form method="post" action="/ui/logout"><button type="submit" class="quiet">Sign out</button></form>'
+
+
+def index_page(*, auth: bool) -> HTMLResponse:
+    """The page; its "Sign out" button only where there is a session to end (auth on)."""
+    text = static_text("index.html").replace("{{sign_out}}", _SIGN_OUT if auth else "")
+    return HTMLResponse(text, headers=SECURITY_HEADERS)
 
 
 def asset(name: str) -> Response | None:

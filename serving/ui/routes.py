@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from modelpress.serving.errors import BadRequestError, ModelNotFoundError
 from modelpress.serving.rest.body import read_body
 from modelpress.serving.rest.common import json_response
-from modelpress.serving.ui.pages import asset, login_page, page
+from modelpress.serving.ui.pages import asset, index_page, login_page
 from modelpress.serving.ui.session import COOKIE, session_value
 
 router = APIRouter(tags=["ui"])
@@ -29,8 +29,8 @@ async def root() -> Response:
 
 
 @router.get("/ui", include_in_schema=False)
-async def index() -> Response:
-    return page("index.html")
+async def index(request: Request) -> Response:
+    return index_page(auth=request.app.state.ui_tokens is not None)
 
 
 @router.get("/ui/static/{name}", include_in_schema=False)

@@ -31,6 +31,8 @@ async def test_root_redirects_to_the_page_which_loads_its_own_files(repo: Path) 
     assert script.headers["content-type"].startswith("text/javascript")
     assert missing.status_code == 404
     assert other.status_code == 404  # only the listed files are served
+    assert "Sign out" not in page.text  # auth is off: no session to end
+    assert "{{" not in page.text
 
 
 async def test_model_metadata_carries_what_the_page_shows(repo: Path) -> None:
@@ -86,7 +88,9 @@ async def test_with_auth_a_browser_signs_in_once_and_its_cookie_counts_only_wher
         assert "httponly" in signed.headers["set-cookie"].lower()
         assert "samesite=strict" in signed.headers["set-cookie"].lower()
         jar = {"Cookie": f"{COOKIE}={cookie}"}
-        assert (await client.get("/ui", headers=jar)).status_code == 200
+        signed_in = await client.get("/ui", headers=jar)
+        assert signed_in.status_code == 200
+        assert 'action="/ui/logout"' in signed_in.text
         assert (await client.get("/ui/live", headers=jar)).status_code == 200
         # The API takes the cookie only with the page's header (a cross-site form cannot add one).
         assert (await client.get("/v2/models/stats", headers=jar)).status_code == 401
