@@ -1,10 +1,9 @@
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.cli import cli as in_process
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = str(REPO / "recipes" / "digits.yaml")
@@ -59,26 +58,14 @@ def _cases(inputs: Path) -> dict[str, tuple[list[str], str]]:
 
 @pytest.fixture(scope="module")
 def bad_runs(tmp_path_factory):
-    """Every bad-input case, run at once as separate processes (bounded: one per case, 240 s each)."""
+    """Every bad-input case, run in this process (the subprocess path is the user-CSV test's)."""
     inputs = tmp_path_factory.mktemp("inputs")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = {}
+    results = {}
     for name, (args, expected) in _cases(inputs).items():
         work = tmp_path_factory.mktemp("work")
-        out = work / "out"
-        cmd = [sys.executable, "-m", "modelpress", *args]
-        if args[0] != "evaluate":
-            cmd += ["--out", str(out)]
-        p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        procs[name] = (p, work, expected)
-    results = {}
-    for name, (p, work, expected) in procs.items():
-        try:
-            stdout, stderr = p.communicate(timeout=240)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            stdout, stderr = p.communicate()
-        results[name] = (p.returncode, stdout, stderr, work, expected)
+        argv = [*args, "--out", str(work / "out")] if args[0] != "evaluate" else list(args)
+        stdout, stderr, code = in_process(*argv)
+        results[name] = (code, stdout, stderr, work, expected)
     return results
 
 
@@ -129,15 +116,11 @@ def test_train_then_evaluate_user_csv(tmp_path, digits_csv, cli):
 
 
 def test_evaluate_prints_metrics_and_confusion_matrix(trained_ckpt):
-    from typer.testing import CliRunner
-
-    from modelpress.cli import build_app
-
-    result = CliRunner().invoke(build_app(), ["evaluate", str(trained_ckpt)])
-    assert result.exit_code == 0, result.output
-    assert "test split" in result.output
-    assert "confusion matrix" in result.output
-    assert "accuracy" in result.output
+    stdout, stderr, code = in_process("evaluate", str(trained_ckpt))
+    assert code == 0, stderr
+    assert "test split" in stdout
+    assert "confusion matrix" in stdout
+    assert "accuracy" in stdout
 
 
 def test_help_lists_the_verbs(cli):
