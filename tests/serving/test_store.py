@@ -41,10 +41,11 @@ def test_publish_writes_files_first_and_the_manifest_last(store, tmp_path):
     assert repository.scan().published() == {"digits": [1, 2]}  # listed afresh, not from a listing cache
 
 
-def test_a_version_is_never_overwritten(bucket, tmp_path):
-    publish_remote(f"s3://{bucket}/repo", tmp_path)
+def test_a_version_is_never_overwritten(store, tmp_path):
+    bucket = new_bucket(store)
+    publish_remote(store_at(store, bucket), tmp_path)
     with pytest.raises(ExportError, match=r"version 1 already exists.*never overwritten"):
-        publish_remote(f"s3://{bucket}/repo", tmp_path, seed=1, version=1)
+        publish_remote(store_at(store, bucket), tmp_path, seed=1, version=1)
 
 
 def test_fetch_downloads_and_verifies_into_the_cache(bucket, tmp_path):
@@ -73,26 +74,28 @@ def test_a_tampered_object_is_refused_before_it_reaches_the_cache(store, tmp_pat
     assert not (tmp_path / "cache" / "digits" / "1").exists()
 
 
-def test_a_manifest_naming_a_missing_file_is_refused_with_the_file_named(bucket, s3_env, tmp_path):
+def test_a_manifest_naming_a_missing_file_is_refused_with_the_file_named(store, tmp_path):
+    bucket = new_bucket(store)
     local = tmp_path / "local"
     publish_classifier(local)
     folder = local / "digits" / "1"
     manifest = read_manifest(folder)
     extra = manifest.files["model.onnx"].model_copy()
     write_manifest(manifest.model_copy(update={"files": {**manifest.files, "vocab.txt": extra}}), folder)
-    upload_folder(s3_env, local, f"{bucket}/repo")  # by hand: the publisher would never write this
+    upload_folder(store, local, f"{bucket}/repo")  # by hand: the publisher would never write this
     with pytest.raises(ManifestError, match=r"digits/1/vocab\.txt: listed in the manifest but missing"):
-        open_store(f"s3://{bucket}/repo").fetch("digits", 1, tmp_path / "cache")
+        store_at(store, bucket).fetch("digits", 1, tmp_path / "cache")
 
 
-def test_a_cached_version_is_reused_only_while_it_matches(bucket, tmp_path):
-    publish_remote(f"s3://{bucket}/repo", tmp_path / "scratch")
-    store = open_store(f"s3://{bucket}/repo")
-    folder = store.fetch("digits", 1, tmp_path / "cache")
+def test_a_cached_version_is_reused_only_while_it_matches(store, tmp_path):
+    bucket = new_bucket(store)
+    publish_remote(store_at(store, bucket), tmp_path / "scratch")
+    repository = store_at(store, bucket)
+    folder = repository.fetch("digits", 1, tmp_path / "cache")
     model = folder / "model.onnx"
     good = model.read_bytes()
     model.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # the cache was changed on disk
-    store.fetch("digits", 1, tmp_path / "cache")
+    repository.fetch("digits", 1, tmp_path / "cache")
     assert model.read_bytes() == good  # downloaded again, verified
 
 
@@ -140,6 +143,18 @@ def test_a_missing_bucket_is_one_line_naming_it_on_every_store(store):
         open_store(url, store.options).check_readable()
     with pytest.raises(ExportError, match=rf"^bucket 'nope-[-\w]+' does not exist \({shown}\)"):
         check_repository(open_store(url, store.options))
+
+
+@pytest.mark.parametrize("store", ["az"], indirect=True)
+def test_azure_with_a_wrong_account_key_is_access_denied_without_the_key(store, monkeypatch):
+    from tests.object_stores import AZURITE_KEY
+
+    wrong = "A" * 20 + AZURITE_KEY[20:]
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", store.env()["AZURE_STORAGE_CONNECTION_STRING"].replace(
+        AZURITE_KEY, wrong))  # fmt: skip
+    with pytest.raises(StoreError, match=r"^access denied to az://mp-\w+/repo: set AZURE_STORAGE_CONNECTION") as caught:
+        open_store(store.url(new_bucket(store))).check_readable()
+    assert AZURITE_KEY[20:] not in str(caught.value)
 
 
 def test_azure_without_credentials_names_the_variables_to_set(monkeypatch):
