@@ -372,11 +372,7 @@ def describe_error(error: Exception, url: str, root: str) -> str:
         or ("credentials" in text.lower() and "unable to locate" in text.lower())
     ):
         return f"no credentials for {shown}: {protocol.credentials}"
-    if (
-        isinstance(error, PermissionError)
-        or status in (401, 403)
-        or any(word in text for word in ("AccessDenied", "Forbidden", "AuthorizationFailure", "AuthenticationFailed"))
-    ):
+    if isinstance(error, PermissionError) or status in (401, 403) or any(word in text for word in _DENIED_WORDS):
         return f"access denied to {shown}: {protocol.credentials}"
     if isinstance(error, FileNotFoundError):
         bucket = root.split("/", 1)[0]
@@ -395,6 +391,10 @@ def describe_error(error: Exception, url: str, root: str) -> str:
     ):
         return f"cannot reach the store of {shown} ({name}): check the network and {protocol.endpoint}"
     return f"{shown}: {name}: {text.splitlines()[0] if text else 'store error'}"
+
+
+# How S3 and Azure say "refused" in an error's text, when the exception carries no status.
+_DENIED_WORDS = ("AccessDenied", "Forbidden", "403", "AuthorizationFailure", "AuthenticationFailed")
 
 
 def _missing_bucket(bucket: str, shown: str) -> str:
