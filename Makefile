@@ -41,6 +41,8 @@ demo: install
 #   a PostgreSQL server (initdb, pg_ctl; the shared tuning study's tests start one on 127.0.0.1) from Debian's
 #   postgresql, looked for by its pg_ctlcluster (psql alone may come from the client package).
 #   chromium and chromedriver (the report's and the /ui page's browser tests) from chromium, chromium-driver.
+# Azurite (the Azure Storage emulator the az:// repository tests start) is an npm package: installed with npm into
+# the virtualenv ($(BIN)/azurite-blob, gone with `make clean`), needing no root; without npm those tests are skipped.
 define apt_tool
 	@command -v $(1) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -50,12 +52,18 @@ define apt_tool
 	  else echo "note: $(1) not found; $(3) (apt-get install $(2))"; fi; }
 endef
 
-tools:
+tools: $(BIN)/activate
 	$(call apt_tool,promtool,prometheus,its test will be skipped)
 	$(call apt_tool,wrk,wrk,the served benchmark and its tests will be skipped)
 	$(call apt_tool,pg_ctlcluster,postgresql,the PostgreSQL tuning tests will be skipped)
 	$(call apt_tool,chromium,chromium,the browser tests of the HTML report and the /ui page will be skipped)
 	$(call apt_tool,chromedriver,chromium-driver,the browser tests of the HTML report and the /ui page will be skipped)
+	@command -v azurite-blob >/dev/null 2>&1 || test -x $(BIN)/azurite-blob || { \
+	  if command -v npm >/dev/null 2>&1; then \
+	    echo "installing azurite (npm package) into $(VENV)"; \
+	    npm install --global --prefix $(VENV) --no-audit --no-fund --loglevel=error azurite >/dev/null \
+	      || echo "warning: could not install azurite; the az:// repository tests will be skipped"; \
+	  else echo "note: npm not found; the az:// repository tests will be skipped (install Node.js and npm)"; fi; }
 
 test: install tools
 	$(BIN)/python -m pytest -q

@@ -38,21 +38,40 @@ from modelpress.serving.manifest import (
 
 log = logging.getLogger("modelpress.serving.store")
 
-# What each protocol needs: the extra that installs it, and where its credentials come from.
-_PROTOCOLS: dict[str, tuple[str, str]] = {
-    "s3": (
-        "s3",
-        "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or a workload identity), "
-        "and AWS_ENDPOINT_URL for an S3-compatible store",
-    ),
-    "gs": ("gcs", "set GOOGLE_APPLICATION_CREDENTIALS (or use a workload identity)"),
-    "gcs": ("gcs", "set GOOGLE_APPLICATION_CREDENTIALS (or use a workload identity)"),
-    "az": (
-        "azure",
-        "set AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with a key or a workload identity",
-    ),
-    "abfs": ("azure", "set AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with a key"),
-    "memory": ("", ""),
+
+@dataclass(frozen=True)
+class _Protocol:
+    """What one URL scheme needs: the extra that installs it, where its credentials and its endpoint come from."""
+
+    extra: str
+    credentials: str
+    endpoint: str
+
+
+_S3 = _Protocol(
+    "s3",
+    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or a workload identity), "
+    "and AWS_ENDPOINT_URL for an S3-compatible store",
+    "AWS_ENDPOINT_URL / --storage-option endpoint_url=...",
+)
+_GCS = _Protocol(
+    "gcs",
+    "set GOOGLE_APPLICATION_CREDENTIALS (or use a workload identity; --storage-option token=anon for an emulator)",
+    "STORAGE_EMULATOR_HOST / --storage-option endpoint_url=...",
+)
+_AZURE = _Protocol(
+    "azure",
+    "set AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY "
+    "or a workload identity",
+    "the BlobEndpoint of AZURE_STORAGE_CONNECTION_STRING / --storage-option account_host=...",
+)
+_PROTOCOLS: dict[str, _Protocol] = {
+    "s3": _S3,
+    "gs": _GCS,
+    "gcs": _GCS,
+    "az": _AZURE,
+    "abfs": _AZURE,
+    "memory": _Protocol("", "", ""),
 }
 # Fail in seconds, not minutes, when the endpoint is unreachable (botocore retries 5 times by default); a
 # --storage-option config_kwargs=... replaces it.
@@ -202,9 +221,16 @@ class FsspecStore(RepositoryStore):
     def check_location(self) -> None:
         """Raise StoreError when the bucket (container) is missing or the credentials cannot list it."""
         bucket = self.root.split("/", 1)[0]
-        with self.errors():
-            self.fs.invalidate_cache()
-            self.fs.ls(bucket)  # raises what went wrong, where fs.exists() would only say False
+        try:
+            with self.errors():
+                self.fs.invalidate_cache()
+                self.fs.ls(bucket)  # raises what went wrong, where fs.exists() would only say False
+        except StoreError as e:
+            # Listing the bucket itself found nothing: the bucket is missing, whatever words the SDK chose (gcsfs
+            # says 'b/NAME/o', adlfs 'No such file or directory').
+            if isinstance(e.__cause__, FileNotFoundError):
+                raise StoreError(_missing_bucket(bucket, display_url(self.url))) from e.__cause__
+            raise
 
     def fetch(self, model: str, version: int, cache: Path) -> Path:
         """Download into ``<cache>/<model>/<version>`` (reused when its manifest is unchanged), verified."""
@@ -335,13 +361,19 @@ class _StoreErrors:
 def describe_error(error: Exception, url: str, root: str) -> str:
     """One line naming what went wrong with the store of ``url`` and what to set (no credential in it)."""
     shown, scheme = display_url(url), urlsplit(url).scheme
-    hint = _PROTOCOLS.get(scheme, ("", "check the credentials"))[1]
+    protocol = _PROTOCOLS.get(scheme, _Protocol(scheme, "check the credentials", "the endpoint"))
     name = type(error).__name__
     text = str(error)
-    if "NoCredentials" in name or ("credentials" in text.lower() and "unable to locate" in text.lower()):
-        return f"no credentials for {shown}: {hint}"
-    if isinstance(error, PermissionError) or "AccessDenied" in text or "Forbidden" in text or "403" in text:
-        return f"access denied to {shown}: {hint}"
+    # The HTTP status where the SDK keeps one: gcsfs's HttpError.code, azure-core's HttpResponseError.status_code.
+    status = getattr(error, "status_code", None) or getattr(error, "code", None)
+    if (
+        "NoCredentials" in name
+        or "ClientAuthentication" in name  # azure-identity found no credential in its chain
+        or ("credentials" in text.lower() and "unable to locate" in text.lower())
+    ):
+        return f"no credentials for {shown}: {protocol.credentials}"
+    if isinstance(error, PermissionError) or status in (401, 403) or any(word in text for word in _DENIED_WORDS):
+        return f"access denied to {shown}: {protocol.credentials}"
     if isinstance(error, FileNotFoundError):
         bucket = root.split("/", 1)[0]
         if (
@@ -349,11 +381,24 @@ def describe_error(error: Exception, url: str, root: str) -> str:
             or "bucket does not exist" in text
             or text.strip("'\" ") in (bucket, f"{scheme}://{bucket}")
         ):
-            return f"bucket {bucket!r} does not exist ({shown}): create it, or fix --repository"
+            return _missing_bucket(bucket, shown)
         return f"{shown}: not found ({text})"
-    if "Connect" in name or "Endpoint" in name or isinstance(error, (ConnectionError, TimeoutError)):
-        return f"cannot reach the store of {shown} ({name}): check the network and AWS_ENDPOINT_URL / endpoint_url"
+    if (
+        "Connect" in name
+        or "Endpoint" in name
+        or "ServiceRequest" in name  # azure-core: the request never got an answer
+        or isinstance(error, (ConnectionError, TimeoutError))
+    ):
+        return f"cannot reach the store of {shown} ({name}): check the network and {protocol.endpoint}"
     return f"{shown}: {name}: {text.splitlines()[0] if text else 'store error'}"
+
+
+# How S3 and Azure say "refused" in an error's text, when the exception carries no status.
+_DENIED_WORDS = ("AccessDenied", "Forbidden", "403", "AuthorizationFailure", "AuthenticationFailed")
+
+
+def _missing_bucket(bucket: str, shown: str) -> str:
+    return f"bucket {bucket!r} does not exist ({shown}): create it, or fix --repository"
 
 
 def open_store(url: str | Path, storage_options: Mapping[str, Any] | None = None) -> RepositoryStore:
@@ -367,7 +412,8 @@ def open_store(url: str | Path, storage_options: Mapping[str, Any] | None = None
     if not is_remote(text):
         return LocalStore(Path(parts.path if parts.scheme == "file" else text))
     scheme = parts.scheme
-    extra = _PROTOCOLS.get(scheme, (scheme, ""))[0]
+    protocol = _PROTOCOLS.get(scheme, _Protocol(scheme, "", ""))
+    extra = protocol.extra
     try:
         import fsspec
     except ImportError as e:
@@ -376,7 +422,7 @@ def open_store(url: str | Path, storage_options: Mapping[str, Any] | None = None
             f"pip install 'modelpress[{extra or 's3'}]'"
         ) from e
     try:
-        fsspec.get_filesystem_class(scheme)
+        cls = fsspec.get_filesystem_class(scheme)
     except ValueError as e:
         raise StoreError(f"unknown URL scheme '{scheme}://' in repository {display_url(text)}: use {SUPPORTED}") from e
     except ImportError as e:
@@ -386,14 +432,35 @@ def open_store(url: str | Path, storage_options: Mapping[str, Any] | None = None
     if scheme not in _PROTOCOLS:
         raise StoreError(f"unsupported URL scheme '{scheme}://' in repository {display_url(text)}: use {SUPPORTED}")
     options = {**_DEFAULT_OPTIONS.get(scheme, {}), **dict(storage_options or {})}
+    if protocol is _GCS:
+        cls = _gcs_json_api(cls)
     try:
-        # A fresh filesystem per store: fsspec's instance cache would keep the credentials of an earlier one.
-        fs, root = fsspec.core.url_to_fs(text, skip_instance_cache=True, **options)
+        # As fsspec.core.url_to_fs builds it (options, then what the URL says), but from the class chosen above, and
+        # a fresh filesystem per store: fsspec's instance cache would keep the credentials of an earlier one.
+        fs = cls(skip_instance_cache=True, **{**options, **cls._get_kwargs_from_urls(text)})
+        root = cls._strip_protocol(text)
     except (TypeError, ValueError) as e:
+        if protocol is _AZURE and "connection_string or account_name" in str(e):  # adlfs found nothing to use
+            raise StoreError(f"no credentials for {display_url(text)}: {protocol.credentials}") from e
         raise StoreError(f"repository {display_url(text)}: bad storage option: {e}") from e
     if not root.strip("/"):
         raise StoreError(f"repository {display_url(text)} names no bucket: use {scheme}://BUCKET[/PREFIX]")
     return FsspecStore(text, fs, root)
+
+
+def _gcs_json_api(registered: type) -> type:
+    """The filesystem class for ``gs://``: gcsfs's JSON-API ``GCSFileSystem``, which the class it registers extends.
+
+    gcsfs registers ``ExtendedGcsFileSystem``, which first asks the Storage Control API (gRPC) for each bucket's
+    layout, to handle zonal buckets. Where that API does not answer (gcp-storage-emulator, for one) the question
+    waits out its timeout, 60 s measured here, and is asked again on every call, since an unknown layout is not
+    cached. The JSON API reads and writes standard and hierarchical-namespace buckets alike, which is all a model
+    repository needs. (Taken from the registered class, not imported: only the [gcs] extra installs gcsfs.)
+    """
+    for cls in registered.__mro__:
+        if cls.__module__ == "gcsfs.core" and cls.__name__ == "GCSFileSystem":
+            return cls
+    return registered
 
 
 def parse_storage_options(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:

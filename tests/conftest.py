@@ -36,8 +36,8 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def s3_server():
-    """moto's S3 API server on 127.0.0.1, one per session (tests/s3_server.py)."""
-    from tests.s3_server import moto_server
+    """moto's S3 API server on 127.0.0.1, one per session (tests/object_stores.py)."""
+    from tests.object_stores import moto_server
 
     with moto_server() as server:
         yield server
@@ -54,6 +54,38 @@ def s3_env(s3_server, monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture
 def bucket(s3_env) -> str:
     """A fresh, empty bucket on the test S3 server."""
-    from tests.s3_server import new_bucket
+    from tests.object_stores import new_bucket
 
     return new_bucket(s3_env)
+
+
+@pytest.fixture(scope="session")
+def gcs_server():
+    """gcp-storage-emulator (the GCS JSON API) on 127.0.0.1, one per session (tests/object_stores.py)."""
+    from tests.object_stores import gcs_emulator
+
+    with gcs_emulator() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def azurite_server():
+    """Azurite's blob service on 127.0.0.1, one per session; skipped, saying why, where it is not installed."""
+    from tests.object_stores import NO_AZURITE, azurite, azurite_command
+
+    if azurite_command() is None:
+        pytest.skip(NO_AZURITE)
+    with azurite() as server:
+        yield server
+
+
+STORE_SERVERS = {"s3": "s3_server", "gs": "gcs_server", "az": "azurite_server"}
+
+
+@pytest.fixture(params=list(STORE_SERVERS))
+def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """Each object store's test server in turn (s3://, gs://, az://), its variables set for code in this process."""
+    server = request.getfixturevalue(STORE_SERVERS[request.param])
+    for key, value in server.env().items():
+        monkeypatch.setenv(key, value)
+    return server

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.cli import cli, one_error_line
-from tests.s3_server import new_bucket, objects
+from tests.object_stores import new_bucket, objects
 from tests.serving.conftest import running
 from tests.serving.server_process import clean_env
 
@@ -49,7 +49,7 @@ async def test_export_to_s3_then_serve_from_s3_answers_like_a_local_repository(c
 
 def test_publish_bad_input_is_one_line_exit_2_and_writes_nothing(checkpoint_for, bucket, s3_env, monkeypatch):
     checkpoint, _ = checkpoint_for("mlp")
-    from tests.s3_server import put_bytes
+    from tests.object_stores import put_bytes
 
     put_bytes(s3_env, f"{bucket}/logs/today.txt", b"hello")
     before = objects(s3_env, bucket)

@@ -14,26 +14,27 @@ import pytest
 
 from modelpress.benchmarks.processes import free_port
 from tests.cli import one_error_line
-from tests.s3_server import moto_server
+from tests.object_stores import AZURITE_KEY, moto_server, new_bucket
 from tests.serving.server_process import clean_env
 
 X = np.random.default_rng(2).standard_normal((3, 64)).astype(np.float32)
 
 
-def test_serve_refuses_a_bad_repository_url_in_one_line(tmp_path, s3_env, bucket):
+def test_serve_refuses_a_bad_repository_url_in_one_line(tmp_path, store):
+    bucket = f"nope-{new_bucket(store)}"
     for url, expected in {
         "gopher://x/y": "unknown URL scheme 'gopher://'",
-        f"s3://nope-{bucket}/repo": "does not exist",
+        store.url(bucket): f"bucket '{bucket}' does not exist ({store.url(bucket)})",
     }.items():
-        proc = subprocess.run([sys.executable, "-m", "modelpress", "serve", "--repository", url],
-                              env=clean_env(**s3_env.env()), capture_output=True, text=True, timeout=120)  # fmt: skip
+        proc = subprocess.run([sys.executable, "-m", "modelpress", "serve", "--repository", url, *store.cli_options()],
+                              env=clean_env(**store.env()), capture_output=True, text=True, timeout=120)  # fmt: skip
         assert proc.returncode == 2, proc.stderr
         assert expected in one_error_line(proc.stderr)
 
 
 @pytest.mark.slow
 def test_serve_with_the_store_unreachable_fails_fast_or_waits_for_it(tmp_path, monkeypatch):
-    from tests.s3_server import CREDENTIALS, s3fs_for
+    from tests.object_stores import CREDENTIALS
     from tests.serving.models import publish_remote
 
     # The store's port stays bound (not listening: connections are refused) until the store starts there, so no
@@ -70,7 +71,7 @@ def test_serve_with_the_store_unreachable_fails_fast_or_waits_for_it(tmp_path, m
         assert waiting.poll() is None, log.read_text()  # still retrying
         holder.close()
         with moto_server(port) as s3:
-            s3fs_for(s3).mkdir("models")
+            s3.fs().mkdir("models")
             publish_remote(url, tmp_path / "scratch")
             deadline = time.monotonic() + 90
             while not ready and waiting.poll() is None and time.monotonic() < deadline:
@@ -90,7 +91,7 @@ def test_serve_with_the_store_unreachable_fails_fast_or_waits_for_it(tmp_path, m
 
 
 def test_serve_takes_the_endpoint_as_a_storage_option_and_logs_no_secret(s3_env, bucket, tmp_path):
-    from tests.s3_server import CREDENTIALS
+    from tests.object_stores import CREDENTIALS
     from tests.serving.models import publish_remote
     from tests.serving.server_process import server_process
 
@@ -105,3 +106,31 @@ def test_serve_takes_the_endpoint_as_a_storage_option_and_logs_no_secret(s3_env,
         server.proc.wait(timeout=30)
     assert "serving digits v1" in server.stderr
     assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in server.stderr
+
+
+@pytest.mark.parametrize("store", ["gs", "az"], indirect=True)
+def test_serve_from_gcs_and_azure_answers_and_logs_no_secret(store, tmp_path):
+    from modelpress.serving.store import open_store
+    from tests.serving.models import FEATURES, classifier_reference, publish_remote
+    from tests.serving.server_process import server_process
+
+    url = store.url(new_bucket(store))
+    weights = publish_remote(open_store(url, store.options), tmp_path / "scratch")
+    env, options = store.env(), store.cli_options()
+    if store.scheme == "az":  # the account key on the command line, where a careless log would show it first
+        options += ["--storage-option", f"connection_string={env.pop('AZURE_STORAGE_CONNECTION_STRING')}"]
+    command = [sys.executable, "-m", "modelpress", "serve", *options, "--cache-dir", str(tmp_path / "cache"),
+               "--log-level", "debug"]  # fmt: skip
+    x = np.random.default_rng(4).standard_normal((2, FEATURES)).astype(np.float32)
+    with server_process(command, url, **env) as server:
+        body = {"inputs": [{"name": "input", "shape": [2, FEATURES], "datatype": "FP32", "data": x.ravel().tolist()}]}
+        r = httpx.post(f"{server.url}/v2/models/digits/infer", json=body, timeout=10)
+        assert r.status_code == 200, r.text
+        out = r.json()["outputs"][0]
+        np.testing.assert_allclose(np.array(out["data"], dtype=np.float32).reshape(out["shape"]),
+                                   classifier_reference(x, *weights), rtol=1e-5, atol=1e-5)  # fmt: skip
+        server.proc.terminate()
+        server.proc.wait(timeout=30)
+    assert "serving digits v1" in server.stderr
+    assert AZURITE_KEY not in server.stderr
+    assert AZURITE_KEY[:20] not in server.stderr  # nor a piece of it

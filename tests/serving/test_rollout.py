@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from modelpress.serving.app import create_app
-from tests.s3_server import get_bytes, moto_server, new_bucket, put_bytes, s3fs_for
+from modelpress.serving.store import open_store
+from tests.object_stores import get_bytes, moto_server, new_bucket, put_bytes
 from tests.serving.conftest import running, settings_for, uvicorn_server
 from tests.serving.models import FEATURES, classifier_reference, publish_classifier, publish_remote
 
@@ -31,13 +32,14 @@ def app_for(repository: str | Path, cache: Path, **overrides: object):
 
 
 @pytest.mark.anyio
-async def test_serving_from_s3_answers_v2_and_v1_like_a_local_folder(bucket, tmp_path):
+async def test_serving_from_each_store_answers_v2_and_v1_like_a_local_folder(store, tmp_path):
     local = tmp_path / "local"
     publish_classifier(local, seed=3)
-    publish_remote(f"s3://{bucket}/repo", tmp_path / "scratch", seed=3)
+    url = store.url(new_bucket(store))
+    publish_remote(open_store(url, store.options), tmp_path / "scratch", seed=3)
     answers = []
-    for repository in (local, f"s3://{bucket}/repo"):
-        async with running(app_for(repository, tmp_path / "cache")) as c:
+    for repository in (local, url):
+        async with running(app_for(repository, tmp_path / "cache", storage_options=store.options)) as c:
             assert (await c.get("/v2/health/ready")).status_code == 200
             v2 = await c.post("/v2/models/digits/infer", json=V2_BODY)
             v1 = await c.post("/v1/models/digits:predict", json=V1_BODY)
@@ -49,16 +51,17 @@ async def test_serving_from_s3_answers_v2_and_v1_like_a_local_folder(bucket, tmp
 
 
 @pytest.mark.anyio
-async def test_a_tampered_version_is_refused_counted_and_retried_while_the_old_one_serves(bucket, s3_env, tmp_path):
-    url = f"s3://{bucket}/repo"
-    w1 = publish_remote(url, tmp_path / "a", seed=0)
-    app = app_for(url, tmp_path / "cache")
+async def test_a_tampered_version_is_refused_counted_and_retried_while_the_old_one_serves(store, tmp_path):
+    bucket = new_bucket(store)
+    url = store.url(bucket)
+    w1 = publish_remote(open_store(url, store.options), tmp_path / "a", seed=0)
+    app = app_for(url, tmp_path / "cache", storage_options=store.options)
     async with running(app) as c:
         repository = app.state.dataplane.repository
-        w2 = publish_remote(url, tmp_path / "b", seed=1)
+        w2 = publish_remote(open_store(url, store.options), tmp_path / "b", seed=1)
         key = f"{bucket}/repo/digits/2/model.onnx"
-        good = get_bytes(s3_env, key)
-        put_bytes(s3_env, key, good[:-5] + bytes(b ^ 0xFF for b in good[-5:]))  # tampered after publishing
+        good = get_bytes(store, key)
+        put_bytes(store, key, good[:-5] + bytes(b ^ 0xFF for b in good[-5:]))  # tampered after publishing
         await repository.sync()
         r = await c.post("/v2/models/digits/infer", json=V2_BODY)
         assert r.json()["model_version"] == "1"
@@ -69,7 +72,7 @@ async def test_a_tampered_version_is_refused_counted_and_retried_while_the_old_o
         assert index[("digits", "2")].state == "UNAVAILABLE"
         assert "does not match the manifest" in index[("digits", "2")].reason
         assert not list((tmp_path / "cache").rglob("digits/2"))  # refused before it reached the cache
-        put_bytes(s3_env, key, good)  # repaired in the store
+        put_bytes(store, key, good)  # repaired in the store
         await asyncio.sleep(1.1)  # the first retry comes after max(poll_interval, 1 s)
         await repository.sync()
         r = await c.post("/v2/models/digits/infer", json=V2_BODY)
@@ -90,8 +93,8 @@ async def test_half_written_and_removed_versions_and_the_version_policy(bucket, 
         put_bytes(s3_env, f"{bucket}/repo/digits/3/model.onnx", b"half of a publish")  # no manifest yet
         await repository.sync()
         assert (await c.get("/v2/models/digits")).json()["versions"] == ["1", "2"]
-        s3fs_for(s3_env).rm(f"{bucket}/repo/digits/3", recursive=True)
-        s3fs_for(s3_env).rm(f"{bucket}/repo/digits/1", recursive=True)  # removed from the store
+        s3_env.fs().rm(f"{bucket}/repo/digits/3", recursive=True)
+        s3_env.fs().rm(f"{bucket}/repo/digits/1", recursive=True)  # removed from the store
         await repository.sync()
         assert (await c.get("/v2/models/digits")).json()["versions"] == ["2"]
         assert (await c.post("/v2/models/digits/versions/1/infer", json=V2_BODY)).status_code == 404
