@@ -37,6 +37,7 @@ from modelpress.benchmarks.mixed_lengths import mixed_texts, token_lengths
 from modelpress.benchmarks.served import latest_manifest
 from modelpress.serving.runtime.onnx import RuntimeOptions
 from modelpress.serving.runtime.text_onnx import TextOnnxModel
+from modelpress.serving.text import TextTokenizer
 
 
 def load_model(version_dir: Path, intra: int, overhead: int | None) -> TextOnnxModel:
@@ -118,15 +119,20 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             rate = throughput(work, texts, batch, threads, args.seconds)
             results[label].append(rate)
             print(f"round {round_no + 1} {label}: {rate:.0f} texts/s", file=sys.stderr, flush=True)
-    costs = run_costs(models["padded"], args.cost_tokens, args.cost_rows) if args.cost_tokens else {}
+    costs = {}
+    if args.cost_tokens:
+        ids = TextTokenizer(version_dir / manifest.tokenizer.file, 1 << 16).encode([" ".join(texts)]).input_ids[0]
+        costs = run_costs(models["padded"], ids, args.cost_tokens, args.cost_rows)
     return {"intra": args.intra, "costs": costs, "window": args.window, "results": results}
 
 
-def run_costs(model: TextOnnxModel, lengths: list[int], rows: list[int], repeats: int = 20) -> dict[str, float]:
+def run_costs(
+    model: TextOnnxModel, token_ids: np.ndarray, lengths: list[int], rows: list[int], repeats: int = 20
+) -> dict[str, float]:
     """Milliseconds per row of one ``session.run`` on ``[rows, length]`` token tensors (best of 3 × ``repeats``).
 
     What batching can save inside ONNX Runtime: if a row costs as much in a batch of 16 as alone, joining texts
-    of one length gains nothing there.
+    of one length gains nothing there. Rows hold ``token_ids`` (a real text's), repeated to the length.
     """
     session = model._session  # the runtime's own session: the cost the compute threads pay per run
     names = [a.name for a in session.get_inputs()]
@@ -135,7 +141,7 @@ def run_costs(model: TextOnnxModel, lengths: list[int], rows: list[int], repeats
     for length in lengths:
         for n in rows:
             feeds = {name: np.full((n, length), 1 if name == "attention_mask" else 0, dtype=np.int64) for name in names}
-            feeds["input_ids"] = np.full((n, length), 1000, dtype=np.int64)  # an ordinary word piece
+            feeds["input_ids"] = np.tile(np.resize(token_ids, length), (n, 1)).astype(np.int64)
             session.run(output, feeds)
             best = math.inf
             for _ in range(3):
