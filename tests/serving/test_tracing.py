@@ -81,6 +81,36 @@ async def test_without_traceparent_a_new_trace_and_errors_are_spans_too(repo, ex
     assert requests[0].context.trace_id != requests[1].context.trace_id
 
 
+async def test_grpc_infer_continues_the_trace_its_metadata_carries(repo, exporter):
+    grpc = pytest.importorskip("grpc", reason="the gRPC route needs the grpc extra")
+    from modelpress.serving.grpc.generated import open_inference_pb2 as pb
+    from modelpress.serving.grpc.generated import open_inference_pb2_grpc as pb_grpc
+
+    app = traced_app(repo, exporter, grpc_port=0)
+    request = pb.ModelInferRequest(model_name="digits")
+    request.inputs.add(name="input", datatype="FP32", shape=[2, FEATURES])
+    request.raw_input_contents.append(b"\0" * 4 * 2 * FEATURES)
+    # the lifespan (entered first) starts the gRPC server on this loop and sets its port
+    async with running(app), grpc.aio.insecure_channel(f"127.0.0.1:{app.state.grpc_port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        await stub.ModelInfer(request, metadata=[("traceparent", TRACEPARENT)])
+        await stub.ModelInfer(request)  # no traceparent: a trace of its own
+    spans = exporter.get_finished_spans()
+    requests = [s for s in spans if s.name == "infer digits"]
+    assert len(requests) == 2
+    joined, alone = requests
+    assert joined.kind.name == "SERVER"
+    assert joined.attributes["modelpress.protocol"] == "grpc"
+    assert format(joined.context.trace_id, "032x") == TRACE_ID
+    assert format(joined.parent.span_id, "016x") == PARENT_ID
+    assert joined.parent.is_remote
+    children = [s for s in spans if s.parent is not None and s.parent.span_id == joined.context.span_id]
+    assert sorted(s.name for s in children) == ["compute", "queue"]
+    assert {s.context.trace_id for s in children} == {joined.context.trace_id}
+    assert alone.parent is None
+    assert format(alone.context.trace_id, "032x") != TRACE_ID
+
+
 def test_off_unless_asked_for():
     assert not wanted(None, {})
     assert wanted(None, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
