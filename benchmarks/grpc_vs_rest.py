@@ -11,7 +11,10 @@ concurrency. Each round runs both, in turn, in an order that alternates between 
 same gRPC body is sent once through a gRPC client and its logits compared with REST's (h2load checks only the
 HTTP status, not ``grpc-status``); after them, the server's own count of gRPC requests by outcome is printed,
 and server errors or rejections among them fail the run.
-Per step: req/s, p50 / p99 (h2load's per-request log; wrk's percentiles) and server CPU per request.
+Per step: req/s, p50 / p99 (h2load's per-request log; wrk's percentiles), server CPU per request (all threads,
+and the event-loop thread alone: REST and gRPC both run on it, so it is the one that saturates first) and the
+mean rows per ``session.run`` (the server's batch histogram): what isolated the gap in
+benchmarks/results/20261207-grpc-throughput.md.
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ import numpy as np
 from modelpress.benchmarks.loadgen import Payload, run_wrk
 from modelpress.benchmarks.payloads import v2_binary
 from modelpress.benchmarks.processes import free_port, python_module, running_server
+from modelpress.benchmarks.scrape import scrape, step_split
 from modelpress.benchmarks.served import latest_manifest
 from modelpress.benchmarks.side_by_side import cpu_seconds
 
 GRPC_PATH = "/inference.GRPCInferenceService/ModelInfer"
+LIVE_PATH = "/inference.GRPCInferenceService/ServerLive"  # no data plane behind it: grpc-python's own cost
 
 
 def grpc_frame(message: bytes) -> bytes:
@@ -67,8 +72,8 @@ def check_same_answer(grpc_target: str, rest_url: str, body: bytes, payload: Pay
         raise SystemExit(f"error: gRPC and REST disagree: {got} vs {want}")
 
 
-def run_h2load(url: str, body: bytes, *, concurrency: int, seconds: int) -> dict[str, float]:
-    """One h2load run; figures from its per-request log (status 200 only)."""
+def run_h2load(url: str, body: bytes, *, concurrency: int, seconds: int, path: str = GRPC_PATH) -> dict[str, float]:
+    """One h2load run of the RPC at ``path``; figures from its per-request log (status 200 only)."""
     h2load = shutil.which("h2load")
     if h2load is None:
         raise SystemExit("error: h2load not found: apt-get install nghttp2-client")
@@ -77,7 +82,7 @@ def run_h2load(url: str, body: bytes, *, concurrency: int, seconds: int) -> dict
         data.write_bytes(grpc_frame(body))
         argv = [h2load, "-c", str(concurrency), "-m", "1", "-t", "1", "-D", str(seconds), "--warm-up-time", "2",
                 "-d", str(data), "-H", "content-type: application/grpc", "-H", "te: trailers",
-                f"--log-file={log}", url + GRPC_PATH]  # fmt: skip
+                f"--log-file={log}", url + path]  # fmt: skip
         done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
         if done.returncode != 0:
             raise SystemExit(f"error: h2load failed: {done.stderr.strip() or done.stdout.strip()}")
@@ -109,6 +114,11 @@ def grpc_outcomes(url: str, model: str) -> dict[str, float]:
     return found
 
 
+def loop_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process's main thread, where uvicorn runs the event loop (and grpc.aio on it)."""
+    return cpu_seconds(pid, thread=pid)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repository", type=Path, required=True)
@@ -118,6 +128,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads (as side_by_side)")
     parser.add_argument("--json", type=Path, default=None, help="also write every step's figures here")
+    parser.add_argument("--live", action="store_true",
+                        help="also drive gRPC ServerLive each round (an RPC that does no inference): the loop "
+                        "thread's cost per call of grpc-python itself, to set against ModelInfer's")  # fmt: skip
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="a setting of the server, e.g. MODELPRESS_ALLOW_SPINNING=false (repeatable)")  # fmt: skip
     args = parser.parse_args()
@@ -139,14 +152,20 @@ def main() -> None:
         check_same_answer(f"127.0.0.1:{grpc_port}", url, body, payload)
         for round_ in range(args.rounds):
             order = ["rest", "grpc"] if round_ % 2 == 0 else ["grpc", "rest"]
+            order += ["grpc-live"] if args.live else []
             for protocol in order:
-                before = cpu_seconds(proc.pid)
+                before, loop_before, metrics_before = cpu_seconds(proc.pid), loop_cpu_seconds(proc.pid), scrape(url)
                 if protocol == "rest":
                     step = run_rest(url, payload, concurrency=args.concurrency, seconds=args.seconds)
-                else:
+                elif protocol == "grpc":
                     step = run_h2load(grpc_url, body, concurrency=args.concurrency, seconds=args.seconds)
+                else:  # an empty ServerLiveRequest: a frame of zero bytes
+                    step = run_h2load(grpc_url, b"", concurrency=args.concurrency, seconds=args.seconds, path=LIVE_PATH)
                 # CPU over the step (warm-up included for both tools), per counted request.
-                step["cpu_us_per_req"] = (cpu_seconds(proc.pid) - before) / max(step["requests"], 1) * 1e6
+                counted = max(step["requests"], 1)
+                step["cpu_us_per_req"] = (cpu_seconds(proc.pid) - before) / counted * 1e6
+                step["loop_cpu_us_per_req"] = (loop_cpu_seconds(proc.pid) - loop_before) / counted * 1e6
+                step["rows_per_batch"] = step_split(metrics_before, scrape(url)).get("mean_batch_rows", 0.0)
                 step |= {"round": round_ + 1, "protocol": protocol}
                 steps.append(step)
                 print(f"round {round_ + 1}/{args.rounds} {protocol}: {step['rps']:.0f} req/s, "
@@ -161,17 +180,22 @@ def main() -> None:
 
 
 def to_markdown(steps: list[dict], concurrency: int) -> str:
-    lines = [f"concurrency {concurrency}", "", "| round | protocol | req/s | p50 ms | p99 ms | server CPU µs/req |",
-             "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines = [f"concurrency {concurrency}", "",
+             "| round | protocol | req/s | p50 ms | p99 ms | server CPU µs/req | loop thread µs/req | rows/run |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for s in steps:
-        lines.append(f"| {s['round']} | {s['protocol']} | {s['rps']:.0f} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | "
-                     f"{s['cpu_us_per_req']:.0f} |")  # fmt: skip
+        latency = f"{s['p50_ms']:.2f} | {s['p99_ms']:.2f}"
+        cpu = f"{s['cpu_us_per_req']:.0f} | {s['loop_cpu_us_per_req']:.0f} | {s['rows_per_batch']:.1f}"
+        lines.append(f"| {s['round']} | {s['protocol']} | {s['rps']:.0f} | {latency} | {cpu} |")
     by = {p: [s for s in steps if s["protocol"] == p] for p in ("rest", "grpc")}
     ratio = [g["rps"] / r["rps"] for g, r in zip(by["grpc"], by["rest"], strict=True)]
     p99 = [g["p99_ms"] / r["p99_ms"] for g, r in zip(by["grpc"], by["rest"], strict=True)]
     lines += ["", f"gRPC / REST throughput per round: {', '.join(f'{x:.2f}' for x in ratio)} "
               f"(median {statistics.median(ratio):.2f}); p99: {', '.join(f'{x:.2f}' for x in p99)} "
               f"(median {statistics.median(p99):.2f})"]  # fmt: skip
+    loop = {p: [s["loop_cpu_us_per_req"] for s in steps if s["protocol"] == p] for p in ("rest", "grpc", "grpc-live")}
+    lines.append("Loop thread µs per request, median of the rounds: " + ", ".join(
+        f"{p} {statistics.median(v):.0f}" for p, v in loop.items() if v))  # fmt: skip
     return "\n".join(lines)
 
 

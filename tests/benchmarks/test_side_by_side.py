@@ -3,6 +3,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,21 @@ def test_cpu_seconds_of_this_process_grows_with_work():
     before = cpu_seconds(os.getpid())
     sum(i * i for i in range(2_000_000))
     assert cpu_seconds(os.getpid()) > before
+
+
+def test_cpu_seconds_of_one_thread_counts_only_that_thread():
+    main = threading.get_native_id()
+    idle = threading.Event()
+    waiter = threading.Thread(target=idle.wait)
+    waiter.start()
+    try:
+        before_main, before_waiter = cpu_seconds(os.getpid(), main), cpu_seconds(os.getpid(), waiter.native_id)
+        sum(i * i for i in range(2_000_000))
+        assert cpu_seconds(os.getpid(), main) > before_main
+        assert cpu_seconds(os.getpid(), waiter.native_id) - before_waiter < 0.05  # it only waited
+    finally:
+        idle.set()
+        waiter.join()
 
 
 def test_markdown_has_ratios_to_the_echo_per_round():
