@@ -434,6 +434,7 @@ def open_store(url: str | Path, storage_options: Mapping[str, Any] | None = None
     options = {**_DEFAULT_OPTIONS.get(scheme, {}), **dict(storage_options or {})}
     if protocol is _GCS:
         cls = _gcs_json_api(cls)
+        _keep_sdk_errors_to_one_line("gcsfs")
     try:
         # As fsspec.core.url_to_fs builds it (options, then what the URL says), but from the class chosen above, and
         # a fresh filesystem per store: fsspec's instance cache would keep the credentials of an earlier one.
@@ -461,6 +462,26 @@ def _gcs_json_api(registered: type) -> type:
         if cls.__module__ == "gcsfs.core" and cls.__name__ == "GCSFileSystem":
             return cls
     return registered
+
+
+class _MessageOnly(logging.Filter):
+    """Drops the traceback from an SDK's log records, keeping their message.
+
+    The error such a record carries is raised to us too and reaches the user as one line (StoreError), so a
+    traceback in the log would only repeat it less clearly.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+def _keep_sdk_errors_to_one_line(logger_name: str) -> None:
+    """Keep an SDK's logged errors to their message (gcsfs logs ``logger.exception`` before raising them)."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, _MessageOnly) for f in logger.filters):
+        logger.addFilter(_MessageOnly())
 
 
 def parse_storage_options(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:

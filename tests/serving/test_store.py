@@ -216,3 +216,20 @@ def test_the_store_abstraction_is_shared_by_publisher_and_server(tmp_path):
     assert not isinstance(local, FsspecStore)
     np.testing.assert_equal(sorted(p.name for p in (tmp_path / "digits" / "1").iterdir()),
                             ["manifest.json", "model.onnx"])  # fmt: skip
+
+
+def test_gcsfs_logs_the_error_it_raises_without_its_traceback(caplog):
+    # gcsfs logs `logger.exception` for an error it then raises (out of retries: after ~35 s against an unreachable
+    # endpoint); the user gets that error as one StoreError line, so the log keeps only the message.
+    import logging
+
+    pytest.importorskip("gcsfs")
+    open_store("gs://models/repo", {"token": "anon", "endpoint_url": "http://127.0.0.1:9"})
+    try:
+        raise ConnectionError("Cannot connect to host 127.0.0.1:9")
+    except ConnectionError:
+        logging.getLogger("gcsfs").exception("_call out of retries on exception: Cannot connect")
+    (record,) = [r for r in caplog.records if r.name == "gcsfs"]
+    assert record.getMessage() == "_call out of retries on exception: Cannot connect"
+    assert record.exc_info is None
+    assert "Traceback" not in caplog.text
