@@ -20,6 +20,9 @@ class EvalData:
     calibration: np.ndarray
     test_x: np.ndarray
     test_y: np.ndarray
+    # A graph with several inputs calibrates on one array per input name (an imported model's NPZ);
+    # ``calibration`` then holds the first of them, for what counts samples.
+    calibration_by_input: dict[str, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         if len(self.calibration) == 0 or len(self.test_x) == 0:

@@ -162,8 +162,11 @@ def _check_calibration(
             f"{static[0]} quantizes statically{why} and needs calibration data: pass --calibration FILE "
             "(.npz or .csv of typical inputs, a few hundred samples), or ask for int8-dynamic"
         )
-    if static and calibration is not None and (calibration.feeds is None or len(calibration.feeds) != 1):
-        raise ExportError(f"{static[0]}: static int8 calibrates models with one tensor input only")
+    if static and calibration is not None and calibration.feeds is None:
+        raise ExportError(
+            f"{static[0]}: static int8 calibrates on graph tensors, and a text model's --calibration holds "
+            "sentences: ask for int8-dynamic"
+        )
 
 
 @dataclass
@@ -185,9 +188,11 @@ class ImportQuality(QualityStrategy):
 
 def _context(calibration: UserData | None, quality: ImportQuality) -> PassContext:
     """The passes' context: no checkpoint, the user's calibration samples, the import's quality strategy."""
-    samples = next(iter(calibration.feeds.values())) if calibration and calibration.feeds else np.zeros((1, 1))
+    feeds = calibration.feeds if calibration and calibration.feeds else None
+    samples = next(iter(feeds.values())) if feeds else np.zeros((1, 1))
     # The ONNX passes read the calibration split only; the test split stands in for the interface's sake.
-    data = EvalData(calibration=samples, test_x=samples[:1], test_y=np.zeros(1, dtype=np.int64))
+    data = EvalData(calibration=samples, test_x=samples[:1], test_y=np.zeros(1, dtype=np.int64),
+                    calibration_by_input=feeds)  # fmt: skip
     return PassContext(quality=quality, data=data)
 
 

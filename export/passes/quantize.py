@@ -86,13 +86,13 @@ class Quantize(Pass):
             "entropy": CalibrationMethod.Entropy,
             "percentile": CalibrationMethod.Percentile,
         }[self.config.calibration]
+        feeds = ctx.data.calibration_by_input or {_input_name(source): ctx.data.calibration}
         quantize_static(
             str(source),
             str(target),
             _calibration_reader(
-                ctx.data.calibration[: self.config.calibration_samples],
+                {name: samples[: self.config.calibration_samples] for name, samples in feeds.items()},
                 self.config.calibration_batch,
-                _input_name(source),
             ),
             quant_format=QuantFormat.QDQ,
             per_channel=self.config.per_channel,
@@ -127,16 +127,20 @@ def _is_quantized(op_type: str) -> bool:
                        "QLinearConv", "QLinearMatMul", "MatMulIntegerToFloat")  # fmt: skip
 
 
-def _calibration_reader(samples: np.ndarray, batch: int, input_name: str):
-    """Feed training inputs to the calibrator in batches (the model's batch dimension is dynamic)."""
+def _calibration_reader(feeds: dict[str, np.ndarray], batch: int):
+    """Feed calibration samples (one array per graph input, same length) in batches; the batch dim is dynamic."""
     from onnxruntime.quantization import CalibrationDataReader
+
+    count = len(next(iter(feeds.values())))
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._batches = iter([samples[i : i + batch] for i in range(0, len(samples), batch)])
+            self._starts = iter(range(0, count, batch))
 
         def get_next(self) -> dict[str, np.ndarray] | None:
-            chunk = next(self._batches, None)
-            return None if chunk is None else {input_name: np.ascontiguousarray(chunk)}
+            start = next(self._starts, None)
+            if start is None:
+                return None
+            return {name: np.ascontiguousarray(samples[start : start + batch]) for name, samples in feeds.items()}
 
     return Reader()

@@ -52,3 +52,27 @@ async def v2_infer(repository: Path, model: str, inputs: dict[str, np.ndarray]) 
         o["name"]: np.asarray(o["data"], dtype=V2_TO_NUMPY[o["datatype"]]).reshape(o["shape"])
         for o in response.json()["outputs"]
     }
+
+
+def two_input_onnx(path: Path) -> Path:
+    """A conv branch on ``image`` plus a linear branch on ``extra`` (4 features), summed into ``logits``."""
+    import torch
+    from torch import nn
+
+    class TwoInputs(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.image = small_cnn()
+            self.extra = nn.Linear(4, 10)
+
+        def forward(self, image: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
+            return self.image(image) + self.extra(extra)
+
+    torch.manual_seed(1)
+    module = TwoInputs().eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(module, (torch.randn(2, 3, 16, 16), torch.randn(2, 4)), str(path), dynamo=False,
+                      input_names=["image", "extra"], output_names=["logits"],
+                      dynamic_axes={"image": {0: "n"}, "extra": {0: "n"}, "logits": {0: "n"}},
+                      opset_version=17)  # fmt: skip
+    return path

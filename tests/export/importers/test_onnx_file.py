@@ -10,7 +10,7 @@ import pytest
 
 from modelpress.export.importers.api import ImportRequest, import_model
 from modelpress.serving.manifest import read_manifest
-from tests.export.importers.helpers import cnn_onnx, v2_infer
+from tests.export.importers.helpers import cnn_onnx, two_input_onnx, v2_infer
 from tests.sklearn_models import iris_classifier_onnx, iris_data, mlp_regressor_onnx
 
 pytest.importorskip("skl2onnx")
@@ -82,6 +82,33 @@ async def test_torch_onnx_cnn_static_int8_with_calibration(tmp_path: Path) -> No
     want = ort.InferenceSession(str(source)).run(None, {"image": x})[0]
     got = (await v2_infer(repo, "cnn", {"image": x}))["logits"]
     np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+async def test_static_int8_calibrates_a_graph_with_two_inputs_from_one_array_each(tmp_path: Path) -> None:
+    source = two_input_onnx(tmp_path / "two.onnx")
+    rng = np.random.default_rng(0)
+    calibration = {"image": rng.standard_normal((48, 3, 16, 16)).astype(np.float32),
+                   "extra": rng.standard_normal((48, 4)).astype(np.float32)}  # fmt: skip
+    np.savez(tmp_path / "calib.npz", **calibration)
+    published = import_model(
+        ImportRequest(source, tmp_path / "repo", "two", variants=["fp32", "int8"], calibration=tmp_path / "calib.npz",
+                      task="classification", force=True),
+        progress=False,
+    )  # fmt: skip
+    int8 = read_manifest(published[1].path)
+    assert int8.lineage[-1].details["mode"] == "static"
+    assert int8.lineage[-1].details["calibration_samples"] == 48
+    assert int8.quality["compared_samples"] == 48
+    # Both inputs were calibrated: their activations have QDQ pairs in the quantized graph.
+    import onnx
+
+    graph = onnx.load(str(published[1].path / int8.model_file)).graph
+    quantized = {i for n in graph.node if n.op_type == "QuantizeLinear" for i in n.input}
+    assert {"image", "extra"} <= quantized
+    x = {"image": calibration["image"][:4], "extra": calibration["extra"][:4]}
+    want = ort.InferenceSession(str(source)).run(None, x)[0]
+    got = (await v2_infer(tmp_path / "repo", "two-int8", x))["logits"]
+    assert np.max(np.abs(got - want)) <= int8.quality["max_abs_diff"] * 1.01 + 1e-6
 
 
 def test_external_data_beside_the_file_travels_and_a_missing_one_is_named(tmp_path: Path) -> None:
