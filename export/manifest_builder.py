@@ -74,6 +74,7 @@ def checkpoint_contract(meta: CheckpointMeta, checkpoint: Path) -> ServingContra
             "weights_sha256": meta.weights_sha256,
             "architecture": meta.architecture,
             "checkpoint_metrics": meta.metrics.get("test", {}),
+            **({"feature_names": meta.data["feature_names"]} if meta.data.get("feature_names") else {}),
         },
     )
 

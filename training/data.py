@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,7 @@ class Dataset:
     X: np.ndarray
     y: np.ndarray
     labels: list[str] | None
+    feature_names: list[str] | None = None  # a CSV's header, in column order (the label left out)
 
 
 @dataclass
@@ -104,6 +105,8 @@ def _make_splits(cfg: DataConfig, seed: int, task: str, preprocessing: Preproces
         meta["path"] = str(Path(cfg.path).resolve())
         meta["sha256"] = file_sha256(Path(cfg.path))
     meta["split_sizes"] = {k: len(v) for k, v in parts.items()}
+    if dataset.feature_names:  # what :explain and the /ui page name each attribution by
+        meta["feature_names"] = dataset.feature_names
     arrays = {k: (apply_preprocessing(dataset.X[idx], spec), dataset.y[idx]) for k, idx in parts.items()}
     return Splits(
         *arrays["train"],
@@ -151,12 +154,14 @@ def load_dataset(cfg: DataConfig, task: str) -> Dataset:
     path = Path(cfg.path or "")
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
+    names = None
     if cfg.source == "csv":
         X, raw_y = read_csv(path, cfg.label or "")
+        names = csv_feature_names(path, cfg.label or "")
     else:
         X, raw_y = read_npz(path)
     _check_finite(X, path)
-    return _targets(X, raw_y, task, path)
+    return replace(_targets(X, raw_y, task, path), feature_names=names)
 
 
 def read_csv(path: Path, label: str) -> tuple[np.ndarray, np.ndarray]:
@@ -186,6 +191,14 @@ def read_csv(path: Path, label: str) -> tuple[np.ndarray, np.ndarray]:
             raise DataError(f"{path}: line {r}, column {label!r}: empty label")
         y.append(row[li].strip())
     return X, np.asarray(y)
+
+
+def csv_feature_names(path: Path, label: str) -> list[str]:
+    """The names of the columns :func:`read_csv` returns as features, in its order (the header without ``label``)."""
+    with path.open(newline="") as f:
+        header = [h.strip() for h in next(csv.reader(f), [])]
+    label_at = header.index(label)
+    return [name for i, name in enumerate(header) if i != label_at]
 
 
 def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:

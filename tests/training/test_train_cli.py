@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from modelpress.serving.explain import feature_names
+from modelpress.serving.manifest import read_manifest
 from tests.cli import cli as in_process
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,6 +110,13 @@ def test_train_then_evaluate_user_csv(tmp_path, digits_csv, cli):
     meta = json.loads((out / "checkpoint.json").read_text())
     assert meta["data"]["source"] == "csv"
     assert meta["data"]["label"] == "digit"
+    assert meta["data"]["feature_names"] == [f"p{i}" for i in range(64)]  # the header, label left out
+    # ...and they travel into the published manifest, where :explain and the page name attributions by them.
+    _, stderr, code = in_process("export", str(out), "--repository", str(tmp_path / "repo"), "--name", "digits",
+                                 "--variants", "fp32", "-q")  # fmt: skip
+    assert code == 0, stderr
+    manifest = read_manifest(tmp_path / "repo" / "digits" / "1")
+    assert feature_names(manifest) == [f"p{i}" for i in range(64)]
     ev = cli("evaluate", str(out), "--data", str(digits_csv), "--label", "digit", "--json")
     assert ev.returncode == 0, ev.stderr
     result = json.loads(ev.stdout)
