@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modelpress.benchmarks.mixed_lengths import mixed_texts, token_lengths
+from modelpress.benchmarks.mixed_lengths import text_load
 from modelpress.benchmarks.served import latest_manifest
 from modelpress.serving.runtime.onnx import RuntimeOptions
 from modelpress.serving.runtime.text_onnx import TextOnnxModel
@@ -96,12 +96,8 @@ def throughput(work: Callable[[list[str]], None], texts: list[str], unit: int, t
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
-    manifest = latest_manifest(args.repository, args.model)
-    if manifest is None or manifest.tokenizer is None:
-        raise SystemExit(f"error: --model {args.model!r}: no text model of that name in {args.repository}")
-    version_dir = args.repository / args.model / str(manifest.version)
-    lengths = token_lengths(args.texts, args.min_tokens, args.max_tokens, args.seed)
-    texts = [t for t, _ in mixed_texts(version_dir / manifest.tokenizer.file, lengths, args.seed)]
+    load = text_load(args)
+    manifest, version_dir, texts = load.manifest, load.version_dir, [t for t, _ in load.texts]
     models = {"padded": load_model(version_dir, args.intra, None)}
     for overhead in args.overhead:
         models[f"grouped{overhead}"] = load_model(version_dir, args.intra, overhead)

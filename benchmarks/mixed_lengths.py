@@ -22,6 +22,7 @@ import math
 import re
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from modelpress.benchmarks.loadgen import Payload, rotating_lua, run_wrk
 from modelpress.benchmarks.payloads import v2_json
 from modelpress.benchmarks.processes import free_port, python_module, running_server
 from modelpress.benchmarks.served import latest_manifest, load_average
+from modelpress.serving.manifest import ModelManifest
 
 
 def corpus_words() -> list[str]:
@@ -97,14 +99,28 @@ def text_payload(api: str, model: str, input_name: str, text: str) -> Payload:
     return Payload(path, json.dumps(body).encode(), {"Content-Type": "application/json"}, "json")
 
 
-def run(args: argparse.Namespace) -> dict[str, object]:
+@dataclass(frozen=True)
+class TextLoad:
+    """A served text model's latest version and the mixed-length texts to send it (each with its token count)."""
+
+    manifest: ModelManifest
+    version_dir: Path
+    texts: list[tuple[str, int]]
+
+
+def text_load(args: argparse.Namespace) -> TextLoad:
+    """``--model`` in ``--repository`` and ``--texts`` texts of ``--min-tokens``..``--max-tokens`` (``--seed``)."""
     manifest = latest_manifest(args.repository, args.model)
     if manifest is None or manifest.tokenizer is None:
         raise SystemExit(f"error: --model {args.model!r}: no text model of that name in {args.repository}")
     version_dir = args.repository / args.model / str(manifest.version)
     lengths = token_lengths(args.texts, args.min_tokens, args.max_tokens, args.seed)
-    texts = mixed_texts(version_dir / manifest.tokenizer.file, lengths, args.seed)
-    name = manifest.inputs[0].name
+    return TextLoad(manifest, version_dir, mixed_texts(version_dir / manifest.tokenizer.file, lengths, args.seed))
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    load = text_load(args)
+    texts, name = load.texts, load.manifest.inputs[0].name
     tokens = [n for _, n in texts]
     print(f"load: {len(texts)} texts, tokens min {min(tokens)} median {statistics.median(tokens):g} "
           f"mean {statistics.mean(tokens):.1f} max {max(tokens)}", file=sys.stderr, flush=True)  # fmt: skip
