@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modelpress.benchmarks.mixed_lengths import text_load
+from modelpress.benchmarks.mixed_lengths import add_text_load_arguments, text_load
 from modelpress.benchmarks.served import latest_manifest
 from modelpress.serving.runtime.onnx import RuntimeOptions
 from modelpress.serving.runtime.text_onnx import TextOnnxModel
@@ -177,10 +177,7 @@ def main() -> None:
     parser.add_argument("--overhead", type=int, nargs="+", default=[16], help="length_group_overhead_tokens values")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4)
-    parser.add_argument("--texts", type=int, default=64)
-    parser.add_argument("--min-tokens", type=int, default=5)
-    parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
+    add_text_load_arguments(parser)
     parser.add_argument("--cost-tokens", type=int, nargs="*", default=[5, 16, 32, 64, 128],
                         help="also time one run per row at these lengths (none: skip)")  # fmt: skip
     parser.add_argument("--cost-rows", type=int, nargs="+", default=[1, 4, 16])

@@ -118,6 +118,14 @@ def text_load(args: argparse.Namespace) -> TextLoad:
     return TextLoad(manifest, version_dir, mixed_texts(version_dir / manifest.tokenizer.file, lengths, args.seed))
 
 
+def add_text_load_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options :func:`text_load` reads (besides ``--repository`` and ``--model``)."""
+    parser.add_argument("--texts", type=int, default=64, help="distinct texts, sent in turn [64]")
+    parser.add_argument("--min-tokens", type=int, default=5)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def run(args: argparse.Namespace) -> dict[str, object]:
     load = text_load(args)
     texts, name = load.texts, load.manifest.inputs[0].name
@@ -182,10 +190,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--texts", type=int, default=64)
-    parser.add_argument("--min-tokens", type=int, default=5)
-    parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
+    add_text_load_arguments(parser)
     parser.add_argument("--json", type=Path, help="also write every figure here")
     args = parser.parse_args()
     out = run(args)
