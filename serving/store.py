@@ -221,16 +221,14 @@ class FsspecStore(RepositoryStore):
     def check_location(self) -> None:
         """Raise StoreError when the bucket (container) is missing or the credentials cannot list it."""
         bucket = self.root.split("/", 1)[0]
-        try:
-            with self.errors():
-                self.fs.invalidate_cache()
+        with self.errors():
+            self.fs.invalidate_cache()
+            try:
                 self.fs.ls(bucket)  # raises what went wrong, where fs.exists() would only say False
-        except StoreError as e:
-            # Listing the bucket itself found nothing: the bucket is missing, whatever words the SDK chose (gcsfs
-            # says 'b/NAME/o', adlfs 'No such file or directory').
-            if isinstance(e.__cause__, FileNotFoundError):
-                raise StoreError(_missing_bucket(bucket, display_url(self.url))) from e.__cause__
-            raise
+            except FileNotFoundError as e:
+                # Listing the bucket itself found nothing: the bucket is missing, whatever words the SDK chose
+                # (gcsfs says 'b/NAME/o', adlfs 'No such file or directory').
+                raise StoreError(_missing_bucket(bucket, display_url(self.url))) from e
 
     def fetch(self, model: str, version: int, cache: Path) -> Path:
         """Download into ``<cache>/<model>/<version>`` (reused when its manifest is unchanged), verified."""
