@@ -173,9 +173,6 @@ def azurite(port: int | None = None, *, start_s: float = 60) -> Iterator[StoreSe
         yield server
 
 
-SERVERS: dict[str, Callable[[], Any]] = {"s3": moto_server, "gs": gcs_emulator, "az": azurite}
-
-
 def _script(name: str) -> str:
     """A console script installed beside this Python (the virtualenv's bin folder)."""
     return str(Path(sys.executable).parent / name)
