@@ -33,20 +33,17 @@ from pathlib import Path
 
 import numpy as np
 
-from modelpress.benchmarks.mixed_lengths import add_text_load_arguments, text_load
-from modelpress.benchmarks.served import latest_manifest
+from modelpress.benchmarks.mixed_lengths import TextLoad, add_text_load_arguments, text_load
 from modelpress.serving.runtime.onnx import RuntimeOptions
 from modelpress.serving.runtime.text_onnx import TextOnnxModel
 from modelpress.serving.text import TextTokenizer
 
 
-def load_model(version_dir: Path, intra: int, overhead: int | None) -> TextOnnxModel:
-    manifest = latest_manifest(version_dir.parent.parent, version_dir.parent.name)
-    if manifest is None:
-        raise SystemExit(f"error: no manifest in {version_dir}")
+def load_model(load: TextLoad, intra: int, overhead: int | None) -> TextOnnxModel:
+    """The load's model as the server runs it, with ``intra`` threads and length grouping at ``overhead``."""
     options = RuntimeOptions(intra_op_threads=intra, inter_op_threads=1, warmup_runs=1,
                              length_group_overhead_tokens=overhead)  # fmt: skip
-    model = TextOnnxModel(manifest, version_dir, options)
+    model = TextOnnxModel(load.manifest, load.version_dir, options)
     model.load()
     return model
 
@@ -98,9 +95,9 @@ def throughput(work: Callable[[list[str]], None], texts: list[str], unit: int, t
 def run(args: argparse.Namespace) -> dict[str, object]:
     load = text_load(args)
     manifest, version_dir, texts = load.manifest, load.version_dir, [t for t, _ in load.texts]
-    models = {"padded": load_model(version_dir, args.intra, None)}
+    models = {"padded": load_model(load, args.intra, None)}
     for overhead in args.overhead:
-        models[f"grouped{overhead}"] = load_model(version_dir, args.intra, overhead)
+        models[f"grouped{overhead}"] = load_model(load, args.intra, overhead)
     table = schemes(models, manifest.inputs[0].name, manifest.outputs[0].name)
     plan = []  # (label, work, texts per unit, threads)
     for threads in sorted({1, args.parallel}):
