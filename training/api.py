@@ -219,7 +219,8 @@ def _external_data(meta: CheckpointMeta, path: Path, label: str | None) -> tuple
         column = label or meta.data.get("label")
         if not column:
             raise DataError(f"--data {path}: a CSV file needs --label COLUMN")
-        X, raw_y = read_csv(path, column)
+        table = read_csv(path, column)
+        X, raw_y = table.X, table.y
     elif suffix == ".npz":
         X, raw_y = read_npz(path)
     else:

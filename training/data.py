@@ -156,15 +156,24 @@ def load_dataset(cfg: DataConfig, task: str) -> Dataset:
         raise DataError(f"data file {path} does not exist")
     names = None
     if cfg.source == "csv":
-        X, raw_y = read_csv(path, cfg.label or "")
-        names = csv_feature_names(path, cfg.label or "")
+        table = read_csv(path, cfg.label or "")
+        X, raw_y, names = table.X, table.y, table.feature_names
     else:
         X, raw_y = read_npz(path)
     _check_finite(X, path)
     return replace(_targets(X, raw_y, task, path), feature_names=names)
 
 
-def read_csv(path: Path, label: str) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class CsvTable:
+    """A CSV's numeric features, its label column as text, and the feature columns' names (header order)."""
+
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: list[str]
+
+
+def read_csv(path: Path, label: str) -> CsvTable:
     """Read numeric feature columns and the ``label`` column (kept as text until the task decides)."""
     with path.open(newline="") as f:
         rows = list(csv.reader(f))
@@ -190,15 +199,7 @@ def read_csv(path: Path, label: str) -> tuple[np.ndarray, np.ndarray]:
         if not row[li].strip():
             raise DataError(f"{path}: line {r}, column {label!r}: empty label")
         y.append(row[li].strip())
-    return X, np.asarray(y)
-
-
-def csv_feature_names(path: Path, label: str) -> list[str]:
-    """The names of the columns :func:`read_csv` returns as features, in its order (the header without ``label``)."""
-    with path.open(newline="") as f:
-        header = [h.strip() for h in next(csv.reader(f), [])]
-    label_at = header.index(label)
-    return [name for i, name in enumerate(header) if i != label_at]
+    return CsvTable(X, np.asarray(y), [header[i] for i in features])
 
 
 def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
