@@ -2,8 +2,7 @@
 
 cert-manager, or a rotated Kubernetes Secret, replaces the files under a running server; new connections
 must get the new certificate without a restart. A change is noticed by the files' stamps (inode, mtime, size):
-the REST server checks every ``tls_reload_s`` seconds (:class:`ContextReloader`), gRPC before each new
-connection (``serving/grpc/server.py``). A half-written rotation (a key that does not match the certificate
+both servers check every ``tls_reload_s`` seconds (:class:`ContextReloader`, one per server's context). A half-written rotation (a key that does not match the certificate
 yet) keeps the previous certificate and is tried again at the next check.
 """
 
@@ -53,10 +52,22 @@ class TlsFiles:
         for path in self.paths():
             if not path.is_file():
                 raise FileNotFoundError(f"TLS file {path} does not exist")
+        self.server_context()
+
+    def server_context(self, alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
+        """A server context holding the files; with a client CA, client certificates are required (mutual TLS).
+
+        Raises:
+            OSError, ssl.SSLError: a file is missing or does not load (a key that does not match, say).
+        """
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(self.cert, self.key)
         if self.client_ca is not None:
             context.load_verify_locations(self.client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+        if alpn:
+            context.set_alpn_protocols(list(alpn))
+        return context
 
 
 class ContextReloader:

@@ -12,24 +12,33 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from modelpress.serving.dataplane import DataPlane
 from modelpress.serving.errors import ModelNotFoundError, ServingError
-from modelpress.serving.grpc.service import SERVICE_NAME, authorization, guarded, status_of
+from modelpress.serving.grpc.calls import Call, Method
+from modelpress.serving.grpc.service import SERVICE_NAME, authorization, guarded, parse, status_of
 from modelpress.serving.guards import CallKind, Guards
 
+HEALTH_SERVICE = "grpc.health.v1.Health"
 LIVE = "live"
 WATCH_POLL_S = 1.0
 
 Status = health_pb2.HealthCheckResponse.ServingStatus
 
 
-class HealthService(health_pb2_grpc.HealthServicer):
+class HealthService:
     def __init__(self, dataplane: DataPlane, guards: Guards) -> None:
         self.dataplane = dataplane
         self.guards = guards
+
+    def methods(self) -> dict[str, Method]:
+        """``Check`` and the server-streaming ``Watch``, by path."""
+        serialize = health_pb2.HealthCheckResponse.SerializeToString
+        return {
+            f"/{HEALTH_SERVICE}/Check": Method(self.check, serialize),
+            f"/{HEALTH_SERVICE}/Watch": Method(self.watch, serialize, streaming=True),
+        }
 
     def _status(self, service: str) -> Any:
         if service == LIVE:
@@ -38,16 +47,18 @@ class HealthService(health_pb2_grpc.HealthServicer):
             return Status.SERVING if self.dataplane.ready() else Status.NOT_SERVING
         raise ModelNotFoundError(f"unknown health service {service[:80]!r}: expected '', {SERVICE_NAME!r} or 'live'")
 
-    async def Check(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        async def check(req: Any, _: Any) -> Any:
-            return health_pb2.HealthCheckResponse(status=self._status(req.service))
+    async def check(self, raw: bytes, context: Call) -> Any:
+        async def check(raw: bytes, _: Any) -> Any:
+            request = parse(health_pb2.HealthCheckRequest, raw)
+            return health_pb2.HealthCheckResponse(status=self._status(request.service))
 
-        return await guarded(self.guards, CallKind.HEALTH, check, request, context)
+        return await guarded(self.guards, CallKind.HEALTH, check, raw, context)
 
-    async def Watch(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:  # noqa: N802
+    async def watch(self, raw: bytes, context: Call) -> AsyncIterator[Any]:
         """The status now, then each change (checked every second) until the caller goes away."""
         try:
             with self.guards.admit(CallKind.HEALTH, authorization(context)):
+                request = parse(health_pb2.HealthCheckRequest, raw)
                 status = self._status(request.service)
         except ServingError as e:
             code, metadata = status_of(e)

@@ -12,7 +12,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2, status_pb2
@@ -20,8 +19,10 @@ from google.rpc import error_details_pb2, status_pb2
 from modelpress.serving.accounting import Tracked
 from modelpress.serving.dataplane import DataPlane
 from modelpress.serving.errors import GRPC_CODES, BadRequestError, ForbiddenError, ServingError
+from modelpress.serving.grpc.calls import Call, Method
 from modelpress.serving.grpc.convert import to_infer_response, to_inference_request
 from modelpress.serving.grpc.generated import open_inference_pb2 as pb
+from modelpress.serving.grpc.status import StatusCode
 from modelpress.serving.guards import CallKind, Guards
 from modelpress.serving.limits import check_infer_limits, check_path_names
 from modelpress.serving.protocol.types import ModelStatistics
@@ -30,7 +31,7 @@ log = logging.getLogger("serving")
 
 R = TypeVar("R")
 M = TypeVar("M", bound=Message)
-Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[R]]
+Handler = Callable[[Any, Call], Awaitable[R]]
 
 
 SERVICE_NAME = "inference.GRPCInferenceService"
@@ -48,47 +49,45 @@ def parse(message_type: type[M], raw: bytes) -> M:
         raise BadRequestError(f"malformed {message_type.__name__}: {e}") from e
 
 
-def authorization(context: grpc.aio.ServicerContext) -> bytes | None:
-    """The call's ``authorization`` metadata (gRPC lower-cases metadata keys), if sent."""
+def authorization(context: Call) -> bytes | None:
+    """The call's ``authorization`` metadata (HTTP/2 header names are lower-case), if sent."""
     for key, value in context.invocation_metadata() or ():
         if key == "authorization":
             return value.encode() if isinstance(value, str) else value
     return None
 
 
-def status_of(error: ServingError) -> tuple[grpc.StatusCode, tuple[tuple[str, str | bytes], ...]]:
+def status_of(error: ServingError) -> tuple[StatusCode, tuple[tuple[str, str | bytes], ...]]:
     """The gRPC code and trailing metadata answering ``error``.
 
     Its headers travel as lower-cased metadata (``retry-after``, ``www-authenticate``); a ``Retry-After`` is also
     sent as ``google.rpc.RetryInfo`` in ``grpc-status-details-bin``, where gRPC clients look for retry advice.
     """
-    code = grpc.StatusCode[GRPC_CODES.get(error.status, "INTERNAL")]
+    code = StatusCode[GRPC_CODES.get(error.status, "INTERNAL")]
     metadata: list[tuple[str, str | bytes]] = [(k.lower(), v) for k, v in error.headers.items()]
     retry_after = error.headers.get("Retry-After")
     if retry_after is not None and retry_after.isdigit():
         info = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=int(retry_after)))
         detail = any_pb2.Any()
         detail.Pack(info)
-        status = status_pb2.Status(code=code.value[0], message=error.message, details=[detail])
+        status = status_pb2.Status(code=int(code), message=error.message, details=[detail])
         metadata.append(("grpc-status-details-bin", status.SerializeToString()))
     return code, tuple(metadata)
 
 
-async def guarded(
-    guards: Guards, kind: CallKind, handler: Handler[R], request: Any, context: grpc.aio.ServicerContext
-) -> R:
+async def guarded(guards: Guards, kind: CallKind, handler: Handler[R], request: Any, context: Call) -> R:
     """Run one RPC's handler admitted by the guards; a refusal or failure ends the call with its gRPC status."""
     try:
         with guards.admit(kind, authorization(context)):
             return await handler(request, context)
     except ServingError as e:
         code, metadata = status_of(e)
-        if code is grpc.StatusCode.INTERNAL:
+        if code is StatusCode.INTERNAL:
             log.error("internal error: %s", e.message)
         await context.abort(code, e.message, metadata)
     except Exception as e:  # a bug: logged with its traceback, INTERNAL naming only the exception's type
         log.exception("unexpected error in a gRPC call", exc_info=e)
-        await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}")
+        await context.abort(StatusCode.INTERNAL, f"internal error: {type(e).__name__}")
     raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
 
@@ -111,29 +110,27 @@ class InferenceService:
             "RepositoryModelUnload": (CallKind.API, self._unload),
         }
 
-    def method_handlers(self) -> dict[str, grpc.RpcMethodHandler]:
-        """Every RPC of the service, as the ``.proto`` declares them, for ``add_registered_method_handlers``.
+    def methods(self) -> dict[str, Method]:
+        """Every RPC of the service by its path, as the ``.proto`` declares them.
 
-        Registered rather than generic handlers: gRPC finds the method without calling back into Python, about
-        a third more calls per second for a trivial RPC here (h2load, 32 streams). Requests arrive as bytes and
-        are parsed here rather than by gRPC, so a malformed message is answered INVALID_ARGUMENT naming the
-        problem (gRPC's own deserializer would answer a bare INTERNAL).
+        Requests arrive as bytes and are parsed inside the guards, so a malformed message is answered
+        INVALID_ARGUMENT naming the problem.
         """
         methods = {}
         for method in pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods:
             kind, handler = self._rpcs[method.name]
             request_type = getattr(pb, method.input_type.name)
             response_type = getattr(pb, method.output_type.name)
-            methods[method.name] = grpc.unary_unary_rpc_method_handler(
-                self._behaviour(kind, handler, request_type), response_serializer=response_type.SerializeToString
+            methods[f"/{SERVICE_NAME}/{method.name}"] = Method(
+                self._behaviour(kind, handler, request_type), response_type.SerializeToString
             )
         return methods
 
     def _behaviour(self, kind: CallKind, handler: Handler[Any], request_type: type[Message]) -> Handler[Any]:
-        async def parsed(raw: bytes, context: Any) -> Any:
+        async def parsed(raw: bytes, context: Call) -> Any:
             return await handler(parse(request_type, raw), context)
 
-        async def behaviour(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+        async def behaviour(raw: bytes, context: Call) -> Any:
             return await guarded(self.guards, kind, parsed, raw, context)
 
         return behaviour

@@ -159,7 +159,7 @@ def test_health_v1_for_kubernetes_probes(served):
 
 def test_a_full_queue_says_when_to_retry():
     code, metadata = status_of(OverloadedError("model 'digits': queue full", retry_after_s=2))
-    assert code is grpc.StatusCode.UNAVAILABLE
+    assert code == grpc.StatusCode.UNAVAILABLE.value[0]
     found = dict(metadata)
     assert found["retry-after"] == "2"
     status = status_pb2.Status.FromString(found["grpc-status-details-bin"])
