@@ -155,7 +155,7 @@ class Settings(BaseSettings):
         description="PEM CA bundle: require a client certificate signed by it (mutual TLS); needs tls_cert.",
     )
     tls_reload_s: float = Field(
-        default=10.0, gt=0, description="How often the REST server checks the TLS files for a change (seconds)."
+        default=10.0, gt=0, description="How often the REST and gRPC servers check the TLS files for a change (seconds)."
     )
     ui: bool = Field(
         default=True, description="Serve the page at /ui (models, live figures, try-it panels); behind auth when on."
