@@ -140,8 +140,9 @@ def read_message(body: bytes | bytearray, encoding: str | None, limit: int) -> b
     """The one message of a unary request's body, decompressed.
 
     Raises:
-        CallAbortedError: INVALID_ARGUMENT for a body that is not exactly one framed message, UNIMPLEMENTED for an
-            unknown encoding, RESOURCE_EXHAUSTED for a message over ``limit`` bytes.
+        CallAbortedError: INVALID_ARGUMENT for a body that is not exactly one framed message (or does not
+            decompress), INTERNAL for a compressed flag without an encoding, UNIMPLEMENTED for an unknown encoding,
+            RESOURCE_EXHAUSTED for a message over ``limit`` bytes.
     """
     bad = StatusCode.INVALID_ARGUMENT
     if len(body) < 5:
@@ -153,8 +154,9 @@ def read_message(body: bytes | bytearray, encoding: str | None, limit: int) -> b
     message = bytes(body[5:])
     if not compressed:
         return message
-    if encoding in (None, "identity"):
-        raise CallAbortedError(bad, "the message is flagged compressed but grpc-encoding names no compression")
+    if encoding in (None, "identity"):  # INTERNAL, as gRPC's compression.md asks (its test case 6)
+        message = "the message is flagged compressed but grpc-encoding names no compression"
+        raise CallAbortedError(StatusCode.INTERNAL, message)
     if encoding not in ENCODINGS:
         raise CallAbortedError(
             StatusCode.UNIMPLEMENTED,
