@@ -41,7 +41,6 @@ MAX_WINDOW = 2**31 - 1
 
 # Our receive windows: large enough that a client rarely waits for a WINDOW_UPDATE, replenished at half.
 STREAM_WINDOW = 1 << 20
-CONNECTION_WINDOW = 16 << 20
 MAX_HEADER_LIST = 64 << 10  # decoded headers of one request (grpcio refuses past 16 KiB by default)
 
 
@@ -189,6 +188,8 @@ class Stream:
     local_closed: bool = False
     reset: bool = False  # the peer reset it or the connection went away: nothing more is sent
     unacked: int = 0  # bytes received since our last WINDOW_UPDATE for the stream
+    held: int = 0  # DATA bytes of the request held until it is complete or dropped
+    receive_window: int = STREAM_WINDOW  # what the client may still send on it (our SETTINGS_INITIAL_WINDOW_SIZE)
     pending: bytes = b""  # DATA waiting for window
     trailers: bytes | None = None  # the last header block, sent once ``pending`` is out
     task: asyncio.Task | None = None  # the handler answering it, cancelled if the peer resets the stream
@@ -206,8 +207,20 @@ class StreamHandler(Protocol):
 
 @dataclass(frozen=True)
 class Limits:
+    """What one connection may make the server hold.
+
+    Request bodies still arriving are held in memory; the connection's window is given back to the client only
+    while they add up to at most ``max_body`` plus one window, so a client opening many streams and never ending
+    them stalls itself instead of growing the server.
+    """
+
     max_body: int  # bytes of DATA per stream (a gRPC message plus its 5-byte prefix)
     max_streams: int = 1024  # concurrent streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS)
+    connection_window: int = 16 << 20  # our receive window for the whole connection, replenished at half
+
+    @property
+    def max_held(self) -> int:
+        return self.max_body + self.connection_window
 
 
 class Http2Connection(asyncio.Protocol):
@@ -228,6 +241,8 @@ class Http2Connection(asyncio.Protocol):
         self._peer_initial_window = DEFAULT_WINDOW
         self._peer_max_frame = DEFAULT_FRAME_SIZE
         self._unacked = 0  # bytes received since our last connection WINDOW_UPDATE
+        self._held = 0  # bytes of requests still arriving, over every stream (Limits.max_held)
+        self._receive_window = limits.connection_window  # what the client may still send on the connection
         self._out: list[bytes] | None = None  # writes gathered while parsing, sent as one
         self._closing = False  # a GOAWAY was sent or received: no new streams, close when idle
 
@@ -245,15 +260,15 @@ class Http2Connection(asyncio.Protocol):
             Setting.MAX_HEADER_LIST_SIZE,
             MAX_HEADER_LIST,
         )
-        grow = (CONNECTION_WINDOW - DEFAULT_WINDOW).to_bytes(4, "big")
+        grow = (self.limits.connection_window - DEFAULT_WINDOW).to_bytes(4, "big")
         transport.write(frame(Frame.SETTINGS, 0, 0, settings) + frame(Frame.WINDOW_UPDATE, 0, 0, grow))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._connections.discard(self)
+        self._transport = None
         for stream in self.streams.values():
             self._abandon(stream)
         self.streams.clear()
-        self._transport = None
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
@@ -381,14 +396,22 @@ class Http2Connection(asyncio.Protocol):
         if stream_id == 0:
             raise ConnectionProtocolError(ErrorCode.PROTOCOL_ERROR, "DATA on stream 0")
         self._unacked += len(payload)  # the connection's window counts every DATA byte, padding included
-        if self._unacked >= CONNECTION_WINDOW // 2:
-            self._write(frame(Frame.WINDOW_UPDATE, 0, 0, self._unacked.to_bytes(4, "big")))
-            self._unacked = 0
+        self._receive_window -= len(payload)
+        if self._receive_window < 0:
+            raise ConnectionProtocolError(ErrorCode.FLOW_CONTROL_ERROR, "DATA beyond the connection's window")
         stream = self.streams.get(stream_id)
         if stream is None or stream.remote_closed:
             if stream_id > self._last_stream:
                 raise ConnectionProtocolError(ErrorCode.PROTOCOL_ERROR, "DATA on a stream that was never opened")
+            self._credit()
             return  # a stream answered early or reset: the rest of its data is dropped
+        stream.receive_window -= len(payload)
+        if stream.receive_window < 0:
+            self.reset_stream(stream, ErrorCode.FLOW_CONTROL_ERROR)
+            return
+        stream.held += len(payload)
+        self._held += len(payload)
+        self._credit()
         stream.body += _unpad(flags, payload)
         if len(stream.body) > self.limits.max_body:
             self.handler.on_oversized(self, stream)  # its answer ends the stream and resets the rest (_local_end)
@@ -401,6 +424,7 @@ class Http2Connection(asyncio.Protocol):
         stream.unacked += len(payload)
         if stream.unacked >= STREAM_WINDOW // 2:
             self._write(frame(Frame.WINDOW_UPDATE, 0, stream_id, stream.unacked.to_bytes(4, "big")))
+            stream.receive_window += stream.unacked
             stream.unacked = 0
 
     def _settings(self, flags: int, stream_id: int, payload: bytes) -> None:
@@ -456,7 +480,22 @@ class Http2Connection(asyncio.Protocol):
 
     def _remote_end(self, stream: Stream) -> None:
         stream.remote_closed = True
+        self._release(stream)
         self.handler.on_request(self, stream)
+
+    def _release(self, stream: Stream) -> None:
+        """The stream's request body is no longer held by the connection (handed over, answered or dropped)."""
+        if stream.held:
+            self._held -= stream.held
+            stream.held = 0
+            self._credit()
+
+    def _credit(self) -> None:
+        """Give the client back the connection window it used, unless the bodies held are at the limit."""
+        if self._unacked >= self.limits.connection_window // 2 and self._held <= self.limits.max_held:
+            self._write(frame(Frame.WINDOW_UPDATE, 0, 0, self._unacked.to_bytes(4, "big")))
+            self._receive_window += self._unacked
+            self._unacked = 0
 
     # ---- frames out ---------------------------------------------------------------------------------------
     def send_headers(self, stream: Stream, block: bytes, *, end_stream: bool = False) -> None:
@@ -553,6 +592,7 @@ class Http2Connection(asyncio.Protocol):
         stream.local_closed = True
         stream.pending = b""
         stream.trailers = None
+        self._release(stream)
         self.streams.pop(stream.id, None)
         if not stream.remote_closed:  # answered before the request ended: the client may stop sending (§8.1)
             self._write(frame(Frame.RST_STREAM, 0, stream.id, ErrorCode.NO_ERROR.to_bytes(4, "big")))
@@ -564,6 +604,7 @@ class Http2Connection(asyncio.Protocol):
 
     def _abandon(self, stream: Stream) -> None:
         stream.reset = True
+        self._release(stream)
         if stream.timer is not None:
             stream.timer.cancel()
         if stream.task is not None and not stream.task.done():

@@ -729,3 +729,103 @@ def test_repeated_header_blocks_are_decoded_once_and_never_against_a_changed_tab
     assert decoder.decode(encoder.encode([("x-b", "2")])) == (("x-b", "2"),)  # inserts: x-b takes x-a's index
     assert decoder.decode(repeat) == (("x-b", "2"),)  # the same bytes now name x-b: decoded afresh
     assert calls[-1] == repeat
+
+
+# ---- the connection alone, on an in-memory transport -------------------------------------------------------------
+class MemoryTransport:
+    """What ``Http2Connection`` writes, kept; closing is recorded."""
+
+    def __init__(self) -> None:
+        self.written = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class HeldRequests:
+    """A stream handler that keeps every complete request and answers nothing."""
+
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+
+    def on_request(self, connection: Any, stream: Any) -> None:
+        self.requests.append(stream)
+
+    def on_oversized(self, connection: Any, stream: Any) -> None:
+        raise AssertionError("no body here passes max_body")
+
+
+def memory_connection(limits: Any) -> tuple[Any, MemoryTransport, HeldRequests]:
+    from modelpress.serving.grpc.http2 import PREFACE, Http2Connection
+
+    transport, handler = MemoryTransport(), HeldRequests()
+    connection = Http2Connection(handler, limits, set())
+    connection.connection_made(transport)  # type: ignore[arg-type]
+    connection.data_received(PREFACE + SettingsFrame(0).serialize())
+    return connection, transport, handler
+
+
+def connection_credit(transport: MemoryTransport) -> int:
+    """The connection-level window the server has granted so far beyond the initial 65,535 bytes (and clears)."""
+    granted = sum(
+        f.window_increment
+        for f, _ in split_frames(transport.written)
+        if isinstance(f, WindowUpdateFrame) and f.stream_id == 0
+    )
+    return granted
+
+
+def open_stream(stream_id: int) -> bytes:
+    import hpack
+
+    block = hpack.Encoder().encode(
+        [(":method", "POST"), (":path", INFER), (":scheme", "http"), ("content-type", "application/grpc")]
+    )
+    headers = HeadersFrame(stream_id, block)
+    headers.flags.add("END_HEADERS")
+    return headers.serialize()
+
+
+def test_bodies_held_past_the_limit_stop_the_connection_window_until_requests_complete():
+    """Many streams that never end cannot make the server hold more than max_body plus one connection window."""
+    from modelpress.serving.grpc.http2 import Limits
+
+    limits = Limits(max_body=1000, connection_window=1 << 17)
+    connection, transport, handler = memory_connection(limits)
+    window = 65_535 + connection_credit(transport)  # the client's view of what it may send
+    sent, stream_id = 0, 1
+    while window >= 900 and stream_id < 2001:  # 900 bytes on a new stream each time, as long as the window allows
+        connection.data_received(open_stream(stream_id) + DataFrame(stream_id, b"x" * 900).serialize())
+        sent, window, stream_id = sent + 900, window - 900, stream_id + 2
+        window += connection_credit(transport)
+    assert not transport.closed
+    assert window < 900  # the client had to stop: the server stopped crediting
+    assert limits.max_held < sent <= limits.max_held + limits.connection_window
+    ending = DataFrame(1, b"")
+    ending.flags.add("END_STREAM")
+    for finished in range(1, 1 + 2 * 150, 2):  # 150 requests complete: their bodies go to the handler
+        ending.stream_id = finished
+        connection.data_received(ending.serialize())
+    assert len(handler.requests) == 150
+    assert connection_credit(transport) > 0  # held bytes fell under the limit: the window comes back
+
+
+def test_data_beyond_the_connection_window_is_a_flow_control_error():
+    from modelpress.serving.grpc.http2 import Limits
+
+    connection, transport, _ = memory_connection(Limits(max_body=1 << 20, connection_window=1 << 17))
+    transport.written.clear()
+    chunk = b"x" * 16_000
+    for stream_id in range(1, 40, 2):  # 20 streams × 16,000 bytes = 320,000 > 131,072, never waiting for credit
+        connection.data_received(open_stream(stream_id) + DataFrame(stream_id, chunk).serialize())
+        if transport.closed:
+            break
+    assert transport.closed
+    goaway = [f for f, _ in split_frames(transport.written) if isinstance(f, GoAwayFrame)]
+    assert goaway
+    assert goaway[-1].error_code == ErrorCodes.FLOW_CONTROL_ERROR
+    assert b"beyond the connection's window" in goaway[-1].additional_data
