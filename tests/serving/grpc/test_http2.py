@@ -815,13 +815,13 @@ def test_bodies_held_past_the_limit_stop_the_connection_window_until_requests_co
 
 
 def test_data_beyond_the_connection_window_is_a_flow_control_error():
+    """A client that sends on past the window it was given ends its connection (RFC 9113 §6.9.1)."""
     from modelpress.serving.grpc.http2 import Limits
 
-    connection, transport, _ = memory_connection(Limits(max_body=1 << 20, connection_window=1 << 17))
+    connection, transport, _ = memory_connection(Limits(max_body=1000, connection_window=1 << 17))
     transport.written.clear()
-    chunk = b"x" * 16_000
-    for stream_id in range(1, 40, 2):  # 20 streams × 16,000 bytes = 320,000 > 131,072, never waiting for credit
-        connection.data_received(open_stream(stream_id) + DataFrame(stream_id, chunk).serialize())
+    for stream_id in range(1, 801, 2):  # 400 streams × 900 bytes, never waiting: past the held limit, then the window
+        connection.data_received(open_stream(stream_id) + DataFrame(stream_id, b"x" * 900).serialize())
         if transport.closed:
             break
     assert transport.closed
