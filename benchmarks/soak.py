@@ -7,7 +7,7 @@
    accepted requests keep a bounded p99, nothing else fails;
 4. recovery: 0.5 x peak: no 503 and no error once the load drops.
 
-``python -m modelpress.benchmarks.soak`` (10 minutes) or ``--short`` (about 45 s, what ``make test`` runs). Without
+``python -m modelpress.benchmarks.soak`` (10 minutes) or ``--short`` (about 35 s, what ``make test`` runs). Without
 ``--repository`` a synthetic MLP (64 -> 2048 -> 2048 -> 10, ONNX) is served with ``--rows`` (128) rows per
 binary request and a queue of ``--max-queue-size`` (8) requests, so that compute, not HTTP parsing or the
 Python client, is what saturates: load shedding by queue length (503) only protects a compute-bound server,
@@ -57,7 +57,7 @@ class Plan:
 
 def plan_from(args: argparse.Namespace) -> Plan:
     if args.short:
-        return Plan(soak_s=24, warmup_s=6, window_s=3, peak_s=3, overload_s=6, recovery_s=4, load=args.load)
+        return Plan(soak_s=14, warmup_s=6, window_s=3, peak_s=3, overload_s=6, recovery_s=4, load=args.load)
     soak = args.minutes * 60
     return Plan(soak_s=soak, warmup_s=max(10.0, soak / 10), window_s=10, peak_s=10,
                 overload_s=args.overload_seconds, recovery_s=20, load=args.load)  # fmt: skip
@@ -268,7 +268,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue-size", type=int, default=8, help="MODELPRESS_MAX_QUEUE_SIZE of the server [8]")
     p.add_argument("--compute-threads", type=int, default=1, help="MODELPRESS_COMPUTE_THREADS [1]")
     p.add_argument("--intra-op-threads", type=int, default=1, help="MODELPRESS_INTRA_OP_THREADS [1]")
-    p.add_argument("--short", action="store_true", help="about 45 s in all (what make test runs)")
+    p.add_argument("--short", action="store_true", help="about 35 s in all (what make test runs)")
     p.add_argument("--out", default="benchmarks/results", help="folder for the JSON report")
     return p
 

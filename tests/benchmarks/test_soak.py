@@ -1,4 +1,4 @@
-"""The short soak and overload run (about 45 s): what `python -m modelpress.benchmarks.soak` checks."""
+"""The short soak and overload run (about 35 s): what `python -m modelpress.benchmarks.soak` checks."""
 
 from __future__ import annotations
 
