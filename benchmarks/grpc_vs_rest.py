@@ -115,7 +115,7 @@ def grpc_outcomes(url: str, model: str) -> dict[str, float]:
 
 
 def loop_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process's main thread, where uvicorn runs the event loop (and the gRPC server on it)."""
+    """User + system CPU time of a process's main thread, where uvicorn runs the event loop (and gRPC with it)."""
     return cpu_seconds(pid, thread=pid)
 
 

@@ -32,6 +32,7 @@ from modelpress.serving.drain import Drain
 from modelpress.serving.errors import HANDLERS, CatchAllMiddleware
 from modelpress.serving.guards import Guards
 from modelpress.serving.manifest import ModelManifest
+from modelpress.serving.memory import freeze_startup_heap, thaw_heap
 from modelpress.serving.metrics import Metrics
 from modelpress.serving.protocol.types import InferenceRequest, PredictRequest
 from modelpress.serving.repository import ModelRepository, RuntimeFactory
@@ -207,6 +208,8 @@ def create_app(
         # Import ORT first so its own memory is not counted as the first model's (modelpress_model_memory_bytes).
         await asyncio.get_running_loop().run_in_executor(loads, importlib.import_module, "onnxruntime")
         await repository.load_all()
+        if settings.gc_freeze:
+            log.info("garbage collector: %d objects of the start frozen", freeze_startup_heap())
         dataplane.started = True
         log.info("ready: %s", dataplane.ready())
         sampler = live.start() if live is not None else None
@@ -227,6 +230,8 @@ def create_app(
             await repository.close()
             compute.shutdown(wait=False)
             loads.shutdown(wait=False)
+            if settings.gc_freeze:
+                thaw_heap()
             if dataplane.tracing is not None:
                 dataplane.tracing.shutdown()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
 from pathlib import Path
@@ -30,3 +31,25 @@ def release_free_heap() -> bool:
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim this way
         return False
     return True
+
+
+def freeze_startup_heap() -> int:
+    """Collect once, then move every object left into the collector's permanent generation (``gc.freeze``).
+
+    A loaded server holds tens of thousands of long-lived objects (modules, routes, manifests, tokenizers); each
+    full collection under load walked all of them while every request waited, which was most of REST's p99 at
+    concurrency 32. Frozen, they are skipped; they are still freed by reference counting when dropped (a model
+    unloaded), only a cycle among them waits for :func:`thaw_heap`. Returns how many objects were frozen.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
+def thaw_heap() -> None:
+    """Back to Python's default collection (``gc.unfreeze``), at shutdown.
+
+    So a process that serves again (tests, an application embedding the server) does not keep the first server's
+    objects out of the collector's reach.
+    """
+    gc.unfreeze()

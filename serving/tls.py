@@ -2,8 +2,9 @@
 
 cert-manager, or a rotated Kubernetes Secret, replaces the files under a running server; new connections
 must get the new certificate without a restart. A change is noticed by the files' stamps (inode, mtime, size):
-both servers check every ``tls_reload_s`` seconds (:class:`ContextReloader`, one per server's context). A half-written rotation (a key that does not match the certificate
-yet) keeps the previous certificate and is tried again at the next check.
+REST and gRPC each check every ``tls_reload_s`` seconds (:class:`ContextReloader`, one per server's context). A
+half-written rotation (a key that does not match the certificate yet) keeps the previous certificate and is tried
+again at the next check.
 """
 
 from __future__ import annotations
