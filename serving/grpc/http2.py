@@ -245,6 +245,7 @@ class Http2Connection(asyncio.Protocol):
         self._receive_window = limits.connection_window  # what the client may still send on the connection
         self._out: list[bytes] | None = None  # writes gathered while parsing, sent as one
         self._closing = False  # a GOAWAY was sent or received: no new streams, close when idle
+        self._goaway_sent = False
 
     # ---- asyncio ------------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -548,16 +549,26 @@ class Http2Connection(asyncio.Protocol):
         """GOAWAY: no new streams; the connection closes once the streams in flight are answered."""
         if self._transport is None:
             return
-        if not self._closing:
-            self._closing = True
+        self._closing = True
+        self._send_goaway()
+        self._close_if_done()
+
+    def _send_goaway(self) -> None:
+        """Our GOAWAY, once: the last stream we took, and no error."""
+        if not self._goaway_sent:
+            self._goaway_sent = True
             goaway = self._last_stream.to_bytes(4, "big") + ErrorCode.NO_ERROR.to_bytes(4, "big")
             self._write(frame(Frame.GOAWAY, 0, 0, goaway))
-        self._close_if_done()
 
     def abort(self) -> None:
         """Close now; handlers still running are cancelled."""
+        self._close()
+
+    def _close(self) -> None:
+        """Close the transport; nothing is written after it (a call answering late finds the connection gone)."""
         if self._transport is not None:
             self._transport.close()
+            self._transport = None
 
     def _flush(self, stream: Stream) -> None:
         while stream.pending:
@@ -612,8 +623,9 @@ class Http2Connection(asyncio.Protocol):
 
     def _close_if_done(self) -> None:
         if self._closing and not self.streams and self._transport is not None:
+            self._send_goaway()  # the peer's GOAWAY is answered with ours before the close (RFC 9113 §6.8)
             self._flush_out()
-            self._transport.close()
+            self._close()
 
     def _write(self, data: bytes) -> None:
         if self._out is not None:
@@ -632,7 +644,7 @@ class Http2Connection(asyncio.Protocol):
         self._out = None
         if self._transport is not None:
             self._transport.write(frame(Frame.GOAWAY, 0, 0, goaway))
-            self._transport.close()
+            self._close()
 
     def _not_http2(self) -> None:
         """Bytes that are not HTTP/2's preface: an HTTP/1.x request is answered 400 saying so, anything else closed."""
@@ -647,4 +659,4 @@ class Http2Connection(asyncio.Protocol):
             )
         else:
             self._transport.write(frame(Frame.GOAWAY, 0, 0, b"\0\0\0\0" + ErrorCode.PROTOCOL_ERROR.to_bytes(4, "big")))
-        self._transport.close()
+        self._close()

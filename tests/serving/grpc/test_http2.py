@@ -829,3 +829,87 @@ def test_data_beyond_the_connection_window_is_a_flow_control_error():
     assert goaway
     assert goaway[-1].error_code == ErrorCodes.FLOW_CONTROL_ERROR
     assert b"beyond the connection's window" in goaway[-1].additional_data
+
+
+def test_random_frames_never_raise_and_at_worst_end_the_connection_with_goaway():
+    """Whatever a peer sends, the connection answers, resets a stream or says GOAWAY: never an exception.
+
+    Frames are drawn mostly plausible (a few streams, the flags their types use, payloads of the right sizes)
+    so that calls start, run and collide with resets, window changes and settings; some are garbage.
+    """
+    import asyncio
+    import random
+
+    import hpack
+
+    from modelpress.serving.grpc.calls import GrpcHandler, Method
+    from modelpress.serving.grpc.http2 import PREFACE, Http2Connection, Limits
+
+    answered = []
+
+    async def echo(raw: bytes, _call: Any) -> bytes:
+        answered.append(raw)
+        return raw
+
+    request = hpack.Encoder().encode(
+        [(":method", "POST"), (":path", "/s/Echo"), (":scheme", "http"), ("content-type", "application/grpc")]
+    )
+
+    def payload_for(kind: int, rng: random.Random) -> bytes:
+        if rng.random() < 0.1:
+            return rng.randbytes(rng.choice([0, 1, 5, 40]))  # garbage of any size
+        if kind in (1, 9):  # HEADERS / CONTINUATION: the request's block, whole or a piece
+            return request if rng.random() < 0.7 else request[: rng.randint(0, len(request))]
+        if kind == 0:
+            return grpc_message(rng.randbytes(rng.choice([0, 3, 3, 2000])))  # 2000: over the 1000-byte limit
+        if kind == 4:
+            return b"".join(
+                struct.pack(">HI", rng.randint(1, 8), rng.choice([0, 1, 16384, 65535, 2**31]))
+                for _ in range(rng.randint(0, 2))
+            )
+        return rng.randbytes({3: 4, 6: 8, 7: 8, 8: 4, 2: 5}.get(kind, rng.randint(0, 8)))
+
+    async def fuzz() -> list[dict[str, Any]]:
+        errors: list[dict[str, Any]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, context: errors.append(context))
+        rng = random.Random(0)
+        for _ in range(1500):
+            transport = MemoryTransport()
+            connection = Http2Connection(GrpcHandler({"/s/Echo": Method(echo, bytes)}, 1000), Limits(1005), set())
+            connection.connection_made(transport)  # type: ignore[arg-type]
+            connection.data_received(PREFACE + SettingsFrame(0).serialize())
+            opened = [-1]  # stream ids the fuzz has opened, newest last
+            if rng.random() < 0.5:  # half the connections start with a whole call, then go astray
+                headers, ending = HeadersFrame(1, request), DataFrame(1, grpc_message(b"abc"))
+                headers.flags.add("END_HEADERS")
+                ending.flags.add("END_STREAM")
+                connection.data_received(headers.serialize() + ending.serialize())
+                opened.append(1)
+            for _ in range(rng.randint(1, 16)):
+                kind = rng.choice([1, 1, 1, 0, 0, 0, 0, 9, 8, 8, 3, 4, 6, 2, 7, 0xFA, rng.randint(0, 255)])
+                if kind == 1 and rng.random() < 0.8:  # mostly a new stream, as a client opens them
+                    opened.append(opened[-1] + 2)
+                    stream_id = opened[-1]
+                elif rng.random() < 0.1:
+                    stream_id = rng.choice([0, 2, rng.randint(0, 2**31 - 1)])  # wrong for the type, or unknown
+                else:  # connection frames on 0, stream frames on a stream the fuzz opened
+                    stream_id = 0 if kind in (4, 6, 7) or (kind == 8 and rng.random() < 0.5) else max(1, opened[-1])
+                flags = rng.choice({1: [4, 4, 5, 0, 0x2D], 0: [0, 1, 1, 9], 9: [0, 4]}.get(kind, [0, 1]))
+                payload = payload_for(kind, rng)
+                if flags & 0x8 and kind in (0, 1):  # PADDED: a pad length and that much padding
+                    payload = bytes([3]) + payload + b"\0\0\0"
+                if flags & 0x20 and kind == 1:  # PRIORITY: five bytes before the block
+                    payload = b"\0\0\0\0\x10" + payload
+                raw = len(payload).to_bytes(3, "big") + bytes((kind, flags)) + stream_id.to_bytes(4, "big") + payload
+                connection.data_received(raw)
+                await asyncio.sleep(0)  # the calls started run and answer
+                if transport.closed:
+                    frames = [f for f, _ in split_frames(transport.written)]
+                    assert isinstance(frames[-1], GoAwayFrame)
+                    break
+            connection.connection_lost(None)
+            await asyncio.sleep(0)
+        return errors
+
+    assert asyncio.run(fuzz()) == []
+    assert len(answered) > 100  # the plausible frames did make calls
