@@ -11,6 +11,10 @@ import pytest
 # it refuses every later session a pool of its own, and the export tests create sessions in this process too.
 # Servers in subprocesses (tests/serving/server_process.py) drop MODELPRESS_* and run with the shared pools.
 os.environ["MODELPRESS_SHARED_THREAD_POOL"] = "false"  # (then allow_spinning, unset, means sleeping pools)
+# A server started in this process collects the whole heap before freezing it (gc_freeze): in a test process of
+# a million objects that is a second per app, minutes over the suite. tests/serving/test_memory.py turns it on
+# where it is the subject; servers in subprocesses run the default (on).
+os.environ["MODELPRESS_GC_FREEZE"] = "false"
 
 
 @pytest.fixture
