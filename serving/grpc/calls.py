@@ -227,24 +227,25 @@ class GrpcHandler:
             connection.send_headers(stream, encode_headers([(b":status", b"415")]), end_stream=True)
             return
         method = self.methods.get(path or "")
+        loop = asyncio.get_running_loop()
         try:
             if method is None:
                 raise CallAbortedError(StatusCode.UNIMPLEMENTED, f"method {str(path)[:200]!r} is not served here")
             deadline = None
             if timeout is not None:
-                deadline = asyncio.get_running_loop().time() + parse_timeout(timeout)
+                deadline = loop.time() + parse_timeout(timeout)
             message = read_message(stream.body, encoding, self.max_message)
             call = Call(stream.headers, deadline)
         except CallAbortedError as e:
             connection.send_headers(stream, status_block(e.code, e.message, e.metadata, headers=True), end_stream=True)
             return
         stream.body = bytearray()
-        task = asyncio.get_running_loop().create_task(self._run(connection, stream, method, message, call))
+        task = loop.create_task(self._run(connection, stream, method, message, call))
         stream.task = task
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         if deadline is not None:
-            stream.timer = asyncio.get_running_loop().call_at(deadline, self._expire, stream)
+            stream.timer = loop.call_at(deadline, self._expire, stream)
 
     def on_oversized(self, connection: Http2Connection, stream: Stream) -> None:
         message = f"received message larger than max ({len(stream.body) - 5} vs. {self.max_message})"

@@ -99,6 +99,14 @@ def frame(kind: Frame, flags: int, stream_id: int, payload: bytes = b"") -> byte
     return len(payload).to_bytes(3, "big") + bytes((kind, flags)) + stream_id.to_bytes(4, "big") + payload
 
 
+def rst_stream_frame(stream_id: int, code: ErrorCode) -> bytes:
+    return frame(Frame.RST_STREAM, 0, stream_id, code.to_bytes(4, "big"))
+
+
+def goaway_frame(last_stream: int, code: ErrorCode, debug: bytes = b"") -> bytes:
+    return frame(Frame.GOAWAY, 0, 0, last_stream.to_bytes(4, "big") + code.to_bytes(4, "big") + debug)
+
+
 def _hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
     """An HPACK integer (RFC 7541 §5.1) with ``first``'s high bits in its first byte."""
     limit = (1 << prefix_bits) - 1
@@ -187,9 +195,8 @@ class Stream:
     remote_closed: bool = False
     local_closed: bool = False
     reset: bool = False  # the peer reset it or the connection went away: nothing more is sent
-    unacked: int = 0  # bytes received since our last WINDOW_UPDATE for the stream
+    unacked: int = 0  # bytes received since our last WINDOW_UPDATE for the stream (its window used)
     held: int = 0  # DATA bytes of the request held until it is complete or dropped
-    receive_window: int = STREAM_WINDOW  # what the client may still send on it (our SETTINGS_INITIAL_WINDOW_SIZE)
     pending: bytes = b""  # DATA waiting for window
     trailers: bytes | None = None  # the last header block, sent once ``pending`` is out
     task: asyncio.Task | None = None  # the handler answering it, cancelled if the peer resets the stream
@@ -240,9 +247,8 @@ class Http2Connection(asyncio.Protocol):
         self._send_window = DEFAULT_WINDOW
         self._peer_initial_window = DEFAULT_WINDOW
         self._peer_max_frame = DEFAULT_FRAME_SIZE
-        self._unacked = 0  # bytes received since our last connection WINDOW_UPDATE
+        self._unacked = 0  # bytes received since our last connection WINDOW_UPDATE (the window used)
         self._held = 0  # bytes of requests still arriving, over every stream (Limits.max_held)
-        self._receive_window = limits.connection_window  # what the client may still send on the connection
         self._out: list[bytes] | None = None  # writes gathered while parsing, sent as one
         self._closing = False  # a GOAWAY was sent or received: no new streams, close when idle
         self._goaway_sent = False
@@ -306,9 +312,8 @@ class Http2Connection(asyncio.Protocol):
             return
         finally:
             del buffer[:offset]
-            out, self._out = self._out, None
-            if out and self._transport is not None:
-                self._transport.write(b"".join(out))
+            self._flush_out()
+            self._out = None
 
     def eof_received(self) -> bool:
         return False  # the peer stopped sending: close (its streams' handlers are cancelled in connection_lost)
@@ -380,13 +385,13 @@ class Http2Connection(asyncio.Protocol):
             self._remote_end(stream)
             return
         if stream_id <= self._last_stream:  # a stream that ended (answered early, or reset)
-            self._write(frame(Frame.RST_STREAM, 0, stream_id, ErrorCode.STREAM_CLOSED.to_bytes(4, "big")))
+            self._write(rst_stream_frame(stream_id, ErrorCode.STREAM_CLOSED))
             return
         if stream_id % 2 == 0:
             raise ConnectionProtocolError(ErrorCode.PROTOCOL_ERROR, "a client's streams have odd ids")
         self._last_stream = stream_id
         if self._closing or len(self.streams) >= self.limits.max_streams:
-            self._write(frame(Frame.RST_STREAM, 0, stream_id, ErrorCode.REFUSED_STREAM.to_bytes(4, "big")))
+            self._write(rst_stream_frame(stream_id, ErrorCode.REFUSED_STREAM))
             return
         stream = Stream(stream_id, headers, self._peer_initial_window)
         self.streams[stream_id] = stream
@@ -397,8 +402,7 @@ class Http2Connection(asyncio.Protocol):
         if stream_id == 0:
             raise ConnectionProtocolError(ErrorCode.PROTOCOL_ERROR, "DATA on stream 0")
         self._unacked += len(payload)  # the connection's window counts every DATA byte, padding included
-        self._receive_window -= len(payload)
-        if self._receive_window < 0:
+        if self._unacked > self.limits.connection_window:
             raise ConnectionProtocolError(ErrorCode.FLOW_CONTROL_ERROR, "DATA beyond the connection's window")
         stream = self.streams.get(stream_id)
         if stream is None or stream.remote_closed:
@@ -406,8 +410,8 @@ class Http2Connection(asyncio.Protocol):
                 raise ConnectionProtocolError(ErrorCode.PROTOCOL_ERROR, "DATA on a stream that was never opened")
             self._credit()
             return  # a stream answered early or reset: the rest of its data is dropped
-        stream.receive_window -= len(payload)
-        if stream.receive_window < 0:
+        stream.unacked += len(payload)  # our SETTINGS_INITIAL_WINDOW_SIZE is its window
+        if stream.unacked > STREAM_WINDOW:
             self.reset_stream(stream, ErrorCode.FLOW_CONTROL_ERROR)
             return
         stream.held += len(payload)
@@ -422,10 +426,8 @@ class Http2Connection(asyncio.Protocol):
         if flags & Flag.END_STREAM:
             self._remote_end(stream)
             return
-        stream.unacked += len(payload)
         if stream.unacked >= STREAM_WINDOW // 2:
             self._write(frame(Frame.WINDOW_UPDATE, 0, stream_id, stream.unacked.to_bytes(4, "big")))
-            stream.receive_window += stream.unacked
             stream.unacked = 0
 
     def _settings(self, flags: int, stream_id: int, payload: bytes) -> None:
@@ -473,8 +475,7 @@ class Http2Connection(asyncio.Protocol):
         if stream is None:
             return  # a stream already closed: updates may still be in flight
         if increment == 0 or stream.send_window + increment > MAX_WINDOW:
-            self.streams.pop(stream_id)
-            self._send_reset(stream, ErrorCode.PROTOCOL_ERROR if increment == 0 else ErrorCode.FLOW_CONTROL_ERROR)
+            self.reset_stream(stream, ErrorCode.PROTOCOL_ERROR if increment == 0 else ErrorCode.FLOW_CONTROL_ERROR)
             return
         stream.send_window += increment
         self._flush(stream)
@@ -495,7 +496,6 @@ class Http2Connection(asyncio.Protocol):
         """Give the client back the connection window it used, unless the bodies held are at the limit."""
         if self._unacked >= self.limits.connection_window // 2 and self._held <= self.limits.max_held:
             self._write(frame(Frame.WINDOW_UPDATE, 0, 0, self._unacked.to_bytes(4, "big")))
-            self._receive_window += self._unacked
             self._unacked = 0
 
     # ---- frames out ---------------------------------------------------------------------------------------
@@ -557,8 +557,7 @@ class Http2Connection(asyncio.Protocol):
         """Our GOAWAY, once: the last stream we took, and no error."""
         if not self._goaway_sent:
             self._goaway_sent = True
-            goaway = self._last_stream.to_bytes(4, "big") + ErrorCode.NO_ERROR.to_bytes(4, "big")
-            self._write(frame(Frame.GOAWAY, 0, 0, goaway))
+            self._write(goaway_frame(self._last_stream, ErrorCode.NO_ERROR))
 
     def abort(self) -> None:
         """Close now; handlers still running are cancelled."""
@@ -606,12 +605,12 @@ class Http2Connection(asyncio.Protocol):
         self._release(stream)
         self.streams.pop(stream.id, None)
         if not stream.remote_closed:  # answered before the request ended: the client may stop sending (§8.1)
-            self._write(frame(Frame.RST_STREAM, 0, stream.id, ErrorCode.NO_ERROR.to_bytes(4, "big")))
+            self._write(rst_stream_frame(stream.id, ErrorCode.NO_ERROR))
         self._close_if_done()
 
     def _send_reset(self, stream: Stream, code: ErrorCode) -> None:
         self._abandon(stream)
-        self._write(frame(Frame.RST_STREAM, 0, stream.id, code.to_bytes(4, "big")))
+        self._write(rst_stream_frame(stream.id, code))
 
     def _abandon(self, stream: Stream) -> None:
         stream.reset = True
@@ -640,10 +639,9 @@ class Http2Connection(asyncio.Protocol):
 
     def _fail(self, error: ConnectionProtocolError) -> None:
         log.info("gRPC connection closed: %s", error.message)
-        goaway = self._last_stream.to_bytes(4, "big") + error.code.to_bytes(4, "big") + error.message.encode()[:256]
         self._out = None
         if self._transport is not None:
-            self._transport.write(frame(Frame.GOAWAY, 0, 0, goaway))
+            self._transport.write(goaway_frame(self._last_stream, error.code, error.message.encode()[:256]))
             self._close()
 
     def _not_http2(self) -> None:
@@ -658,5 +656,5 @@ class Http2Connection(asyncio.Protocol):
                 b"Content-Length: %d\r\n\r\n%s" % (len(text), text)
             )
         else:
-            self._transport.write(frame(Frame.GOAWAY, 0, 0, b"\0\0\0\0" + ErrorCode.PROTOCOL_ERROR.to_bytes(4, "big")))
+            self._transport.write(goaway_frame(0, ErrorCode.PROTOCOL_ERROR))
         self._close()
