@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from modelpress.serving.errors import BadRequestError
-from modelpress.serving.grpc.http2 import Http2Connection, Stream, encode_headers
+from modelpress.serving.grpc.header_block import encode_headers
+from modelpress.serving.grpc.http2 import Http2Connection, Stream
 from modelpress.serving.grpc.status import StatusCode
 
 log = logging.getLogger("serving")

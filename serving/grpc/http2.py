@@ -10,8 +10,8 @@ fields skipped, DATA, flow control both ways (the client's windows are respected
 arrives), PING, RST_STREAM, GOAWAY both ways, and errors as RFC 9113 asks (a connection error ends the connection
 with GOAWAY naming it; a stream error resets only that stream). What is not: server push (gRPC does not use it),
 priorities (ignored, as the RFC allows), and the HTTP/1.1 upgrade to h2c (gRPC clients speak HTTP/2 directly).
-Header blocks are decoded by ``hpack``; the server's own header blocks are literals that never touch the
-dynamic table, so the peer's table size does not matter to them.
+Header blocks are decoded and written by ``header_block.py``; the server's own blocks are literals that never
+touch the dynamic table, so the peer's table size does not matter to them.
 
 The connection knows nothing of gRPC: it hands each complete request to a :class:`StreamHandler`
 (``serving/grpc/calls.py``) and sends what that answers.
@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Protocol, cast
 
-import hpack
-import hpack.table
+from modelpress.serving.grpc.header_block import HeaderBlockError, HeaderDecoder
 
 log = logging.getLogger("serving")
 
@@ -105,75 +104,6 @@ def rst_stream_frame(stream_id: int, code: ErrorCode) -> bytes:
 
 def goaway_frame(last_stream: int, code: ErrorCode, debug: bytes = b"") -> bytes:
     return frame(Frame.GOAWAY, 0, 0, last_stream.to_bytes(4, "big") + code.to_bytes(4, "big") + debug)
-
-
-def _hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
-    """An HPACK integer (RFC 7541 §5.1) with ``first``'s high bits in its first byte."""
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes((first | value,))
-    out = bytearray((first | limit,))
-    value -= limit
-    while value >= 128:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def encode_headers(headers: list[tuple[bytes, bytes]]) -> bytes:
-    """A header block of literals without indexing (RFC 7541 §6.2.2): no state shared with the peer's decoder."""
-    out = bytearray()
-    for name, value in headers:
-        out += b"\x00" + _hpack_int(len(name), 7) + name + _hpack_int(len(value), 7) + value
-    return bytes(out)
-
-
-class _CountingTable(hpack.table.HeaderTable):
-    """hpack's dynamic table, counting insertions: a decode that inserts nothing left the table as it was."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.insertions = 0
-
-    def add(self, name: bytes, value: bytes) -> None:
-        self.insertions += 1
-        super().add(name, value)
-
-
-class HeaderDecoder:
-    """HPACK decoding that remembers the blocks which leave the dynamic table as it was.
-
-    A client sends the same headers call after call; once they are in its table, every call's block is the same
-    bytes and decodes to the same headers without changing the table. Such blocks are decoded once: decoding was
-    a fifth of the event loop's time under load (py-spy, h2load at 32 streams). A block that inserts or resizes
-    is always decoded, and the remembered ones are valid only for the table state they were decoded in.
-    """
-
-    CACHED_BLOCKS = 64
-
-    def __init__(self, max_header_list_size: int) -> None:
-        self._decoder = hpack.Decoder(max_header_list_size=max_header_list_size)
-        self._table = _CountingTable()
-        self._decoder.header_table = self._table
-        self._seen: dict[bytes, tuple[tuple[int, int], tuple[tuple[str, str], ...]]] = {}
-
-    def decode(self, block: bytes) -> tuple[tuple[str, str], ...]:
-        """The block's headers, names and values as text.
-
-        Raises:
-            hpack.HPACKError: the block is not valid HPACK for the table as it stands.
-        """
-        state = (self._table.insertions, self._table.maxsize)
-        seen = self._seen.get(block)
-        if seen is not None and seen[0] == state:
-            return seen[1]
-        headers = tuple(self._decoder.decode(block))
-        if (self._table.insertions, self._table.maxsize) == state:
-            if len(self._seen) >= self.CACHED_BLOCKS:
-                self._seen.clear()
-            self._seen[block] = (state, headers)
-        return headers
 
 
 def _unpad(flags: int, payload: bytes) -> bytes:
@@ -376,7 +306,7 @@ class Http2Connection(asyncio.Protocol):
     def _header_block(self, stream_id: int, flags: int, block: bytes) -> None:
         try:  # decoded even for a stream refused below: the decoder's table must follow the peer's encoder
             headers = self._decoder.decode(block)
-        except hpack.HPACKError as e:
+        except HeaderBlockError as e:
             raise ConnectionProtocolError(ErrorCode.COMPRESSION_ERROR, f"header block cannot be decoded: {e}") from e
         stream = self.streams.get(stream_id)
         if stream is not None:  # trailers from the client end its request

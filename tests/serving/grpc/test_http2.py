@@ -709,28 +709,6 @@ def test_stopping_the_server_sends_goaway_and_answers_the_call_in_flight(grpc_re
     assert first_goaway < trailers, "the GOAWAY came only after the call was answered: nothing was in flight"
 
 
-def test_repeated_header_blocks_are_decoded_once_and_never_against_a_changed_table(monkeypatch):
-    """``HeaderDecoder`` reuses a block's headers only while the dynamic table is as it was when they were decoded."""
-    import hpack
-
-    from modelpress.serving.grpc.http2 import HeaderDecoder
-
-    encoder = hpack.Encoder()
-    decoder = HeaderDecoder(1 << 16)
-    first = encoder.encode([("x-a", "1")])  # inserts x-a into the table
-    repeat = encoder.encode([("x-a", "1")])  # now one indexed field: the same bytes every call
-    assert decoder.decode(first) == (("x-a", "1"),)
-    assert decoder.decode(repeat) == (("x-a", "1"),)
-    calls = []
-    real = hpack.Decoder.decode
-    monkeypatch.setattr(hpack.Decoder, "decode", lambda self, block: calls.append(block) or real(self, block))
-    assert decoder.decode(repeat) == (("x-a", "1"),)
-    assert calls == []  # remembered
-    assert decoder.decode(encoder.encode([("x-b", "2")])) == (("x-b", "2"),)  # inserts: x-b takes x-a's index
-    assert decoder.decode(repeat) == (("x-b", "2"),)  # the same bytes now name x-b: decoded afresh
-    assert calls[-1] == repeat
-
-
 # ---- the connection alone, on an in-memory transport -------------------------------------------------------------
 class MemoryTransport:
     """What ``Http2Connection`` writes, kept; closing is recorded."""
