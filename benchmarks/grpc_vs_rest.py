@@ -11,6 +11,10 @@ concurrency. Each round runs both, in turn, in an order that alternates between 
 same gRPC body is sent once through a gRPC client and its logits compared with REST's (h2load checks only the
 HTTP status, not ``grpc-status``); after them, the server's own count of gRPC requests by outcome is printed,
 and server errors or rejections among them fail the run.
+With ``--go-client``, a third load each round: ``benchmarks/grpc_go_load`` (grpc-go, built offline from Debian's
+``golang-go`` and ``golang-google-grpc-dev``) sending the same request with a deadline on every call, as a Go
+service would: a new ``grpc-timeout`` header each call, which h2load cannot send and which changes the client's
+HPACK table every call (the server's remembered header blocks never apply).
 Per step: req/s, p50 / p99 (h2load's per-request log; wrk's percentiles), server CPU per request (all threads,
 and the event-loop thread alone: REST and gRPC both run on it, so it is the one that saturates first) and the
 mean rows per ``session.run`` (the server's batch histogram): what isolated the gap in
@@ -21,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -93,6 +99,39 @@ def run_h2load(url: str, body: bytes, *, concurrency: int, seconds: int, path: s
             "p50_ms": float(np.percentile(ok, 50)), "p99_ms": float(np.percentile(ok, 99))}  # fmt: skip
 
 
+GO_CLIENT_SOURCE = Path(__file__).parent / "grpc_go_load" / "main.go"
+DEBIAN_GOPATH = Path("/usr/share/gocode")  # where golang-google-grpc-dev puts grpc-go's sources
+
+
+def build_go_client(directory: Path) -> Path:
+    """``benchmarks/grpc_go_load`` built into ``directory`` with Debian's grpc-go, offline (SystemExit if not)."""
+    go = shutil.which("go")
+    if go is None or not (DEBIAN_GOPATH / "src" / "google.golang.org" / "grpc").is_dir():
+        raise SystemExit("error: --go-client needs Go and grpc-go: apt-get install golang-go golang-google-grpc-dev")
+    binary = directory / "grpc-go-load"
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(directory), "GO111MODULE": "off",
+           "GOPATH": str(DEBIAN_GOPATH), "GOCACHE": str(directory / "cache")}  # fmt: skip
+    done = subprocess.run([go, "build", "-o", str(binary), str(GO_CLIENT_SOURCE)], env=env, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"error: building {GO_CLIENT_SOURCE} failed: {done.stderr.strip()}")
+    return binary
+
+
+def run_go_client(binary: Path, target: str, body: bytes, *, concurrency: int, seconds: int) -> dict[str, float]:
+    """One run of the grpc-go load generator: a deadline on every call, figures from its own latencies."""
+    with tempfile.TemporaryDirectory(prefix="modelpress-grpc-go-") as tmp:
+        data = Path(tmp) / "request.pb"
+        data.write_bytes(body)  # grpc-go frames it itself
+        argv = [str(binary), "-addr", target, "-body", str(data), "-c", str(concurrency), "-d", str(seconds),
+                "-warmup", "2", "-timeout", "10s"]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    if done.returncode != 0:
+        raise SystemExit(f"error: the grpc-go client failed: {done.stderr.strip() or done.stdout.strip()}")
+    summary = json.loads(done.stdout)
+    return {key: summary[key] for key in ("requests", "errors", "rps", "p50_ms", "p99_ms")}
+
+
 def run_rest(url: str, payload: Payload, *, concurrency: int, seconds: int) -> dict[str, float]:
     step = run_wrk(url, payload, concurrency=concurrency, seconds=seconds)
     return {"requests": step.requests, "errors": step.errors, "rps": step.throughput_rps,
@@ -114,6 +153,12 @@ def grpc_outcomes(url: str, model: str) -> dict[str, float]:
     return found
 
 
+def client_cpu_seconds() -> float:
+    """User + system CPU of this process's finished children: the load generators (the server is still running)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def loop_cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process's main thread, where uvicorn runs the event loop (and gRPC with it)."""
     return cpu_seconds(pid, thread=pid)
@@ -131,6 +176,9 @@ def main() -> None:
     parser.add_argument("--live", action="store_true",
                         help="also drive gRPC ServerLive each round (an RPC that does no inference): the loop "
                         "thread's cost per call of grpc-python itself, to set against ModelInfer's")  # fmt: skip
+    parser.add_argument("--go-client", action="store_true",
+                        help="also drive ModelInfer from grpc-go with a deadline on every call (needs golang-go "
+                        "and golang-google-grpc-dev)")  # fmt: skip
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="a setting of the server, e.g. MODELPRESS_ALLOW_SPINNING=false (repeatable)")  # fmt: skip
     args = parser.parse_args()
@@ -148,23 +196,32 @@ def main() -> None:
     argv = python_module("modelpress.serving", "--repository", str(args.repository), "--port", str(port))
     url, grpc_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{grpc_port}"
     steps: list[dict] = []
-    with running_server(argv, port, env=env) as proc:
+    tools = tempfile.TemporaryDirectory(prefix="modelpress-grpc-go-build-")
+    go_client = build_go_client(Path(tools.name)) if args.go_client else None
+    with tools, running_server(argv, port, env=env) as proc:
         check_same_answer(f"127.0.0.1:{grpc_port}", url, body, payload)
         for round_ in range(args.rounds):
             order = ["rest", "grpc"] if round_ % 2 == 0 else ["grpc", "rest"]
+            order += ["grpc-go"] if go_client else []
             order += ["grpc-live"] if args.live else []
             for protocol in order:
                 before, loop_before, metrics_before = cpu_seconds(proc.pid), loop_cpu_seconds(proc.pid), scrape(url)
+                client_before = client_cpu_seconds()
                 if protocol == "rest":
                     step = run_rest(url, payload, concurrency=args.concurrency, seconds=args.seconds)
                 elif protocol == "grpc":
                     step = run_h2load(grpc_url, body, concurrency=args.concurrency, seconds=args.seconds)
+                elif protocol == "grpc-go" and go_client is not None:
+                    target = f"127.0.0.1:{grpc_port}"
+                    step = run_go_client(go_client, target, body, concurrency=args.concurrency, seconds=args.seconds)
                 else:  # an empty ServerLiveRequest: a frame of zero bytes
                     step = run_h2load(grpc_url, b"", concurrency=args.concurrency, seconds=args.seconds, path=LIVE_PATH)
                 # CPU over the step (warm-up included for both tools), per counted request.
                 counted = max(step["requests"], 1)
                 step["cpu_us_per_req"] = (cpu_seconds(proc.pid) - before) / counted * 1e6
                 step["loop_cpu_us_per_req"] = (loop_cpu_seconds(proc.pid) - loop_before) / counted * 1e6
+                # The load generator shares the cores: a heavier client leaves the server less of them.
+                step["client_cpu_us_per_req"] = (client_cpu_seconds() - client_before) / counted * 1e6
                 step["rows_per_batch"] = step_split(metrics_before, scrape(url)).get("mean_batch_rows", 0.0)
                 step |= {"round": round_ + 1, "protocol": protocol}
                 steps.append(step)
@@ -181,19 +238,26 @@ def main() -> None:
 
 def to_markdown(steps: list[dict], concurrency: int) -> str:
     lines = [f"concurrency {concurrency}", "",
-             "| round | protocol | req/s | p50 ms | p99 ms | server CPU µs/req | loop thread µs/req | rows/run |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+             "| round | protocol | req/s | p50 ms | p99 ms | server CPU µs/req | loop thread µs/req | rows/run "
+             "| client CPU µs/req |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for s in steps:
         latency = f"{s['p50_ms']:.2f} | {s['p99_ms']:.2f}"
         cpu = f"{s['cpu_us_per_req']:.0f} | {s['loop_cpu_us_per_req']:.0f} | {s['rows_per_batch']:.1f}"
-        lines.append(f"| {s['round']} | {s['protocol']} | {s['rps']:.0f} | {latency} | {cpu} |")
-    by = {p: [s for s in steps if s["protocol"] == p] for p in ("rest", "grpc")}
-    ratio = [g["rps"] / r["rps"] for g, r in zip(by["grpc"], by["rest"], strict=True)]
-    p99 = [g["p99_ms"] / r["p99_ms"] for g, r in zip(by["grpc"], by["rest"], strict=True)]
-    lines += ["", f"gRPC / REST throughput per round: {', '.join(f'{x:.2f}' for x in ratio)} "
-              f"(median {statistics.median(ratio):.2f}); p99: {', '.join(f'{x:.2f}' for x in p99)} "
-              f"(median {statistics.median(p99):.2f})"]  # fmt: skip
-    loop = {p: [s["loop_cpu_us_per_req"] for s in steps if s["protocol"] == p] for p in ("rest", "grpc", "grpc-live")}
+        client = f"{s['client_cpu_us_per_req']:.0f}" if "client_cpu_us_per_req" in s else "–"
+        lines.append(f"| {s['round']} | {s['protocol']} | {s['rps']:.0f} | {latency} | {cpu} | {client} |")
+    by = {p: [s for s in steps if s["protocol"] == p] for p in ("rest", "grpc", "grpc-go")}
+    lines.append("")
+    for client in ("grpc", "grpc-go"):
+        if not by[client]:
+            continue
+        ratio = [g["rps"] / r["rps"] for g, r in zip(by[client], by["rest"], strict=True)]
+        p99 = [g["p99_ms"] / r["p99_ms"] for g, r in zip(by[client], by["rest"], strict=True)]
+        lines.append(f"{client} / REST throughput per round: {', '.join(f'{x:.2f}' for x in ratio)} "
+                     f"(median {statistics.median(ratio):.2f}); p99: {', '.join(f'{x:.2f}' for x in p99)} "
+                     f"(median {statistics.median(p99):.2f})")  # fmt: skip
+    protocols = ("rest", "grpc", "grpc-go", "grpc-live")
+    loop = {p: [s["loop_cpu_us_per_req"] for s in steps if s["protocol"] == p] for p in protocols}
     lines.append("Loop thread µs per request, median of the rounds: " + ", ".join(
         f"{p} {statistics.median(v):.0f}" for p, v in loop.items() if v))  # fmt: skip
     return "\n".join(lines)
