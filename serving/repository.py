@@ -34,7 +34,7 @@ from modelpress.serving.batching.batcher import Batcher, BatchStats
 from modelpress.serving.batching.policy import batch_policy
 from modelpress.serving.compute import ComputePool
 from modelpress.serving.errors import ModelLoadError, ModelNotFoundError, ServingError
-from modelpress.serving.graph_manifest import manifest_for
+from modelpress.serving.graph_manifest import UnsignedManifest, manifest_to_load
 from modelpress.serving.manifest import ManifestError, ModelManifest, verify_files
 from modelpress.serving.memory import release_free_heap, rss_bytes
 from modelpress.serving.metrics import Metrics
@@ -355,10 +355,12 @@ class ModelRepository:
     def _build(self, name: str, version_dir: Path) -> tuple[ModelManifest, ModelRuntime, int]:
         """Blocking part of a load (runs in a worker thread): validate, verify, create, warm up.
 
-        Returns the manifest, the loaded runtime, and the resident memory the load added (bytes).
+        Returns the manifest, the loaded runtime, and the resident memory the load added (bytes). A bare
+        ``model.onnx``'s manifest is completed by the runtime from its session (``graph_manifest.sign``): the
+        one that comes back is the runtime's.
         """
         try:
-            manifest = manifest_for(name, version_dir)  # a bare model.onnx gets one synthesized from its graph
+            manifest = manifest_to_load(name, version_dir)
             if manifest.name != name or str(manifest.version) != version_dir.name:
                 raise ManifestError(
                     f"{version_dir}: manifest says {manifest.name} v{manifest.version}, "
@@ -376,8 +378,14 @@ class ModelRepository:
         except Exception as e:  # warm-up failures and anything ORT raises: the version is not servable
             reason = e.message if isinstance(e, ServingError) else f"{type(e).__name__}: {e}"
             raise ModelLoadError(f"refused {name} v{version_dir.name}: {reason}") from e
+        if isinstance(runtime.manifest, UnsignedManifest):  # a runtime that cannot read a graph's signature
+            runtime.unload()
+            raise ModelLoadError(
+                f"refused {name} v{version_dir.name}: {version_dir} has no manifest.json and "
+                f"{type(runtime).__name__} does not read the model's inputs and outputs"
+            )
         release_free_heap()  # the parsed model file's memory, freed by ORT, back to the system
-        return manifest, runtime, max(0, rss_bytes() - before)
+        return runtime.manifest, runtime, max(0, rss_bytes() - before)
 
     def _make_batcher(self, served: ServedModel) -> Batcher:
         series = served.series

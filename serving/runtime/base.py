@@ -41,7 +41,11 @@ class ModelRuntime(ABC):
 
     @abstractmethod
     def load(self) -> None:
-        """Create the session and warm it up; afterwards ``ready`` is True."""
+        """Create the session and warm it up; afterwards ``ready`` is True.
+
+        A bare ``model.onnx`` comes with an ``UnsignedManifest`` (``serving/graph_manifest.py``): ``load`` replaces
+        ``manifest`` with the one its session completes, so the file is parsed once.
+        """
 
     @abstractmethod
     def predict(self, inputs: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from modelpress.serving.errors import BadRequestError, InternalError, ModelLoadError
-from modelpress.serving.manifest import ModelManifest, TensorSpec
+from modelpress.serving.graph_manifest import UnsignedManifest, sign, unreadable
+from modelpress.serving.manifest import ManifestError, ModelManifest, TensorSpec
 from modelpress.serving.protocol.datatypes import ORT_TO_V2, V2_TO_NUMPY
 from modelpress.serving.runtime.base import ModelRuntime
 from modelpress.serving.runtime.providers import (
@@ -132,6 +133,7 @@ class OnnxModel(ModelRuntime):
             register_shared_cpu_allocator()
             so.add_session_config_entry(USE_ENV_ALLOCATORS, "1")
         path = self.version_dir / self.manifest.model_file
+        bare = isinstance(self.manifest, UnsignedManifest)
         try:
             available, known = ort_available()
             chosen = select_providers(self.options.providers, available, known)
@@ -146,9 +148,10 @@ class OnnxModel(ModelRuntime):
         except ProviderError as e:
             raise ModelLoadError(f"{self.manifest.name} v{self.manifest.version}: {e}") from e
         except Exception as e:  # ORT raises its own pybind types for corrupt or unsupported models
-            raise ModelLoadError(
-                f"{self.manifest.name} v{self.manifest.version}: ONNX Runtime refused {path}: {e}"
-            ) from e
+            reason = unreadable(path, e) if bare else f"ONNX Runtime refused {path}: {e}"
+            raise ModelLoadError(f"{self.manifest.name} v{self.manifest.version}: {reason}") from e
+        if bare:  # a bare model.onnx: its signature is this session's
+            self.manifest = self._signed(self.manifest, path, session)
         _check_signature(self.manifest, session, check_inputs=self.manifest.tokenizer is None)
         self._prepare(session)
         self._session = session
@@ -163,6 +166,13 @@ class OnnxModel(ModelRuntime):
             log.info("%s v%s: inputs and outputs bound with IOBinding", self.manifest.name, self.manifest.version)
         log.info("loaded %s v%s on %s %s", self.manifest.name, self.manifest.version, used, self.session_options())
         self._warm_up()
+
+    def _signed(self, manifest: UnsignedManifest, path: Path, session) -> ModelManifest:
+        """A bare model's manifest completed from the serving session: ONNX Runtime parses the file once."""
+        try:
+            return sign(manifest, path, session)
+        except ManifestError as e:  # not servable (a ZipMap output, say): the message names the tensor
+            raise ModelLoadError(f"{manifest.name} v{manifest.version}: {e}") from e
 
     def _threading(self, so) -> str:
         """Put the session on the process's shared thread pools, or give it its own; returns which."""
