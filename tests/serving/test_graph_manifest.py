@@ -78,3 +78,173 @@ async def test_a_file_that_is_not_onnx_is_refused_at_load(tmp_path: Path) -> Non
         response = await client.get("/v2/models/junk")
         assert response.status_code == 404
         assert "no manifest.json, and ONNX Runtime cannot read the graph" in response.json()["error"]
+
+
+# ---- one parse per bare load: the serving session supplies the signature ------------------------------------
+
+
+def _graph(path: Path, *, output_shape: list | None, initializer_input: bool = True) -> Path:
+    """x [batch, 0, 4] + w -> y: a weight also listed as a graph input, a symbolic and a 0 dim; ``output_shape``
+    None declares y without a shape (only ONNX Runtime's shape inference knows it)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4], [1.0, 2.0, 3.0, 4.0])
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 0, 4])]
+    if initializer_input:
+        inputs.append(helper.make_tensor_value_info("w", TensorProto.FLOAT, [4]))
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        "weights_as_inputs",
+        inputs,
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, output_shape)],
+        [w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="handmade")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def graphs_repo(bare_repo: Path) -> Path:
+    _graph(bare_repo / "weights" / "1" / "model.onnx", output_shape=["batch", "d", 4])
+    _graph(bare_repo / "inferred" / "1" / "model.onnx", output_shape=None)
+    return bare_repo
+
+
+class SessionCount:
+    """Counts ``onnxruntime.InferenceSession`` constructions (every parse of a model file by ONNX Runtime)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.paths: list[str] = []
+        real = ort.InferenceSession
+        count = self
+
+        class Counted(real):  # type: ignore[misc, valid-type]
+            def __init__(self, path_or_bytes, *args, **kwargs) -> None:
+                count.paths.append(str(path_or_bytes))
+                super().__init__(path_or_bytes, *args, **kwargs)
+
+        monkeypatch.setattr(ort, "InferenceSession", Counted)
+
+
+def _served(name: str, version_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    from modelpress.serving.app import onnx_runtime_factory
+    from modelpress.serving.graph_manifest import manifest_to_load
+    from modelpress.serving.settings import Settings
+
+    # No warm-up: ONNX Runtime takes a declared 0 dim literally (the manifest says -1, as it always did).
+    runtime = onnx_runtime_factory(Settings(repository=version_dir.parent.parent, warmup_runs=0))(
+        manifest_to_load(name, version_dir), version_dir
+    )
+    sessions = SessionCount(monkeypatch)
+    runtime.load()
+    return runtime, sessions
+
+
+def _content(manifest) -> dict:
+    return manifest.model_dump(mode="json", exclude={"created_at"})
+
+
+@pytest.mark.parametrize("name", ["iris", "weights", "inferred"])
+def test_the_served_manifest_is_the_one_a_signature_session_gave(
+    graphs_repo: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    version_dir = graphs_repo / name / "1"
+    want = synthesize_manifest(name, version_dir)  # what the server used to serve: a throwaway session's view
+    runtime, sessions = _served(name, version_dir, monkeypatch)
+    assert sessions.paths == [str(version_dir / "model.onnx")]  # ONNX Runtime parsed the file once
+    assert type(runtime.manifest).__name__ == "ModelManifest"
+    assert _content(runtime.manifest) == _content(want)
+    runtime.unload()
+
+
+def test_weights_listed_as_inputs_are_not_inputs_and_dynamic_dims_are_minus_one(
+    graphs_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime, _ = _served("weights", graphs_repo / "weights" / "1", monkeypatch)
+    assert [(s.name, s.datatype, s.shape) for s in runtime.manifest.inputs] == [("x", "FP32", [-1, -1, 4])]
+    assert [(s.name, s.datatype, s.shape) for s in runtime.manifest.outputs] == [("y", "FP32", [-1, -1, 4])]
+    assert runtime.manifest.source == {
+        "manifest": SYNTHESIZED, "verified": False, "producer": "handmade", "graph": "weights_as_inputs",
+    }  # fmt: skip
+    # An output the file declares without a shape gets the one ONNX Runtime infers (a reader of the file alone
+    # would have no rank to give it).
+    inferred, _ = _served("inferred", graphs_repo / "inferred" / "1", monkeypatch)
+    assert [(s.name, s.shape) for s in inferred.manifest.outputs] == [("y", [-1, -1, 4])]
+
+
+async def test_one_bare_load_builds_one_session(
+    bare_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Through the whole server: discovery, manifest, verification, runtime, warm-up.
+    (tmp_path / "iris" / "1").mkdir(parents=True)
+    (tmp_path / "iris" / "1" / "model.onnx").write_bytes((bare_repo / "iris" / "1" / "model.onnx").read_bytes())
+    sessions = SessionCount(monkeypatch)
+    async with client_for(tmp_path) as client:
+        meta = (await client.get("/v2/models/iris")).json()
+        assert meta["outputs"] == [
+            {"name": "label", "datatype": "INT64", "shape": [-1]},
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]},
+        ]
+    assert sessions.paths == [str(tmp_path / "iris" / "1" / "model.onnx")]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+async def test_a_damaged_bare_model_is_refused_naming_the_file_and_the_others_serve(
+    bare_repo: Path, tmp_path: Path, damage: str
+) -> None:
+    good = (bare_repo / "iris" / "1" / "model.onnx").read_bytes()
+    for name, data in (("iris", good), ("broken", good[: len(good) // 2] if damage == "truncated" else b"")):
+        (tmp_path / name / "1").mkdir(parents=True)
+        (tmp_path / name / "1" / "model.onnx").write_bytes(data)
+    async with client_for(tmp_path) as client:
+        refused = await client.get("/v2/models/broken")
+        assert refused.status_code == 404
+        error = refused.json()["error"]
+        assert str(tmp_path / "broken" / "1" / "model.onnx") in error
+        assert "no manifest.json, and ONNX Runtime cannot read the graph" in error
+        assert "Traceback" not in error
+        body = {"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]}
+        assert (await client.post("/v2/models/iris/infer", json=body)).status_code == 200
+
+
+def test_a_runtime_that_leaves_a_bare_manifest_unsigned_is_refused(bare_repo: Path) -> None:
+    # An injected runtime that knows nothing of bare models must not serve a version with no inputs.
+    import asyncio
+
+    from modelpress.serving.app import create_app
+    from modelpress.serving.runtime.base import ModelRuntime
+    from tests.serving.conftest import running, settings_for
+
+    class Blind(ModelRuntime):
+        loaded = False
+
+        def validate(self, inputs):
+            pass
+
+        def load(self) -> None:
+            self.loaded = True
+
+        def predict(self, inputs, output_names):
+            return {}
+
+        def unload(self) -> None:
+            self.loaded = False
+
+        @property
+        def ready(self) -> bool:
+            return self.loaded
+
+        @property
+        def providers(self) -> list[str]:
+            return []
+
+    async def scenario() -> None:
+        app = create_app(settings_for(bare_repo), handle_signals=False, runtime_factory=lambda m, d: Blind(m))
+        async with running(app) as client:
+            refused = (await client.get("/v2/models/iris")).json()["error"]
+            assert "has no manifest.json and Blind does not read the model's inputs and outputs" in refused
+
+    asyncio.run(scenario())
