@@ -40,6 +40,7 @@ from modelpress.serving.memory import release_free_heap, rss_bytes
 from modelpress.serving.metrics import Metrics
 from modelpress.serving.protocol.types import RepositoryIndexEntry
 from modelpress.serving.runtime.base import ModelRuntime
+from modelpress.serving.runtime.cpu_quota import available_cpus, cpu_quota
 from modelpress.serving.served import ServedModel
 from modelpress.serving.settings import Settings
 from modelpress.serving.store import Listing, LocalStore, RepositoryStore, StoreError
@@ -85,6 +86,7 @@ class ModelRepository:
         self._listing = Listing()  # the last successful scan
         self._locks: dict[str, asyncio.Lock] = {}
         self._draining: set[asyncio.Task] = set()
+        self._cpus = available_cpus(cpu_quota())  # how many batches of one model fit side by side
 
     @property
     def root(self) -> Path | str:
@@ -408,7 +410,9 @@ class ModelRepository:
             max_batch_size=policy.max_batch_size,
             max_queue_delay_s=policy.max_queue_delay_s,
             max_queue_size=policy.max_queue_size,
-            max_concurrent_batches=self.settings.compute_threads,
+            max_concurrent_batches=self.settings.model_batches_in_flight(
+                self._cpus, joins_requests=served.batchable and policy.max_batch_size > 1
+            ),
             batchable=served.batchable,
             eager_when_idle=not self.settings.wait_when_idle,
             stats=BatchStats(on_batch=on_batch, on_depth=on_depth),

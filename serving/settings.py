@@ -93,6 +93,15 @@ class Settings(BaseSettings):
         "docs/benchmarks.md).",
     )
     compute_threads: int = Field(default=2, ge=1, description="Thread pool running session.run (bounded).")
+    batches_in_flight: int | None = Field(
+        default=None,
+        ge=1,
+        description="Batches of one model running at once (as Triton's instance count), at most compute_threads. "
+        "Unset: for a model that joins requests, as many as fit side by side on the CPUs with intra_op_threads "
+        "threads each, so one when a run already spans them (intra_op_threads 0, ORT's default): the next batch "
+        "forms while it runs instead of fighting it for the cores; compute_threads for a model that does not "
+        "join requests (benchmarks/results/20261207-batches-in-flight.md).",
+    )
     dynamic_batching: bool = Field(
         default=True,
         description="Join requests into batches. Off, every model runs each request alone and at once, whatever "
@@ -320,6 +329,22 @@ class Settings(BaseSettings):
         if self.allow_spinning is not None:
             return self.allow_spinning
         return cpu_quota is None  # spinning burns quota, and a throttled server stalls for the rest of the period
+
+    def model_batches_in_flight(self, cpus: float, joins_requests: bool) -> int:
+        """Batches one model may run at once: ``batches_in_flight`` when set, else chosen for the model.
+
+        A model that joins requests runs as many batches as fit side by side on ``cpus`` CPUs, each with
+        ``intra_op_threads`` threads (0, ORT's default, is a thread per core: one run spans them), and its next
+        batch forms while they run. One that runs requests one by one (batching off, or a fixed batch size) keeps
+        every compute thread: nothing would form meanwhile, and the cores would idle between its runs.
+        """
+        if self.batches_in_flight is not None:
+            return min(self.batches_in_flight, self.compute_threads)
+        if not joins_requests:
+            return self.compute_threads
+        if self.intra_op_threads == 0:
+            return 1
+        return max(1, min(self.compute_threads, int(cpus // self.intra_op_threads)))
 
     def spins(self, cpu_quota: float | None = None) -> bool:
         """allow_spinning as set, else what suits the pools in use: spin on the shared one, sleep in per-model ones."""

@@ -9,6 +9,7 @@ anything unreadable counts as no quota.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 V1_CONTROLLERS = ("cpu", "cpu,cpuacct", "cpuacct,cpu")
@@ -42,6 +43,12 @@ def cpu_quota(root: Path = Path("/sys/fs/cgroup"), proc_cgroup: Path = Path("/pr
             if found is not _MISSING:
                 return found
     return None
+
+
+def available_cpus(quota: float | None = None) -> float:
+    """CPUs this process can run on: its affinity mask, lowered to its cgroup quota when it has one."""
+    cpus = float(len(os.sched_getaffinity(0)))
+    return min(cpus, quota) if quota is not None else cpus
 
 
 _MISSING = object()  # the file is not there: try the next place

@@ -194,3 +194,23 @@ async def test_version_policy_serves_several_versions_and_requests_name_them(tmp
         assert r.status_code == 404
         assert "served versions: ['1', '2']" in r.json()["error"]
         assert (await c.get("/v2/models/digits/versions/3/ready")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("overrides", "in_flight"), [({}, 1), ({"intra_op_threads": 1}, 2), ({"dynamic_batching": False}, 2)]
+)
+async def test_a_model_runs_as_many_batches_at_once_as_fit_the_cpus(own_repo, monkeypatch, overrides, in_flight):
+    """A batch on ORT's default threads spans the CPUs: the model's next one forms meanwhile instead of fighting it;
+    requests run one by one keep both compute threads."""
+    from modelpress.serving import repository
+    from modelpress.serving.app import create_app
+    from tests.serving.conftest import running, settings_for
+
+    monkeypatch.setattr(repository, "available_cpus", lambda quota=None: 2.0)
+    root, _ = own_repo
+    app = create_app(settings_for(root, compute_threads=2, **overrides), handle_signals=False)
+    async with running(app) as c:
+        assert (await c.post("/v2/models/digits/infer", json=BODY)).status_code == 200
+        served = app.state.dataplane.repository.get("digits")
+        assert served.batcher is not None
+        assert served.batcher.max_concurrent_batches == in_flight

@@ -91,3 +91,28 @@ def test_a_blank_token_is_refused_not_unset(tmp_path):
     assert settings.auth_enabled()
     with pytest.raises(AuthConfigError, match="is empty"):
         TokenSource.from_settings(settings)
+
+
+@pytest.mark.parametrize(
+    ("settings", "cpus", "joins", "expected"),
+    [
+        ({}, 2, True, 1),  # intra_op_threads 0: ORT's default, a run spans the CPUs; the next batch forms meanwhile
+        ({}, 64, True, 1),
+        ({}, 2, False, 2),  # requests one by one: every compute thread
+        ({"intra_op_threads": 1}, 2, True, 2),  # two one-thread runs side by side
+        ({"intra_op_threads": 1}, 8, True, 2),  # no more than compute_threads
+        ({"intra_op_threads": 1, "compute_threads": 4}, 8, True, 4),
+        ({"intra_op_threads": 2}, 2, True, 1),
+        ({"intra_op_threads": 1}, 0.5, True, 1),  # a half-CPU quota still runs one
+        ({"batches_in_flight": 2}, 2, True, 2),  # asked for: as asked
+        ({"batches_in_flight": 1}, 2, False, 1),
+        ({"batches_in_flight": 3}, 2, True, 2),  # but never more than the compute threads
+    ],
+)
+def test_batches_in_flight_per_model_fit_the_cpus(tmp_path, settings, cpus, joins, expected):
+    assert Settings(repository=tmp_path, **settings).model_batches_in_flight(cpus, joins) == expected
+
+
+def test_batches_in_flight_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="batches_in_flight"):
+        Settings(repository=tmp_path, batches_in_flight=0)

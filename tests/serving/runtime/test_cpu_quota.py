@@ -51,3 +51,14 @@ def test_nothing_readable_means_no_quota(tmp_path):
     root = tmp_path / "cgroup"
     _write(root / "cpu.max", "garbage here\n")
     assert cpu_quota(root, _proc(tmp_path, "0::/\n")) is None
+
+
+def test_available_cpus_are_the_affinity_lowered_to_the_quota():
+    import os
+
+    from modelpress.serving.runtime.cpu_quota import available_cpus
+
+    mask = len(os.sched_getaffinity(0))
+    assert available_cpus() == mask
+    assert available_cpus(0.5) == 0.5
+    assert available_cpus(mask + 10.0) == mask
