@@ -191,6 +191,21 @@ async def test_one_bare_load_builds_one_session(
     assert sessions.paths == [str(tmp_path / "iris" / "1" / "model.onnx")]
 
 
+async def test_one_bare_load_hashes_the_file_once(bare_repo: Path, tmp_path: Path, monkeypatch) -> None:
+    """The synthesized manifest's sha256 comes from the file itself: checking the file against it again is moot."""
+    from modelpress.serving import manifest
+
+    (tmp_path / "iris" / "1").mkdir(parents=True)
+    (tmp_path / "iris" / "1" / "model.onnx").write_bytes((bare_repo / "iris" / "1" / "model.onnx").read_bytes())
+    hashed: list[Path] = []
+    real = manifest.sha256_file
+    monkeypatch.setattr(manifest, "sha256_file", lambda path: hashed.append(Path(path)) or real(path))
+    async with client_for(tmp_path) as client:
+        meta = (await client.get("/v2/models/iris")).json()
+    assert meta["parameters"]["sha256"] == sha256_file(tmp_path / "iris" / "1" / "model.onnx")
+    assert hashed == [tmp_path / "iris" / "1" / "model.onnx"]
+
+
 @pytest.mark.parametrize("damage", ["truncated", "empty"])
 async def test_a_damaged_bare_model_is_refused_naming_the_file_and_the_others_serve(
     bare_repo: Path, tmp_path: Path, damage: str
