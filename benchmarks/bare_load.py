@@ -6,8 +6,8 @@ checkouts (each with its own ``.venv``) are compared on the same file, alternati
     python -m modelpress.benchmarks.bare_load /tmp/bare-bench/minilm/1 \\
         --build before=/work/main/.venv/bin/python --build after=.venv/bin/python --rounds 5
 
-A child does what the server's load does for one version (``ModelRepository._build``: manifest, file check,
-runtime, session) without warm-up, and reports the seconds that took, the ``InferenceSession``s it built, and
+A child loads one version as the server does (``repository.build_version``: manifest, file check, runtime,
+session) without warm-up, and reports the seconds that took, the ``InferenceSession``s it built, and
 its resident memory before the load and at its peak (``ru_maxrss``).
 """
 
@@ -29,14 +29,14 @@ def _rss_bytes() -> int:
 
 
 def child(version_dir: Path, signature_session: bool) -> dict[str, float]:
-    """One load in this process, as the server's ``_build`` does it, with the figures.
+    """One load in this process with the figures: the server's own ``build_version`` where the build has it.
 
-    ``signature_session``: take the manifest from ``manifest_for`` (a session made only to read the graph, then
-    the serving one: the load path before this change) in a build that has the new one.
+    ``signature_session`` (or a build without ``build_version``): the load path before the change, the manifest
+    from ``manifest_for`` (a session made only to read the graph, then the serving one) and the files verified.
     """
     import onnxruntime as ort
 
-    from modelpress.serving import graph_manifest
+    from modelpress.serving import graph_manifest, repository
     from modelpress.serving.app import onnx_runtime_factory
     from modelpress.serving.manifest import verify_files
     from modelpress.serving.settings import Settings
@@ -50,17 +50,17 @@ def child(version_dir: Path, signature_session: bool) -> dict[str, float]:
             super().__init__(*args, **kwargs)
 
     ort.InferenceSession = Counted
-    # The build before this change has no manifest_to_load: its load path called manifest_for.
-    manifest_of = getattr(graph_manifest, "manifest_to_load", graph_manifest.manifest_for)
-    if signature_session:
-        manifest_of = graph_manifest.manifest_for
     factory = onnx_runtime_factory(Settings(repository=version_dir.parent.parent, warmup_runs=0))
+    name = version_dir.parent.name
+    build_version = getattr(repository, "build_version", None)  # the server's own load, where the build has it
     before = _rss_bytes()
     start = time.perf_counter()
-    manifest = manifest_of(version_dir.parent.name, version_dir)
-    verify_files(manifest, version_dir)
-    runtime = factory(manifest, version_dir)
-    runtime.load()
+    if build_version is not None and not signature_session:
+        build_version(name, version_dir, factory)
+    else:  # the load path before the change: a throwaway signature session, the file hashed twice
+        manifest = graph_manifest.manifest_for(name, version_dir)
+        verify_files(manifest, version_dir)
+        factory(manifest, version_dir).load()
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     return {"seconds": seconds, "sessions": len(sessions), "rss_before": before, "peak_rss": peak}
@@ -82,6 +82,8 @@ def main() -> None:
         print(json.dumps(child(version_dir, bool(args.signature_session))))
         return
     builds = dict(b.split("=", 1) for b in args.build)
+    # The children run from "/": an interpreter given as a relative path is the caller's, resolved here.
+    builds = {label: str(Path(python).absolute()) if "/" in python else python for label, python in builds.items()}
     runs: dict[str, list[dict[str, float]]] = {label: [] for label in builds}
     for round_ in range(1, args.rounds + 1):
         for label, python in builds.items():  # alternating: a noisy minute hits both builds

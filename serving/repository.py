@@ -292,7 +292,9 @@ class ModelRepository:
             version_dir = await loop.run_in_executor(self.load_executor, self._fetch, name, version)
         except (StoreError, ManifestError, OSError) as e:
             raise ModelLoadError(f"refused {name} v{version}: {e}") from e
-        manifest, runtime, memory = await loop.run_in_executor(self.load_executor, self._build, name, version_dir)
+        manifest, runtime, memory = await loop.run_in_executor(
+            self.load_executor, build_version, name, version_dir, self.runtime_factory
+        )
         size = sum(record.bytes for record in manifest.files.values())
         series = self.metrics.series(manifest.name, str(manifest.version))
         served = ServedModel(manifest, version_dir, runtime, size_bytes=size, memory_bytes=memory, series=series)
@@ -354,42 +356,6 @@ class ModelRepository:
             self.metrics.model_unloaded(old.name, old.version)
         log.info("unloaded %s v%s", old.name, old.version)
 
-    def _build(self, name: str, version_dir: Path) -> tuple[ModelManifest, ModelRuntime, int]:
-        """Blocking part of a load (runs in a worker thread): validate, verify, create, warm up.
-
-        Returns the manifest, the loaded runtime, and the resident memory the load added (bytes). A bare
-        ``model.onnx``'s manifest is completed by the runtime from its session (``graph_manifest.sign``): the
-        one that comes back is the runtime's.
-        """
-        try:
-            manifest = manifest_to_load(name, version_dir)
-            if manifest.name != name or str(manifest.version) != version_dir.name:
-                raise ManifestError(
-                    f"{version_dir}: manifest says {manifest.name} v{manifest.version}, "
-                    f"folder is {name}/{version_dir.name}"
-                )
-            if not isinstance(manifest, UnsignedManifest):  # a bare model's records were hashed from these files
-                verify_files(manifest, version_dir)
-        except ManifestError as e:
-            raise ModelLoadError(f"refused {name} v{version_dir.name}: {e}") from e
-        before = rss_bytes()
-        runtime = self.runtime_factory(manifest, version_dir)
-        try:
-            runtime.load()
-        except ModelLoadError:
-            raise
-        except Exception as e:  # warm-up failures and anything ORT raises: the version is not servable
-            reason = e.message if isinstance(e, ServingError) else f"{type(e).__name__}: {e}"
-            raise ModelLoadError(f"refused {name} v{version_dir.name}: {reason}") from e
-        if isinstance(runtime.manifest, UnsignedManifest):  # a runtime that cannot read a graph's signature
-            runtime.unload()
-            raise ModelLoadError(
-                f"refused {name} v{version_dir.name}: {version_dir} has no manifest.json and "
-                f"{type(runtime).__name__} does not read the model's inputs and outputs"
-            )
-        release_free_heap()  # the parsed model file's memory, freed by ORT, back to the system
-        return runtime.manifest, runtime, max(0, rss_bytes() - before)
-
     def _make_batcher(self, served: ServedModel) -> Batcher:
         series = served.series
         policy = batch_policy(served.manifest, self.settings)
@@ -423,3 +389,41 @@ class ModelRepository:
         """Drain and release everything (server shutdown)."""
         served, self._served = self.served(), {}
         await asyncio.gather(*(self._drain(s) for s in served), *self._draining, return_exceptions=True)
+
+
+def build_version(
+    name: str, version_dir: Path, runtime_factory: RuntimeFactory
+) -> tuple[ModelManifest, ModelRuntime, int]:
+    """Load one version, blocking (the repository runs it off the loop): validate, verify, create, warm up.
+
+    Returns the manifest, the loaded runtime, and the resident memory the load added (bytes). A bare
+    ``model.onnx``'s manifest is completed by the runtime from its session (``graph_manifest.sign``): the
+    one that comes back is the runtime's.
+    """
+    try:
+        manifest = manifest_to_load(name, version_dir)
+        if manifest.name != name or str(manifest.version) != version_dir.name:
+            raise ManifestError(
+                f"{version_dir}: manifest says {manifest.name} v{manifest.version}, folder is {name}/{version_dir.name}"
+            )
+        if not isinstance(manifest, UnsignedManifest):  # a bare model's records were hashed from these files
+            verify_files(manifest, version_dir)
+    except ManifestError as e:
+        raise ModelLoadError(f"refused {name} v{version_dir.name}: {e}") from e
+    before = rss_bytes()
+    runtime = runtime_factory(manifest, version_dir)
+    try:
+        runtime.load()
+    except ModelLoadError:
+        raise
+    except Exception as e:  # warm-up failures and anything ORT raises: the version is not servable
+        reason = e.message if isinstance(e, ServingError) else f"{type(e).__name__}: {e}"
+        raise ModelLoadError(f"refused {name} v{version_dir.name}: {reason}") from e
+    if isinstance(runtime.manifest, UnsignedManifest):  # a runtime that cannot read a graph's signature
+        runtime.unload()
+        raise ModelLoadError(
+            f"refused {name} v{version_dir.name}: {version_dir} has no manifest.json and "
+            f"{type(runtime).__name__} does not read the model's inputs and outputs"
+        )
+    release_free_heap()  # the parsed model file's memory, freed by ORT, back to the system
+    return runtime.manifest, runtime, max(0, rss_bytes() - before)
