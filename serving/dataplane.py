@@ -19,6 +19,7 @@ from modelpress.serving.graph_manifest import metadata_parameters
 from modelpress.serving.manifest import TensorSpec
 from modelpress.serving.metrics import Metrics, outcome_of
 from modelpress.serving.protocol.codec import decode_input, shape_str
+from modelpress.serving.protocol.model_config import DynamicBatching, InstanceGroup, ModelConfig, config_tensor
 from modelpress.serving.protocol.types import (
     InferenceRequest,
     InferenceStats,
@@ -33,6 +34,7 @@ from modelpress.serving.protocol.types import (
 from modelpress.serving.protocol.v1 import instances_to_input, predictions, standardize
 from modelpress.serving.repository import ModelRepository
 from modelpress.serving.runtime.base import TRUNCATED
+from modelpress.serving.runtime.providers import GPU_PROVIDERS
 from modelpress.serving.served import PLATFORM, ServedModel
 from modelpress.serving.settings import Settings
 from modelpress.serving.stats import ModelStats
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     from modelpress.serving.tracing import Tracing
 
 SERVER_NAME = "modelpress"
-EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository", "statistics"]
 
 
 @dataclass
@@ -93,7 +95,7 @@ class DataPlane:
             "providers": served.runtime.providers,
             "task": m.task,
             "precision": m.precision,
-            "max_batch_size": served.batcher.max_batch_size if served.batchable and served.batcher else 0,
+            "max_batch_size": _max_batch_size(served),
         }
         if m.labels:
             params["labels"] = m.labels
@@ -111,6 +113,40 @@ class DataPlane:
             inputs=[MetadataTensor(name=s.name, datatype=s.datatype, shape=s.shape) for s in m.inputs],
             outputs=[MetadataTensor(name=s.name, datatype=s.datatype, shape=s.shape) for s in m.outputs],
             parameters=params,
+        )
+
+    def model_config(self, name: str, version: str | None = None) -> ModelConfig:
+        """Triton's model configuration extension: the served version as Triton's ``config.pbtxt`` would say it."""
+        served = self.repository.get(name, version)
+        m = served.manifest
+        max_batch = _max_batch_size(served)
+        batched = max_batch > 0
+        batcher = served.batcher
+        policy = self.repository.version_policy(name)
+        versions: dict[str, object] = {"num_versions": policy.count} if policy.kind == "latest" else {}
+        if policy.kind == "specific":
+            versions = {"versions": list(policy.versions)}
+        on_gpu = any(p in GPU_PROVIDERS for p in served.runtime.providers)
+        return ModelConfig(
+            name=m.name,
+            version_policy={policy.kind: versions},
+            max_batch_size=max_batch,
+            input=[config_tensor(s.name, s.datatype, s.shape, batched) for s in m.inputs],
+            output=[config_tensor(s.name, s.datatype, s.shape, batched) for s in m.outputs],
+            dynamic_batching=(
+                DynamicBatching(max_queue_delay_microseconds=round(batcher.max_queue_delay_s * 1e6))
+                if batcher is not None and max_batch > 1
+                else None
+            ),
+            instance_group=[
+                InstanceGroup(
+                    name=m.name,
+                    kind="KIND_GPU" if on_gpu else "KIND_CPU",
+                    count=batcher.max_concurrent_batches if batcher is not None else 1,
+                    gpus=[self.settings.cuda_device_id] if on_gpu else [],
+                )
+            ],
+            default_model_filename=m.model_file,
         )
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
@@ -299,14 +335,17 @@ def _client_timeout_s(parameters: dict | None) -> float | None:
 
 
 def _model_statistics(served: ServedModel, s: ModelStats) -> ModelStatistics:
-    zero = StatDuration()
+    # Feeding the run and taking its outputs happen inside the timed run: compute_input and compute_output have
+    # no time of their own, but the same count as compute_infer, as Triton's clients expect (perf_analyzer
+    # refuses statistics whose three compute counts differ).
+    inside = StatDuration(count=s.compute_count, ns=0)
     stats = InferenceStats(
         success=StatDuration(count=s.success_count, ns=s.success_ns),
         fail=StatDuration(count=s.fail_count, ns=s.fail_ns),
         queue=StatDuration(count=s.queue_count, ns=s.queue_ns),
-        compute_input=zero,  # decoding happens before the queue, in the request's own time
+        compute_input=inside,
         compute_infer=StatDuration(count=s.compute_count, ns=s.compute_ns),
-        compute_output=zero,
+        compute_output=inside,
     )
     return ModelStatistics(
         name=served.name,
@@ -365,3 +404,8 @@ def _rows(served: ServedModel, arrays: dict[str, np.ndarray]) -> int:
     if len(set(counts.values())) > 1:
         raise BadRequestError(f"inputs disagree on the batch dimension (first dim): {counts}")
     return next(iter(counts.values()))
+
+
+def _max_batch_size(served: ServedModel) -> int:
+    """Rows the model's batcher joins into one run; 0 when its tensors have no batch dimension (Triton's meaning)."""
+    return served.batcher.max_batch_size if served.batchable and served.batcher else 0

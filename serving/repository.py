@@ -245,7 +245,7 @@ class ModelRepository:
             self._expected.add(name)
             errors: list[ModelLoadError] = []
             for _ in range(len(available) + 2):  # each round loads what is wanted, refuses one more, or reads a policy
-                wanted = self._policy(name).select([v for v in available if not self._waiting(name, v)])
+                wanted = self.version_policy(name).select([v for v in available if not self._waiting(name, v)])
                 missing = [v for v in reversed(wanted) if str(v) not in self._served.get(name, {})]
                 if not missing:
                     break
@@ -262,7 +262,7 @@ class ModelRepository:
                     self._retire(loaded.pop(version), forget=True)
             return errors
 
-    def _policy(self, name: str) -> VersionPolicy:
+    def version_policy(self, name: str) -> VersionPolicy:
         """The server's policy for ``name``, else the newest served version's manifest's, else ``*``, else latest:1."""
         configured = self.settings.version_policy
         if name in configured:

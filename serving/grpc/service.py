@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.json_format import ParseDict
 from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2, status_pb2
 
@@ -105,6 +106,7 @@ class InferenceService:
             "ModelMetadata": (CallKind.API, self._model_metadata),
             "ModelInfer": (CallKind.API, self._infer),
             "ModelStatistics": (CallKind.API, self._statistics),
+            "ModelConfig": (CallKind.API, self._config),
             "RepositoryIndex": (CallKind.API, self._index),
             "RepositoryModelLoad": (CallKind.API, self._load),
             "RepositoryModelUnload": (CallKind.API, self._unload),
@@ -179,6 +181,12 @@ class InferenceService:
         check_path_names(name, version)
         stats = self.dataplane.statistics(name, version)
         return pb.ModelStatisticsResponse(model_stats=[_statistics(s) for s in stats.model_stats])
+
+    async def _config(self, request: pb.ModelConfigRequest, _: Any) -> pb.ModelConfigResponse:
+        check_path_names(request.name, request.version or None)
+        config = self.dataplane.model_config(request.name, request.version or None)
+        # The JSON form's names and enum spellings are the message's: one description serves REST and gRPC.
+        return pb.ModelConfigResponse(config=ParseDict(config.model_dump(exclude_none=True), pb.ModelConfig()))
 
     # ---- repository ---------------------------------------------------------------------------------------
     def _repository_enabled(self) -> None:

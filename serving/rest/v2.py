@@ -11,6 +11,7 @@ from modelpress.serving.dataplane import DataPlane, Inference
 from modelpress.serving.errors import UnavailableError
 from modelpress.serving.limits import check_infer_limits
 from modelpress.serving.protocol.codec import HEADER_LENGTH, encode_binary, encode_json, output_datatype
+from modelpress.serving.protocol.model_config import ModelConfig
 from modelpress.serving.protocol.types import (
     InferenceRequest,
     InferenceResponse,
@@ -70,6 +71,18 @@ async def model_metadata(request: Request, model_name: str) -> Response:
 @router.get("/v2/models/{model_name}/versions/{model_version}", response_model=ModelMetadata, responses=errors(404))
 async def model_version_metadata(request: Request, model_name: str, model_version: str) -> Response:
     return json_response(dataplane_of(request).model_metadata(model_name, model_version).model_dump())
+
+
+@router.get("/v2/models/{model_name}/config", response_model=ModelConfig, responses=errors(404))
+async def model_config(request: Request, model_name: str) -> Response:
+    """Triton's model configuration extension (``perf_analyzer`` and ``tritonclient.get_model_config`` read it)."""
+    return json_response(dataplane_of(request).model_config(model_name).model_dump(exclude_none=True))
+
+
+@router.get("/v2/models/{model_name}/versions/{model_version}/config", response_model=ModelConfig,
+            responses=errors(404))  # fmt: skip
+async def model_version_config(request: Request, model_name: str, model_version: str) -> Response:
+    return json_response(dataplane_of(request).model_config(model_name, model_version).model_dump(exclude_none=True))
 
 
 @router.get("/v2/models/{model_name}/ready", responses=errors(404, 503))

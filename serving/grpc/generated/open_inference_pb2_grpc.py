@@ -69,6 +69,11 @@ class GRPCInferenceServiceStub:
                 request_serializer=open__inference__pb2.ModelStatisticsRequest.SerializeToString,
                 response_deserializer=open__inference__pb2.ModelStatisticsResponse.FromString,
                 _registered_method=True)
+        self.ModelConfig = channel.unary_unary(
+                '/inference.GRPCInferenceService/ModelConfig',
+                request_serializer=open__inference__pb2.ModelConfigRequest.SerializeToString,
+                response_deserializer=open__inference__pb2.ModelConfigResponse.FromString,
+                _registered_method=True)
         self.RepositoryIndex = channel.unary_unary(
                 '/inference.GRPCInferenceService/RepositoryIndex',
                 request_serializer=open__inference__pb2.RepositoryIndexRequest.SerializeToString,
@@ -132,6 +137,13 @@ class GRPCInferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ModelConfig(self, request, context):
+        """Triton's model configuration extension (what perf_analyzer and tritonclient's get_model_config read).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RepositoryIndex(self, request, context):
         """Triton's model repository extension (refused with PERMISSION_DENIED unless the repository API is on).
         """
@@ -188,6 +200,11 @@ def add_GRPCInferenceServiceServicer_to_server(servicer, server):
                     servicer.ModelStatistics,
                     request_deserializer=open__inference__pb2.ModelStatisticsRequest.FromString,
                     response_serializer=open__inference__pb2.ModelStatisticsResponse.SerializeToString,
+            ),
+            'ModelConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.ModelConfig,
+                    request_deserializer=open__inference__pb2.ModelConfigRequest.FromString,
+                    response_serializer=open__inference__pb2.ModelConfigResponse.SerializeToString,
             ),
             'RepositoryIndex': grpc.unary_unary_rpc_method_handler(
                     servicer.RepositoryIndex,
@@ -394,6 +411,33 @@ class GRPCInferenceService:
             '/inference.GRPCInferenceService/ModelStatistics',
             open__inference__pb2.ModelStatisticsRequest.SerializeToString,
             open__inference__pb2.ModelStatisticsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModelConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inference.GRPCInferenceService/ModelConfig',
+            open__inference__pb2.ModelConfigRequest.SerializeToString,
+            open__inference__pb2.ModelConfigResponse.FromString,
             options,
             channel_credentials,
             insecure,

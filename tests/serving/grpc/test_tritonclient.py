@@ -110,3 +110,70 @@ def test_grpc_requests_are_counted_with_protocol_grpc(served):
     with pytest.raises(InferenceServerException):
         c.infer("digits", [wrong])
     assert grpc_counts() == (ok0 + 2, bad0 + 1)
+
+
+def _config_essentials(config: dict) -> dict:
+    """What Triton's tools read from a model configuration, in one spelling (gRPC's JSON gives int64 as text)."""
+
+    def tensors(items: list[dict]) -> list[tuple]:
+        return [(t["name"], t["data_type"], [int(d) for d in t.get("dims", [])]) for t in items]
+
+    group = config["instance_group"][0]
+    return {
+        "name": config["name"],
+        "platform": config["platform"],
+        "backend": config["backend"],
+        "max_batch_size": config.get("max_batch_size", 0),
+        "input": tensors(config["input"]),
+        "output": tensors(config["output"]),
+        "batching_delay_us": int(config.get("dynamic_batching", {}).get("max_queue_delay_microseconds", -1)),
+        "instances": (group["kind"], group["count"]),
+    }
+
+
+def test_model_config_speaks_tritons_convention_over_both_protocols(served):
+    """Triton's model configuration extension, as perf_analyzer and get_model_config read it: dims without the
+    batch dimension when max_batch_size > 0, Triton's type names, the batcher's delay and batches in flight."""
+    g = grpcclient.InferenceServerClient(served.grpc)
+    h = httpclient.InferenceServerClient(served.url)
+    for model in ("digits", "multi", "encoder"):
+        over_rest = _config_essentials(h.get_model_config(model))
+        assert over_rest == _config_essentials(g.get_model_config(model, as_json=True)["config"]), model
+        assert over_rest == _config_essentials(h.get_model_config(model, "1")), model
+    digits = _config_essentials(h.get_model_config("digits"))
+    assert (digits["platform"], digits["backend"]) == ("onnxruntime_onnx", "onnxruntime")
+    assert digits["max_batch_size"] > 1
+    assert digits["input"] == [("input", "TYPE_FP32", [FEATURES])]
+    assert digits["output"] == [("logits", "TYPE_FP32", [CLASSES])]
+    assert digits["batching_delay_us"] >= 0
+    assert digits["instances"][0] == "KIND_CPU"
+    assert digits["instances"][1] >= 1
+    encoder = _config_essentials(h.get_model_config("encoder"))
+    assert encoder["input"][0][1] == "TYPE_STRING"
+    multi = h.get_model_metadata("multi")
+    batched = _config_essentials(h.get_model_config("multi"))["max_batch_size"] > 0
+    for tensor, (name, _, dims) in zip(multi["inputs"], _config_essentials(h.get_model_config("multi"))["input"],
+                                       strict=True):  # fmt: skip
+        assert name == tensor["name"]
+        assert dims == (tensor["shape"][1:] if batched else tensor["shape"])
+
+
+def test_model_config_of_an_unknown_model_is_not_found(served):
+    with pytest.raises(InferenceServerException, match="not served") as rest:
+        httpclient.InferenceServerClient(served.url).get_model_config("nope")
+    assert rest.value.status() == "404"
+    with pytest.raises(InferenceServerException, match="not served") as grpc_error:
+        grpcclient.InferenceServerClient(served.grpc).get_model_config("nope")
+    assert grpc_error.value.status() == "StatusCode.NOT_FOUND"
+
+
+def test_statistics_give_the_three_compute_counts_alike(served):
+    """perf_analyzer refuses server statistics whose compute_input, compute_infer and compute_output counts
+    differ; feeding and reading the run are timed inside compute_infer."""
+    c = grpcclient.InferenceServerClient(served.grpc)
+    tensor = grpcclient.InferInput("input", [1, FEATURES], "FP32")
+    tensor.set_data_from_numpy(np.zeros((1, FEATURES), np.float32))
+    c.infer("digits", [tensor])
+    s = c.get_inference_statistics("digits").model_stats[0].inference_stats
+    assert s.compute_infer.count >= 1
+    assert s.compute_input.count == s.compute_infer.count == s.compute_output.count
