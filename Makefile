@@ -41,6 +41,7 @@ demo: install
 #   a PostgreSQL server (initdb, pg_ctl; the shared tuning study's tests start one on 127.0.0.1) from Debian's
 #   postgresql, looked for by its pg_ctlcluster (psql alone may come from the client package).
 #   chromium and chromedriver (the report's and the /ui page's browser tests) from chromium, chromium-driver.
+#   libb64 (a library the perf_analyzer of the tritonclient wheel links; its test drives it) from libb64-0d.
 # Azurite (the Azure Storage emulator the az:// repository tests start) is an npm package: installed with npm into
 # the virtualenv ($(BIN)/azurite-blob, gone with `make clean`), needing no root; without npm those tests are skipped.
 define apt_tool
@@ -58,6 +59,12 @@ tools: $(BIN)/activate
 	$(call apt_tool,pg_ctlcluster,postgresql,the PostgreSQL tuning tests will be skipped)
 	$(call apt_tool,chromium,chromium,the browser tests of the HTML report and the /ui page will be skipped)
 	$(call apt_tool,chromedriver,chromium-driver,the browser tests of the HTML report and the /ui page will be skipped)
+	@ldconfig -p 2>/dev/null | grep -q libb64.so.0d || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing libb64 (Debian package libb64-0d)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libb64-0d) \
+	      >/dev/null || echo "warning: could not install libb64; the perf_analyzer test will be skipped"; \
+	  else echo "note: libb64 not found; the perf_analyzer test will be skipped (apt-get install libb64-0d)"; fi; }
 	@command -v azurite-blob >/dev/null 2>&1 || test -x $(BIN)/azurite-blob || { \
 	  if command -v npm >/dev/null 2>&1; then \
 	    echo "installing azurite (npm package) into $(VENV)"; \
