@@ -244,8 +244,8 @@ def to_markdown(steps: list[dict], concurrency: int) -> str:
     for s in steps:
         latency = f"{s['p50_ms']:.2f} | {s['p99_ms']:.2f}"
         cpu = f"{s['cpu_us_per_req']:.0f} | {s['loop_cpu_us_per_req']:.0f} | {s['rows_per_batch']:.1f}"
-        client = f"{s['client_cpu_us_per_req']:.0f}" if "client_cpu_us_per_req" in s else "–"
-        lines.append(f"| {s['round']} | {s['protocol']} | {s['rps']:.0f} | {latency} | {cpu} | {client} |")
+        lines.append(f"| {s['round']} | {s['protocol']} | {s['rps']:.0f} | {latency} | {cpu} | "
+                     f"{s['client_cpu_us_per_req']:.0f} |")  # fmt: skip
     by = {p: [s for s in steps if s["protocol"] == p] for p in ("rest", "grpc", "grpc-go")}
     lines.append("")
     for client in ("grpc", "grpc-go"):

@@ -19,7 +19,13 @@ from modelpress.serving.graph_manifest import metadata_parameters
 from modelpress.serving.manifest import TensorSpec
 from modelpress.serving.metrics import Metrics, outcome_of
 from modelpress.serving.protocol.codec import decode_input, shape_str
-from modelpress.serving.protocol.model_config import DynamicBatching, InstanceGroup, ModelConfig, config_tensor
+from modelpress.serving.protocol.model_config import (
+    DynamicBatching,
+    InstanceGroup,
+    ModelConfig,
+    config_tensor,
+    config_version_policy,
+)
 from modelpress.serving.protocol.types import (
     InferenceRequest,
     InferenceStats,
@@ -34,7 +40,7 @@ from modelpress.serving.protocol.types import (
 from modelpress.serving.protocol.v1 import instances_to_input, predictions, standardize
 from modelpress.serving.repository import ModelRepository
 from modelpress.serving.runtime.base import TRUNCATED
-from modelpress.serving.runtime.providers import GPU_PROVIDERS
+from modelpress.serving.runtime.providers import uses_gpu
 from modelpress.serving.served import PLATFORM, ServedModel
 from modelpress.serving.settings import Settings
 from modelpress.serving.stats import ModelStats
@@ -122,14 +128,10 @@ class DataPlane:
         max_batch = _max_batch_size(served)
         batched = max_batch > 0
         batcher = served.batcher
-        policy = self.repository.version_policy(name)
-        versions: dict[str, object] = {"num_versions": policy.count} if policy.kind == "latest" else {}
-        if policy.kind == "specific":
-            versions = {"versions": list(policy.versions)}
-        on_gpu = any(p in GPU_PROVIDERS for p in served.runtime.providers)
+        on_gpu = uses_gpu(served.runtime.providers)
         return ModelConfig(
             name=m.name,
-            version_policy={policy.kind: versions},
+            version_policy=config_version_policy(self.repository.version_policy(name)),
             max_batch_size=max_batch,
             input=[config_tensor(s.name, s.datatype, s.shape, batched) for s in m.inputs],
             output=[config_tensor(s.name, s.datatype, s.shape, batched) for s in m.outputs],

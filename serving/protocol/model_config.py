@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from modelpress.serving.version_policy import VersionPolicy
+
 # The Open Inference Protocol's datatypes as model_config.proto's DataType names.
 V2_TO_CONFIG_TYPE: dict[str, str] = {
     "BOOL": "TYPE_BOOL",
@@ -83,3 +85,12 @@ def config_tensor(name: str, datatype: str, shape: list[int], batched: bool) -> 
     """
     return ConfigTensor(name=name, data_type=V2_TO_CONFIG_TYPE.get(datatype, "TYPE_INVALID"),
                         dims=list(shape[1:] if batched else shape))  # fmt: skip
+
+
+def config_version_policy(policy: VersionPolicy) -> dict[str, dict[str, object]]:
+    """The policy as ``ModelVersionPolicy``'s JSON: one of ``latest``, ``all``, ``specific``."""
+    if policy.kind == "latest":
+        return {"latest": {"num_versions": policy.count}}
+    if policy.kind == "specific":
+        return {"specific": {"versions": list(policy.versions)}}
+    return {"all": {}}

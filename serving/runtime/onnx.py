@@ -150,9 +150,10 @@ class OnnxModel(ModelRuntime):
         except Exception as e:  # ORT raises its own pybind types for corrupt or unsupported models
             reason = unreadable(path, e) if bare else f"ONNX Runtime refused {path}: {e}"
             raise ModelLoadError(f"{self.manifest.name} v{self.manifest.version}: {reason}") from e
-        if bare:  # a bare model.onnx: its signature is this session's
+        if bare:  # a bare model.onnx: its signature is this session's, nothing to check it against
             self.manifest = self._signed(self.manifest, path, session)
-        _check_signature(self.manifest, session, check_inputs=self.manifest.tokenizer is None)
+        else:
+            _check_signature(self.manifest, session, check_inputs=self.manifest.tokenizer is None)
         self._prepare(session)
         self._session = session
         self._thread_pool = thread_pool

@@ -98,7 +98,7 @@ def select_providers(
     skipped = [p for p in config.requested if p not in available]
     if skipped:
         log.warning("execution providers %s requested but not available here (available: %s)", skipped, available)
-    if config.require_gpu and not any(p in GPU_PROVIDERS for p in chosen):
+    if config.require_gpu and not uses_gpu(chosen):
         raise ProviderError(
             f"a GPU is required but no GPU execution provider is available: requested {list(config.requested)}, "
             f"available {available}"
@@ -110,7 +110,7 @@ def select_providers(
 
 def check_session_providers(config: ProviderConfig, used: list[str]) -> None:
     """After session creation: refuse a silent CPU fallback when the GPU is required."""
-    if config.require_gpu and not any(p in GPU_PROVIDERS for p in used):
+    if config.require_gpu and not uses_gpu(used):
         raise ProviderError(f"a GPU is required but the session fell back to {used}")
 
 

@@ -23,3 +23,12 @@ def test_one_text_per_row_leaves_no_dims_and_texts_are_triton_strings():
 def test_every_served_datatype_has_a_triton_type():
     assert set(V2_TO_NUMPY) <= set(V2_TO_CONFIG_TYPE)
     assert config_tensor("x", "COMPLEX", [1], batched=False).data_type == "TYPE_INVALID"
+
+
+def test_version_policies_take_tritons_form():
+    from modelpress.serving.protocol.model_config import config_version_policy
+    from modelpress.serving.version_policy import VersionPolicy
+
+    assert config_version_policy(VersionPolicy.parse("latest:2")) == {"latest": {"num_versions": 2}}
+    assert config_version_policy(VersionPolicy.parse("all")) == {"all": {}}
+    assert config_version_policy(VersionPolicy.parse("specific:1,3")) == {"specific": {"versions": [1, 3]}}
