@@ -52,10 +52,17 @@ def chromium(width: int = 1280, height: int = 900) -> Iterator[Any]:
 
 
 def wait_for(driver: Any, condition: Callable[[Any], Any], seconds: float = 15.0, what: str = "the page") -> Any:
-    """Selenium's WebDriverWait with a message that says what was awaited."""
+    """Selenium's WebDriverWait with a message that says what was awaited.
+
+    An element found on the page a form submit is leaving goes stale before its text is read; that is the page
+    still changing, so the wait polls again rather than failing (CI once hit it between find and ``.text``).
+    """
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, seconds, poll_frequency=0.1).until(condition, f"timed out waiting for {what}")
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    wait = WebDriverWait(driver, seconds, poll_frequency=0.1, ignored_exceptions=ignored)
+    return wait.until(condition, f"timed out waiting for {what}")
 
 
 def full_page_screenshot(driver: Any, path: Path, width: int | None = None) -> Path:
