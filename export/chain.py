@@ -144,8 +144,8 @@ def build_variant(
         name=model_name, family=family, variant=variant, model=result.model, precision=result.precision,
         lineage=[start.record, *result.lineage], quality=quality, contract=start.contract,
     )  # fmt: skip
-    if spec.version_policy:  # how servers pick among this model's versions, carried by each version
-        manifest = manifest.model_copy(update={"version_policy": spec.version_policy})
+    serving = {"version_policy": spec.version_policy, "batching": spec.batching}  # how servers pick and batch it
+    manifest = manifest.model_copy(update={k: v for k, v in serving.items() if v is not None})
     return BuiltVariant(variant, manifest, result.model.path, warnings, list(start.contract.extra_files), result.kept)
 
 

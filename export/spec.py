@@ -10,7 +10,7 @@ from modelpress.common.validation import first_error
 from modelpress.export.errors import ExportError
 from modelpress.export.passes import PASSES, build_pass
 from modelpress.export.passes.base import ModelHandle, OnnxHandle, TorchHandle
-from modelpress.serving.manifest import validate_model_name
+from modelpress.serving.manifest import BatchingConfig, validate_model_name
 
 # Built-in variants; a recipe may redefine them or add its own under ``steps``.
 DEFAULT_STEPS: dict[str, list[dict[str, Any]]] = {
@@ -50,6 +50,9 @@ class ExportSpec(BaseModel):
     verify: VerifySpec = Field(default_factory=VerifySpec)
     version_policy: str | None = Field(
         None, description="versions servers load of each variant (latest:N, all, specific:V1,V2), in its manifest"
+    )
+    batching: BatchingConfig | None = Field(
+        None, description="each variant's own dynamic batching (Triton's dynamic_batching), in its manifest"
     )
 
     @model_validator(mode="after")

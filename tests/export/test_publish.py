@@ -112,3 +112,26 @@ def test_the_recipe_version_policy_travels_in_each_manifest(checkpoint_for, tmp_
     assert read_manifest(tmp_path / "digits" / str(item.version)).version_policy == "latest:2"
     with pytest.raises(ExportError, match="expected latest:N, all, or specific"):
         parse_spec({"version_policy": "newest"})
+
+
+@pytest.mark.anyio
+async def test_the_recipe_batching_travels_in_each_manifest_and_the_server_batches_so(checkpoint_for, tmp_path):
+    from modelpress.export.spec import parse_spec
+    from tests.serving.conftest import client_for
+
+    checkpoint, data = checkpoint_for("mlp")
+    batching = {"max_batch_size": 8, "max_queue_delay_us": 700}
+    items = export_checkpoint(checkpoint, tmp_path, "digits", variants=["fp32", "int8"], data=data, progress=False,
+                              spec={"batching": batching})  # fmt: skip
+    for item in items:
+        assert read_manifest(item.path).batching.model_dump(exclude_none=True) == batching
+    async with client_for(tmp_path) as client:
+        for name in ("digits", "digits-int8"):
+            assert (await client.get(f"/v2/models/{name}")).json()["parameters"]["max_batch_size"] == 8
+            config = (await client.get(f"/v2/models/{name}/config")).json()
+            assert config["max_batch_size"] == 8
+            assert config["dynamic_batching"]["max_queue_delay_microseconds"] == 700
+    with pytest.raises(ExportError, match=r"export\.batching\.max_batch_size: .*greater than or equal to 1"):
+        parse_spec({"batching": {"max_batch_size": 0}})
+    with pytest.raises(ExportError, match=r"export\.batching\.max_batch: Extra inputs"):
+        parse_spec({"batching": {"max_batch": 8}})
