@@ -18,6 +18,7 @@ from modelpress.serving.errors import BadRequestError, InternalError, ServingErr
 from modelpress.serving.graph_manifest import metadata_parameters
 from modelpress.serving.manifest import TensorSpec
 from modelpress.serving.metrics import Metrics, outcome_of
+from modelpress.serving.protocol.classification import classification_counts, top_classes
 from modelpress.serving.protocol.codec import decode_input, shape_str
 from modelpress.serving.protocol.model_config import (
     DynamicBatching,
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from modelpress.serving.tracing import Tracing
 
 SERVER_NAME = "modelpress"
-EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository", "statistics"]
+EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "model_repository", "statistics"]
 
 
 @dataclass
@@ -186,10 +187,15 @@ class DataPlane:
         _check_input_names(served, [item.name for item in request.inputs])
         arrays = {n: self._decode(served, served_spec(served, n), item, binary.get(n)) for n, item in feeds.items()}
         outputs = _requested_outputs(served, [o.name for o in request.outputs] if request.outputs else None)
+        classes = classification_counts(request.outputs, {s.name: s for s in served.manifest.outputs})
         timeout_s = _client_timeout_s(request.parameters)
         if deadline_s is not None and (timeout_s is None or deadline_s < timeout_s):
             timeout_s = max(deadline_s, 0.0)
-        return await self._run(served, arrays, outputs, timeout_s, version)
+        result = await self._run(served, arrays, outputs, timeout_s, version)
+        for name, count in classes.items():  # Triton's classification extension: top classes instead of values
+            labels = result.served.manifest.labels
+            result.outputs[name] = top_classes(result.outputs[name], count, labels, result.served.batchable)
+        return result
 
     async def predict(self, name: str, version: str | None, instances: list) -> V1Prediction:
         """V1: instances → input tensors (with the manifest's preprocessing) → predictions per instance."""

@@ -8,7 +8,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from tests.serving.models import CLASSES, FEATURES, classifier_reference
+from tests.serving.models import CLASSES, FEATURES, LABELS, classifier_reference
 
 pytestmark = pytest.mark.slow  # a real server with gRPC per module: a few seconds
 
@@ -177,3 +177,27 @@ def test_statistics_give_the_three_compute_counts_alike(served):
     s = c.get_inference_statistics("digits").model_stats[0].inference_stats
     assert s.compute_infer.count >= 1
     assert s.compute_input.count == s.compute_infer.count == s.compute_output.count
+
+
+@pytest.mark.parametrize("module", [grpcclient, httpclient], ids=["grpc", "http"])
+def test_class_count_returns_the_top_classes_as_triton_does(served, digits_weights, module):
+    """tritonclient's ``class_count`` (Triton's classification extension): the top k of each row as
+    ``value:index:label``, from the same logits the raw output gives; over gRPC and REST alike."""
+    client = module.InferenceServerClient(served.grpc if module is grpcclient else served.url)
+    assert "classification" in (client.get_server_metadata().extensions if module is grpcclient
+                                else client.get_server_metadata()["extensions"])  # fmt: skip
+    x = np.random.default_rng(3).standard_normal((2, FEATURES)).astype(np.float32)
+    tensor = module.InferInput("input", [2, FEATURES], "FP32")
+    tensor.set_data_from_numpy(x)
+    result = client.infer("digits", [tensor], outputs=[module.InferRequestedOutput("logits", class_count=3)])
+    got = result.as_numpy("logits")
+    assert got.shape == (2, 3)
+    w, b = digits_weights
+    logits = classifier_reference(x, w, b)
+    for row, strings in zip(logits, got, strict=True):
+        parsed = [s.decode().split(":") for s in strings]
+        assert [int(index) for _, index, _ in parsed] == list(np.argsort(-row)[:3])
+        assert [label for _, _, label in parsed] == [LABELS[int(index)] for _, index, _ in parsed]
+        np.testing.assert_allclose([float(v) for v, _, _ in parsed], np.sort(row)[::-1][:3], atol=1e-5)
+    with pytest.raises(InferenceServerException, match="classification' must be a positive integer"):
+        client.infer("digits", [tensor], outputs=[module.InferRequestedOutput("logits", class_count=-1)])
