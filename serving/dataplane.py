@@ -187,13 +187,13 @@ class DataPlane:
         _check_input_names(served, [item.name for item in request.inputs])
         arrays = {n: self._decode(served, served_spec(served, n), item, binary.get(n)) for n, item in feeds.items()}
         outputs = _requested_outputs(served, [o.name for o in request.outputs] if request.outputs else None)
-        classes = classification_counts(request.outputs, {s.name: s for s in served.manifest.outputs})
+        classes = classification_counts(request.outputs, served.manifest.outputs)
         timeout_s = _client_timeout_s(request.parameters)
         if deadline_s is not None and (timeout_s is None or deadline_s < timeout_s):
             timeout_s = max(deadline_s, 0.0)
         result = await self._run(served, arrays, outputs, timeout_s, version)
+        labels = result.served.manifest.labels
         for name, count in classes.items():  # Triton's classification extension: top classes instead of values
-            labels = result.served.manifest.labels
             result.outputs[name] = top_classes(result.outputs[name], count, labels, result.served.batchable)
         return result
 

@@ -13,15 +13,18 @@ import numpy as np
 
 from modelpress.serving.errors import BadRequestError
 from modelpress.serving.manifest import TensorSpec
+from modelpress.serving.protocol.datatypes import V2_TO_NUMPY
 from modelpress.serving.protocol.types import RequestOutput
 
 PARAMETER = "classification"
 # Orderable datatypes; BOOL and BYTES have no top classes (Triton refuses them too).
-NUMERIC = {"UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"}
+NUMERIC = frozenset(V2_TO_NUMPY) - {"BOOL", "BYTES"}
 
 
-def classification_counts(outputs: list[RequestOutput] | None, specs: dict[str, TensorSpec]) -> dict[str, int]:
+def classification_counts(outputs: list[RequestOutput] | None, specs: list[TensorSpec]) -> dict[str, int]:
     """Output name → how many top classes the request asks of it (outputs that ask none are left out).
+
+    ``specs`` are the model's outputs; one is looked up only for an output that asks for classes.
 
     Raises:
         BadRequestError: a count that is not a positive integer, or an output whose values cannot be ranked.
@@ -36,7 +39,7 @@ def classification_counts(outputs: list[RequestOutput] | None, specs: dict[str, 
                 f"output '{output.name}': parameter '{PARAMETER}' must be a positive integer (the number of top "
                 f"classes), got {count!r}"
             )
-        spec = specs.get(output.name)
+        spec = next((s for s in specs if s.name == output.name), None)
         if spec is not None and spec.datatype not in NUMERIC:
             raise BadRequestError(
                 f"output '{output.name}': {spec.datatype} values have no top classes ('{PARAMETER}' needs a "
@@ -49,10 +52,10 @@ def classification_counts(outputs: list[RequestOutput] | None, specs: dict[str, 
 def top_classes(values: np.ndarray, count: int, labels: list[str] | None, batched: bool) -> np.ndarray:
     """The ``count`` highest values of each row (of the whole tensor when not ``batched``) as Triton's strings."""
     rows = values.reshape(values.shape[0], -1) if batched and values.ndim else values.reshape(1, -1)
-    k = min(count, rows.shape[1])
+    width = rows.shape[1]
+    k = min(count, width)
     # Descending and exact for every datatype: a stable ascending sort of the mirrored row, read backwards (equal
     # values then keep their index order, lowest first).
-    width = rows.shape[1]
     order = (width - 1 - np.argsort(rows[:, ::-1], axis=1, kind="stable")[:, ::-1])[:, :k]
     floats = rows.dtype.kind == "f"
     out = np.empty((rows.shape[0], k), dtype=object)

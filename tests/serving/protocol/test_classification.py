@@ -35,8 +35,10 @@ def test_without_a_batch_dimension_the_whole_tensor_is_one_row():
     assert got.tolist() == [b"9.000000:1", b"4.000000:2"]
 
 
-SPECS = {"logits": TensorSpec(name="logits", datatype="FP32", shape=[-1, 4]),
-         "text": TensorSpec(name="text", datatype="BYTES", shape=[-1])}  # fmt: skip
+SPECS = [
+    TensorSpec(name="logits", datatype="FP32", shape=[-1, 4]),
+    TensorSpec(name="text", datatype="BYTES", shape=[-1]),
+]
 
 
 def test_counts_are_read_per_output_and_outputs_without_one_are_left_out():
